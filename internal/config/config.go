@@ -1,0 +1,443 @@
+// Package config loads Unhidra's configuration: defaults, then the
+// environment, then command-line flags, then one Validate that reports every
+// problem at once. A Config is immutable after Load and safe to share.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of `unhidra serve` (SPEC §2).
+type Config struct {
+	Env                  string
+	DataDir              string
+	DatabaseURL          string
+	RedisURL             string
+	JWTSecret            string
+	JWTSecretPrevious    string
+	AccessTokenTTL       time.Duration
+	RefreshTokenTTL      time.Duration
+	AuthPort             int
+	GatewayPort          int
+	MQTTPort             int
+	MQTTTLSPort          int
+	BindAddr             string
+	TLSCertFile          string
+	TLSKeyFile           string
+	TrustProxyTLS        bool
+	TrustedProxies       []netip.Prefix
+	AllowedOrigins       []string
+	RateLimitIPPerMin    int
+	RateLimitLoginPerMin int
+	MaxConnsPerUser      int
+	Registration         string
+	E2EEEnforced         bool
+	MLWorkerCmd          string
+	MLSocketPath         string
+	MLTimeout            time.Duration
+	LogLevel             string
+	LogFormat            string
+	ShutdownTimeout      time.Duration
+	TelemetryRetention   time.Duration
+	AdminPassword        string
+	// Services lists the services `serve` runs (auth, gateway, mqtt, ml).
+	Services []string
+
+	// JWTSecretGenerated is true when the secret was generated (and kept in
+	// the data dir) because none was configured; serve logs a warning.
+	JWTSecretGenerated bool
+}
+
+// Registration modes.
+const (
+	RegistrationOpen     = "open"
+	RegistrationApproval = "approval"
+	RegistrationClosed   = "closed"
+)
+
+// AllServices is the default service set of `unhidra serve`.
+var AllServices = []string{"auth", "gateway", "mqtt", "ml"}
+
+// Production reports whether UNHIDRA_ENV=production.
+func (c *Config) Production() bool { return c.Env == "production" }
+
+// TLS reports whether the process serves TLS itself.
+func (c *Config) TLS() bool { return c.TLSCertFile != "" && c.TLSKeyFile != "" }
+
+// Runs reports whether the named service is enabled.
+func (c *Config) Runs(service string) bool {
+	for _, s := range c.Services {
+		if s == service {
+			return true
+		}
+	}
+	return false
+}
+
+// SQLitePath returns the database file path when DatabaseURL names SQLite
+// (a sqlite:// URL or a bare path), or "" otherwise.
+func (c *Config) SQLitePath() string {
+	u := c.DatabaseURL
+	switch {
+	case strings.HasPrefix(u, "sqlite://"):
+		return strings.TrimPrefix(u, "sqlite://")
+	case strings.HasPrefix(u, "sqlite:"):
+		return strings.TrimPrefix(u, "sqlite:")
+	case strings.Contains(u, "://"):
+		return ""
+	default:
+		return u
+	}
+}
+
+// Load builds a Config from defaults, the environment (getenv) and args (the
+// flags of `serve`). It does not validate: call Validate.
+func Load(args []string, getenv func(string) string) (*Config, error) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	envDur := func(k string, def time.Duration) time.Duration {
+		v := getenv(k)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a duration (like 15m or 720h)", k, v))
+			return def
+		}
+		return d
+	}
+	envInt := func(k string, def int) int {
+		v := getenv(k)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not an integer", k, v))
+			return def
+		}
+		return n
+	}
+	envBool := func(k string, def bool) bool {
+		v := getenv(k)
+		if v == "" {
+			return def
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a boolean", k, v))
+			return def
+		}
+		return b
+	}
+
+	c := &Config{}
+	c.Env = env("UNHIDRA_ENV", "development")
+	prod := c.Env == "production"
+	c.DataDir = env("UNHIDRA_DATA_DIR", "./data")
+	c.DatabaseURL = getenv("DATABASE_URL")
+	c.RedisURL = getenv("REDIS_URL")
+	c.JWTSecret = getenv("JWT_SECRET")
+	c.JWTSecretPrevious = getenv("JWT_SECRET_PREVIOUS")
+	c.AccessTokenTTL = envDur("ACCESS_TOKEN_TTL", 15*time.Minute)
+	c.RefreshTokenTTL = envDur("REFRESH_TOKEN_TTL", 720*time.Hour)
+	c.AuthPort = envInt("AUTH_PORT", 9200)
+	c.GatewayPort = envInt("GATEWAY_PORT", 9000)
+	c.MQTTPort = envInt("MQTT_PORT", 1883)
+	c.MQTTTLSPort = envInt("MQTT_TLS_PORT", 8883)
+	defBind := "127.0.0.1"
+	if prod {
+		defBind = "0.0.0.0"
+	}
+	c.BindAddr = env("BIND_ADDR", defBind)
+	c.TLSCertFile = getenv("TLS_CERT_FILE")
+	c.TLSKeyFile = getenv("TLS_KEY_FILE")
+	c.TrustProxyTLS = envBool("TRUST_PROXY_TLS", false)
+	trusted := getenv("TRUSTED_PROXIES")
+	origins := getenv("ALLOWED_ORIGINS")
+	c.RateLimitIPPerMin = envInt("RATE_LIMIT_IP_PER_MINUTE", 60)
+	c.RateLimitLoginPerMin = envInt("RATE_LIMIT_LOGIN_PER_MINUTE", 10)
+	c.MaxConnsPerUser = envInt("MAX_CONNECTIONS_PER_USER", 10)
+	c.Registration = env("REGISTRATION", RegistrationOpen)
+	c.E2EEEnforced = envBool("E2EE_ENFORCED", false)
+	c.MLWorkerCmd = getenv("ML_WORKER_CMD")
+	c.MLSocketPath = env("ML_SOCKET_PATH", "/tmp/unhidra-ml.sock")
+	c.MLTimeout = time.Duration(envInt("ML_TIMEOUT_MS", 2000)) * time.Millisecond
+	c.LogLevel = env("LOG_LEVEL", "info")
+	defFormat := "text"
+	if prod {
+		defFormat = "json"
+	}
+	c.LogFormat = env("LOG_FORMAT", defFormat)
+	c.ShutdownTimeout = envDur("SHUTDOWN_TIMEOUT", 10*time.Second)
+	c.TelemetryRetention = envDur("TELEMETRY_RETENTION", 30*24*time.Hour)
+	c.AdminPassword = getenv("UNHIDRA_ADMIN_PASSWORD")
+	services := env("UNHIDRA_SERVICES", strings.Join(AllServices, ","))
+
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.Env, "env", c.Env, "UNHIDRA_ENV: development or production")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "UNHIDRA_DATA_DIR: data directory")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "DATABASE_URL: sqlite://path, a bare path, or postgres://…")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "REDIS_URL: redis://host:port/db (empty: in-process broker)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "JWT_SECRET: HS256 key, at least 32 bytes (prefer the environment)")
+	fs.StringVar(&c.JWTSecretPrevious, "jwt-secret-previous", c.JWTSecretPrevious, "JWT_SECRET_PREVIOUS: previous key, still accepted for verification")
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "ACCESS_TOKEN_TTL")
+	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", c.RefreshTokenTTL, "REFRESH_TOKEN_TTL")
+	fs.IntVar(&c.AuthPort, "auth-port", c.AuthPort, "AUTH_PORT: auth API listener")
+	fs.IntVar(&c.GatewayPort, "gateway-port", c.GatewayPort, "GATEWAY_PORT: WebSocket, REST API and web client")
+	fs.IntVar(&c.MQTTPort, "mqtt-port", c.MQTTPort, "MQTT_PORT")
+	fs.IntVar(&c.MQTTTLSPort, "mqtt-tls-port", c.MQTTTLSPort, "MQTT_TLS_PORT (only with a certificate)")
+	fs.StringVar(&c.BindAddr, "bind-addr", c.BindAddr, "BIND_ADDR: listen address")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "TLS_CERT_FILE")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "TLS_KEY_FILE")
+	fs.BoolVar(&c.TrustProxyTLS, "trust-proxy-tls", c.TrustProxyTLS, "TRUST_PROXY_TLS: TLS is terminated by a proxy")
+	fs.StringVar(&trusted, "trusted-proxies", trusted, "TRUSTED_PROXIES: comma-separated CIDRs allowed to set X-Forwarded-For")
+	fs.StringVar(&origins, "allowed-origins", origins, "ALLOWED_ORIGINS: comma-separated scheme://host[:port]")
+	fs.IntVar(&c.RateLimitIPPerMin, "rate-limit-ip-per-minute", c.RateLimitIPPerMin, "RATE_LIMIT_IP_PER_MINUTE")
+	fs.IntVar(&c.RateLimitLoginPerMin, "rate-limit-login-per-minute", c.RateLimitLoginPerMin, "RATE_LIMIT_LOGIN_PER_MINUTE")
+	fs.IntVar(&c.MaxConnsPerUser, "max-connections-per-user", c.MaxConnsPerUser, "MAX_CONNECTIONS_PER_USER")
+	fs.StringVar(&c.Registration, "registration", c.Registration, "REGISTRATION: open, approval or closed")
+	fs.BoolVar(&c.E2EEEnforced, "e2ee-enforced", c.E2EEEnforced, "E2EE_ENFORCED")
+	fs.StringVar(&c.MLWorkerCmd, "ml-worker-cmd", c.MLWorkerCmd, "ML_WORKER_CMD")
+	fs.StringVar(&c.MLSocketPath, "ml-socket-path", c.MLSocketPath, "ML_SOCKET_PATH")
+	fs.DurationVar(&c.MLTimeout, "ml-timeout", c.MLTimeout, "ML_TIMEOUT_MS (as a duration)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "LOG_LEVEL: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "LOG_FORMAT: text or json")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "SHUTDOWN_TIMEOUT")
+	fs.DurationVar(&c.TelemetryRetention, "telemetry-retention", c.TelemetryRetention, "TELEMETRY_RETENTION")
+	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	}
+
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "unhidra.db")
+	}
+	for _, s := range splitList(trusted) {
+		p, err := parsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q is not a CIDR or address", s))
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
+	}
+	c.AllowedOrigins = splitList(origins)
+	c.Services = splitList(services)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// MinSecretLen is the minimum JWT secret length in bytes.
+const MinSecretLen = 32
+
+// Validate reports every configuration problem at once. In production it
+// also refuses unsafe defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Env != "development" && c.Env != "production" {
+		add("UNHIDRA_ENV: %q must be development or production", c.Env)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"AUTH_PORT", c.AuthPort}, {"GATEWAY_PORT", c.GatewayPort}, {"MQTT_PORT", c.MQTTPort}, {"MQTT_TLS_PORT", c.MQTTTLSPort}} {
+		if p.v < 0 || p.v > 65535 {
+			add("%s: %d is not a port", p.name, p.v)
+		}
+	}
+	if net.ParseIP(c.BindAddr) == nil && c.BindAddr != "localhost" {
+		add("BIND_ADDR: %q is not an IP address", c.BindAddr)
+	}
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
+		add("ACCESS_TOKEN_TTL: %s must be between 1m and 24h", c.AccessTokenTTL)
+	}
+	if c.RefreshTokenTTL < c.AccessTokenTTL {
+		add("REFRESH_TOKEN_TTL: %s must not be shorter than ACCESS_TOKEN_TTL", c.RefreshTokenTTL)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("TLS_CERT_FILE and TLS_KEY_FILE must be given together")
+	}
+	for _, f := range []struct{ name, path string }{{"TLS_CERT_FILE", c.TLSCertFile}, {"TLS_KEY_FILE", c.TLSKeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				add("%s: %v", f.name, err)
+			}
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			add("ALLOWED_ORIGINS: %q %v", o, err)
+		}
+	}
+	if c.RateLimitIPPerMin < 1 {
+		add("RATE_LIMIT_IP_PER_MINUTE: must be at least 1")
+	}
+	if c.RateLimitLoginPerMin < 1 {
+		add("RATE_LIMIT_LOGIN_PER_MINUTE: must be at least 1")
+	}
+	if c.MaxConnsPerUser < 1 {
+		add("MAX_CONNECTIONS_PER_USER: must be at least 1")
+	}
+	switch c.Registration {
+	case RegistrationOpen, RegistrationApproval, RegistrationClosed:
+	default:
+		add("REGISTRATION: %q must be open, approval or closed", c.Registration)
+	}
+	if c.MLTimeout <= 0 {
+		add("ML_TIMEOUT_MS: must be positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("LOG_LEVEL: %q must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("LOG_FORMAT: %q must be text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("SHUTDOWN_TIMEOUT: must be positive")
+	}
+	if c.TelemetryRetention < time.Hour {
+		add("TELEMETRY_RETENTION: %s must be at least 1h", c.TelemetryRetention)
+	}
+	if len(c.Services) == 0 {
+		add("--services: at least one service is needed")
+	}
+	for _, s := range c.Services {
+		known := false
+		for _, a := range AllServices {
+			known = known || s == a
+		}
+		if !known {
+			add("--services: unknown service %q (known: %s)", s, strings.Join(AllServices, ","))
+		}
+	}
+	if c.SQLitePath() == "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		add("DATABASE_URL: %q must be sqlite://path, a file path, or postgres://…", redactURL(c.DatabaseURL))
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+		add("REDIS_URL: must start with redis:// or rediss://")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinSecretLen {
+		add("JWT_SECRET: must be at least %d bytes", MinSecretLen)
+	}
+	if c.JWTSecretPrevious != "" && len(c.JWTSecretPrevious) < MinSecretLen {
+		add("JWT_SECRET_PREVIOUS: must be at least %d bytes", MinSecretLen)
+	}
+
+	if c.Production() {
+		switch {
+		case c.JWTSecret == "" || c.JWTSecretGenerated:
+			add("production: JWT_SECRET must be set (at least %d random bytes)", MinSecretLen)
+		case strings.EqualFold(c.JWTSecret, "supersecret") || strings.Contains(strings.ToLower(c.JWTSecret), "supersecret"):
+			add("production: JWT_SECRET must not be the well-known value supersecret")
+		}
+		if len(c.AllowedOrigins) == 0 {
+			add("production: ALLOWED_ORIGINS must list the browser origins allowed to connect")
+		}
+		if !c.TLS() && !c.TrustProxyTLS {
+			add("production: serve TLS (TLS_CERT_FILE and TLS_KEY_FILE) or set TRUST_PROXY_TLS=true behind a TLS proxy")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil {
+		return fmt.Errorf("is not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("must start with http:// or https://")
+	}
+	if u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("must be exactly scheme://host[:port]")
+	}
+	return nil
+}
+
+// redactURL drops any password from a URL for error messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// EnsureDevSecret fills JWTSecret in development when none is configured: it
+// reads the secret kept in the data dir, or generates 32 random bytes and keeps
+// them there (mode 0600). It reports whether a new secret was generated.
+// In production it does nothing (Validate refuses the missing secret).
+func (c *Config) EnsureDevSecret(randRead func([]byte) (int, error)) (generated bool, err error) {
+	if c.JWTSecret != "" || c.Production() {
+		return false, nil
+	}
+	path := filepath.Join(c.DataDir, "jwt_secret")
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) >= MinSecretLen {
+			c.JWTSecret = s
+			c.JWTSecretGenerated = true
+			return false, nil
+		}
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return false, fmt.Errorf("data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := randRead(raw); err != nil {
+		return false, err
+	}
+	s := fmt.Sprintf("%x", raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return false, fmt.Errorf("keep generated JWT secret: %w", err)
+	}
+	c.JWTSecret = s
+	c.JWTSecretGenerated = true
+	return true, nil
+}

@@ -1,0 +1,152 @@
+// Package httpapi is Unhidra's HTTP transport: the auth API (AUTH_PORT) and
+// the REST API under /api/v1 on the gateway port. Handlers only translate:
+// decode and bound the request, call one domain service method, and encode
+// the answer. Errors are mapped to HTTP in exactly one place, writeError.
+//
+// Handlers are safe for concurrent use; all state lives in the services.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/unhidra/unhidra"
+)
+
+// MaxJSONBody is the cap on JSON request bodies (SPEC §3).
+const MaxJSONBody = 64 << 10
+
+// errorBody is the SPEC §3 error shape.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteJSON writes v as JSON with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if v != nil {
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// WriteError maps err to its HTTP status and the SPEC §3 body. Internal
+// errors are logged (with their cause) and answered with a generic message.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := unhidra.ErrorCode(err)
+	if code == unhidra.EINTERNAL && log != nil {
+		log.Error("internal error", "method", r.Method, "route", r.Pattern, "err", err)
+	}
+	if ra := unhidra.RetryAfter(err); ra > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ra))
+	} else if code == unhidra.ERATELIMITED {
+		w.Header().Set("Retry-After", "1")
+	}
+	var body errorBody
+	body.Error.Code = code
+	body.Error.Message = unhidra.ErrorMessage(err)
+	WriteJSON(w, unhidra.HTTPStatus(code), body)
+}
+
+// DecodeJSON decodes the request body into v. It requires a JSON content
+// type, caps the body at limit bytes (413 beyond), ignores unknown fields and
+// refuses trailing data.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return unhidra.Errorf(unhidra.EINVALID, "Content-Type must be application/json")
+	}
+	if r.ContentLength > limit {
+		return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
+		case errors.Is(err, io.EOF):
+			return unhidra.Errorf(unhidra.EINVALID, "request body is empty")
+		default:
+			return unhidra.Errorf(unhidra.EINVALID, "request body is not valid JSON")
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
+		}
+		return unhidra.Errorf(unhidra.EINVALID, "request body has data after the JSON value")
+	}
+	return nil
+}
+
+// BearerToken returns the credential of an "Authorization: Bearer …" header,
+// or "".
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// ClientIP returns the client address of r. X-Forwarded-For is honoured only
+// when the peer is in trusted; then the right-most address that is not itself
+// a trusted proxy is the client.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer := peerAddr(r.RemoteAddr)
+	if !inPrefixes(peer, trusted) {
+		return peer
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	var hops []string
+	for _, h := range xff {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer
+		}
+		a = a.Unmap()
+		if !inPrefixes(a, trusted) {
+			return a
+		}
+	}
+	return peer
+}
+
+func peerAddr(remote string) netip.Addr {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
