@@ -1,0 +1,328 @@
+// Package chat is Unhidra's chat domain: channels of four kinds (public,
+// private, direct, device), membership and roles, messages with gapless
+// per-channel offsets, idempotent publishing, edits and tombstones, threads,
+// history pages, recovery on subscribe, full-text search and typing.
+//
+// Every transport (REST, WebSocket, MQTT) calls the same Service methods, so
+// the rules below hold on all of them:
+//
+// Reading (subscribe, history, threads, channel and member listing):
+//   - public channels: any user; private and direct channels: members;
+//   - device channels (id "device:<device_id>"): their members (the owner),
+//     every admin, and the device itself;
+//   - devices read only their own device channel.
+//
+// Posting (publish, typing): members only. A user must join a public channel
+// before posting in it (as in Mattermost). A device may post only in its own
+// device channel; admins may post in any device channel.
+//
+// Not being allowed and the channel not existing give the same answer,
+// forbidden, everywhere: nobody learns whether a private channel exists.
+//
+// Bodies: exactly one of text, data and e2ee. An e2ee channel — and, with
+// E2EE_ENFORCED, every channel that is not a device channel — accepts only
+// e2ee bodies; every other channel refuses e2ee bodies (the server could not
+// search or moderate them and clients of that channel hold no keys). e2ee
+// envelopes are stored and relayed byte-exact and never indexed.
+//
+// Recovery window: the full history stays in the store, but a subscribe with
+// `since` replays at most Options.RecoveryWindow (default 1,000) missed
+// messages. Beyond that the answer is recovered:false with no messages (never
+// a partial batch) and the client pages through REST history.
+//
+// Concurrency contract: a Service is safe for concurrent use. Message
+// appends from all goroutines go through one group-commit loop (see
+// commit.go) which assigns offsets, commits many appends in one transaction
+// and then publishes their `message` frames on the broker in offset order per
+// channel; the loop runs only while appends are pending, so an idle Service
+// owns no goroutines.
+package chat
+
+import (
+	"context"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// Channel kinds.
+const (
+	KindPublic  = "public"
+	KindPrivate = "private"
+	KindDirect  = "direct"
+	KindDevice  = "device"
+)
+
+// Member roles.
+const (
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+// DeviceChannelPrefix starts the id of every device channel.
+const DeviceChannelPrefix = "device:"
+
+// Limits on channel metadata and listings.
+const (
+	MaxNameRunes      = 80
+	MaxTopicRunes     = 250
+	MaxCreateMembers  = 100
+	MaxUserIDLen      = 64
+	MaxPageLimit      = 200
+	DefaultPageLimit  = 50
+	MaxSearchLimit    = 100
+	DefaultSearchLim  = 20
+	MaxListedChannels = 1000
+)
+
+// Channel is a place where messages are posted.
+type Channel struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	E2EE      bool      `json:"e2ee"`
+	Topic     string    `json:"topic"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastOffset is the offset of the newest message (0 when empty).
+	LastOffset int64 `json:"last_offset"`
+}
+
+// Member is a user's membership of a channel.
+type Member struct {
+	User     string    `json:"user"`
+	Role     string    `json:"role"`
+	JoinedAt time.Time `json:"joined_at"`
+}
+
+// DeviceChannelID returns the id of the channel of device deviceID.
+func DeviceChannelID(deviceID string) string { return DeviceChannelPrefix + deviceID }
+
+// deviceOf returns the device id of a device channel id, or "".
+func deviceOf(channelID string) string {
+	if d, ok := strings.CutPrefix(channelID, DeviceChannelPrefix); ok {
+		return d
+	}
+	return ""
+}
+
+// ValidKind reports whether k is a channel kind.
+func ValidKind(k string) bool {
+	switch k {
+	case KindPublic, KindPrivate, KindDirect, KindDevice:
+		return true
+	}
+	return false
+}
+
+// ValidRole reports whether r is a member role.
+func ValidRole(r string) bool {
+	switch r {
+	case RoleOwner, RoleAdmin, RoleMember:
+		return true
+	}
+	return false
+}
+
+// roleRank orders roles: owner > admin > member.
+func roleRank(r string) int {
+	switch r {
+	case RoleOwner:
+		return 3
+	case RoleAdmin:
+		return 2
+	case RoleMember:
+		return 1
+	}
+	return 0
+}
+
+// ValidateName checks a channel name: 1..MaxNameRunes runes of valid UTF-8
+// without control characters, not blank. It returns the trimmed name.
+func ValidateName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", unhidra.Errorf(unhidra.EINVALID, "name is required")
+	}
+	if err := checkLine("name", name, MaxNameRunes); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// ValidateTopic checks a channel topic: at most MaxTopicRunes runes without
+// control characters.
+func ValidateTopic(topic string) (string, error) {
+	topic = strings.TrimSpace(topic)
+	if err := checkLine("topic", topic, MaxTopicRunes); err != nil {
+		return "", err
+	}
+	return topic, nil
+}
+
+func checkLine(field, s string, maxRunes int) error {
+	if !utf8.ValidString(s) {
+		return unhidra.Errorf(unhidra.EINVALID, "%s is not valid UTF-8", field)
+	}
+	if utf8.RuneCountInString(s) > maxRunes {
+		return unhidra.Errorf(unhidra.EINVALID, "%s is longer than %d characters", field, maxRunes)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return unhidra.Errorf(unhidra.EINVALID, "%s contains control characters", field)
+		}
+	}
+	return nil
+}
+
+// ValidateUserID checks the shape of a user id (username) named in a
+// request: 1..MaxUserIDLen bytes of [a-z0-9._-] (SPEC §4 usernames, which
+// are stored lower-case). It returns the lower-cased id.
+func ValidateUserID(u string) (string, error) {
+	u = strings.ToLower(strings.TrimSpace(u))
+	if u == "" || len(u) > MaxUserIDLen {
+		return "", unhidra.Errorf(unhidra.EINVALID, "user must be 1 to %d characters", MaxUserIDLen)
+	}
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return "", unhidra.Errorf(unhidra.EINVALID, "user may contain only a-z, 0-9, '.', '_' and '-'")
+		}
+	}
+	return u, nil
+}
+
+// ValidateChannelID checks the shape of a channel id from a request.
+func ValidateChannelID(id string) error {
+	if id == "" {
+		return unhidra.Errorf(unhidra.EINVALID, "channel is required")
+	}
+	if len(id) > wire.MaxChannelIDLen || !utf8.ValidString(id) {
+		return unhidra.Errorf(unhidra.EINVALID, "channel is not a valid channel id")
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return unhidra.Errorf(unhidra.EINVALID, "channel is not a valid channel id")
+		}
+	}
+	return nil
+}
+
+// Body is the content of a message: exactly one field set.
+type Body struct {
+	Text *string
+	Data []byte
+	E2EE []byte
+}
+
+// bodyOf extracts and validates the body of a publish or an edit. It checks
+// that exactly one of text, data and e2ee is set, their sizes (wire limits),
+// UTF-8, that data is JSON and e2ee a JSON object.
+func bodyOf(text *string, data, e2ee []byte) (Body, error) {
+	if isJSONNull(data) {
+		data = nil
+	}
+	if isJSONNull(e2ee) {
+		e2ee = nil
+	}
+	n := 0
+	if text != nil {
+		n++
+	}
+	if len(data) > 0 {
+		n++
+	}
+	if len(e2ee) > 0 {
+		n++
+	}
+	if n != 1 {
+		return Body{}, unhidra.Errorf(unhidra.EINVALID, "exactly one of text, data and e2ee is required")
+	}
+	switch {
+	case text != nil:
+		t := *text
+		if len(t) > wire.MaxTextBytes {
+			return Body{}, unhidra.Errorf(unhidra.ETOOLARGE, "text is larger than %d bytes", wire.MaxTextBytes)
+		}
+		if !utf8.ValidString(t) {
+			return Body{}, unhidra.Errorf(unhidra.EINVALID, "text is not valid UTF-8")
+		}
+		if strings.TrimSpace(t) == "" {
+			return Body{}, unhidra.Errorf(unhidra.EINVALID, "text is empty")
+		}
+		if strings.IndexByte(t, 0) >= 0 {
+			return Body{}, unhidra.Errorf(unhidra.EINVALID, "text contains a NUL character")
+		}
+		return Body{Text: &t}, nil
+	case len(data) > 0:
+		if len(data) > wire.MaxDataBytes {
+			return Body{}, unhidra.Errorf(unhidra.ETOOLARGE, "data is larger than %d bytes", wire.MaxDataBytes)
+		}
+		if !utf8.Valid(data) || !jsonValid(data) {
+			return Body{}, unhidra.Errorf(unhidra.EINVALID, "data is not valid JSON")
+		}
+		return Body{Data: append([]byte(nil), data...)}, nil
+	default:
+		if len(e2ee) > wire.MaxDataBytes {
+			return Body{}, unhidra.Errorf(unhidra.ETOOLARGE, "e2ee is larger than %d bytes", wire.MaxDataBytes)
+		}
+		if !utf8.Valid(e2ee) || !jsonValid(e2ee) || !isJSONObject(e2ee) {
+			return Body{}, unhidra.Errorf(unhidra.EINVALID, "e2ee must be a JSON object")
+		}
+		return Body{E2EE: append([]byte(nil), e2ee...)}, nil
+	}
+}
+
+// ValidateClientMsgID checks an optional client_msg_id: at most
+// wire.MaxClientMsgIDLen bytes of printable UTF-8.
+func ValidateClientMsgID(id string) error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > wire.MaxClientMsgIDLen || !utf8.ValidString(id) {
+		return unhidra.Errorf(unhidra.EINVALID, "client_msg_id must be at most %d bytes of UTF-8", wire.MaxClientMsgIDLen)
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return unhidra.Errorf(unhidra.EINVALID, "client_msg_id contains control characters")
+		}
+	}
+	return nil
+}
+
+// Event is a change worth an audit record: channel creation and deletion and
+// every membership change.
+type Event struct {
+	Action  string // one of the Event* constants
+	Actor   unhidra.Identity
+	Channel string
+	// Target is the user whose membership changed (member events).
+	Target string
+	Role   string
+}
+
+// Event actions.
+const (
+	EventChannelCreated = "channel.create"
+	EventChannelDeleted = "channel.delete"
+	EventMemberAdded    = "channel.member.add"
+	EventMemberRole     = "channel.member.role"
+	EventMemberRemoved  = "channel.member.remove"
+	EventMemberJoined   = "channel.member.join"
+	EventMemberLeft     = "channel.member.leave"
+)
+
+// Events receives chat events after they are committed (the audit log
+// subscribes here). Implementations must not block for long.
+type Events interface {
+	ChatEvent(ctx context.Context, ev Event)
+}
+
+type noEvents struct{}
+
+func (noEvents) ChatEvent(context.Context, Event) {}

@@ -1,0 +1,133 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/unhidra/unhidra/wire"
+)
+
+// Store persists channels, members and messages. Implementations live in
+// internal/sqlite (and later internal/postgres) and must pass the
+// conformance suite in internal/storetest. They enforce no authorization:
+// the Service does. Errors use the root vocabulary: not_found for a missing
+// channel or message, conflict for duplicates, unavailable when storage
+// cannot be used (locked, full, I/O).
+type Store interface {
+	// CreateChannel stores ch and its initial members in one transaction.
+	// A duplicate id, or a second direct channel with the same DirectKey,
+	// is a conflict.
+	CreateChannel(ctx context.Context, ch Channel, directKey string, members []Member) error
+	GetChannel(ctx context.Context, id string) (Channel, error)
+	// FindDirect returns the direct channel with the given DirectKey.
+	FindDirect(ctx context.Context, directKey string) (Channel, error)
+	// ListChannels returns the channels user is a member of plus every
+	// public channel (and, when devices is true, every device channel),
+	// ordered by id, at most limit.
+	ListChannels(ctx context.Context, user string, devices bool, limit int) ([]Channel, error)
+	// UpdateChannel sets the name and topic of channel id.
+	UpdateChannel(ctx context.Context, id, name, topic string) (Channel, error)
+	// DeleteChannel removes the channel, its members and its messages.
+	DeleteChannel(ctx context.Context, id string) error
+
+	// GetMember returns user's membership of channel, not_found if none.
+	GetMember(ctx context.Context, channel, user string) (Member, error)
+	// Members lists the members of channel ordered by user.
+	Members(ctx context.Context, channel string) ([]Member, error)
+	// PutMember adds user or changes their role; it reports whether the
+	// user was added (false: the role was changed).
+	PutMember(ctx context.Context, channel string, m Member) (added bool, err error)
+	// RemoveMember removes user from channel, not_found if not a member.
+	RemoveMember(ctx context.Context, channel, user string) error
+	// PresenceChannels lists the ids of the private and direct channels user
+	// belongs to, at most limit (presence fan-out).
+	PresenceChannels(ctx context.Context, user string, limit int) ([]string, error)
+
+	// AppendMessages stores a batch of new messages in ONE transaction. For
+	// each append it assigns the channel's next offset (gapless, starting at
+	// 1) unless the (channel, sender, client_msg_id) triple already names a
+	// message, in which case that stored message comes back with Duplicate
+	// set and nothing is stored. A per-append problem (unknown thread root,
+	// channel gone) is reported in that result's Err and does not consume an
+	// offset. A non-nil error means the whole batch was rolled back.
+	AppendMessages(ctx context.Context, batch []Append) ([]AppendResult, error)
+	// MessagesAfter returns the messages of channel with after < offset,
+	// ascending, at most limit.
+	MessagesAfter(ctx context.Context, channel string, after int64, limit int) ([]wire.Message, error)
+	// History returns one page of channel's messages (see Page).
+	History(ctx context.Context, channel string, p Page) ([]wire.Message, bool, error)
+	// GetMessage returns message id of channel.
+	GetMessage(ctx context.Context, channel, id string) (wire.Message, error)
+	// EditMessage replaces the body of message id and sets edited_at.
+	EditMessage(ctx context.Context, channel, id string, body Body, at time.Time) (wire.Message, error)
+	// DeleteMessage turns message id into a tombstone: body cleared, deleted
+	// set, edited_at = at, removed from the search index; offset kept.
+	DeleteMessage(ctx context.Context, channel, id string, at time.Time) (wire.Message, error)
+	// Thread returns the replies to root (offset > p.After), ascending.
+	Thread(ctx context.Context, channel, root string, after int64, limit int) ([]wire.Message, bool, error)
+	// Search runs a sanitized full-text query (see SanitizeQuery) over the
+	// text of undeleted messages in channels q.Reader may read, excluding
+	// e2ee channels; newest first.
+	Search(ctx context.Context, q SearchQuery) ([]wire.Message, error)
+}
+
+// Append is one new message for Store.AppendMessages. Msg has every field
+// set except Offset. Index tells the store to add the text to the search
+// index (false for e2ee channels).
+type Append struct {
+	Msg   wire.Message
+	Index bool
+}
+
+// AppendResult is the outcome of one Append.
+type AppendResult struct {
+	Msg       wire.Message
+	Duplicate bool
+	Err       error
+}
+
+// Page selects a page of history by offset. With After set (and no
+// Before) the page runs oldest first from After+1; otherwise it runs newest
+// first, below Before when set. HasMore reports whether more messages lie
+// beyond the page in its direction.
+type Page struct {
+	Before int64 // 0: no upper bound
+	After  int64 // 0: no lower bound
+	Limit  int
+}
+
+// Ascending reports whether p reads oldest first.
+func (p Page) Ascending() bool { return p.After > 0 && p.Before == 0 }
+
+// SearchQuery is a full-text query as the Store runs it.
+type SearchQuery struct {
+	// Match is an FTS5 expression produced by SanitizeQuery.
+	Match string
+	// Channel restricts the search to one channel when set.
+	Channel string
+	Reader  Reader
+	Limit   int
+	// OnlyDeviceChannels restricts the search to device channels
+	// (E2EE_ENFORCED: every other channel is end-to-end encrypted).
+	OnlyDeviceChannels bool
+}
+
+// Reader says whose readable channels a search covers: public channels,
+// channels User belongs to, every device channel when Admin, and the
+// device's own channel when Device is set.
+type Reader struct {
+	User   string
+	Admin  bool
+	Device string
+}
+
+func isJSONNull(b []byte) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
+
+func jsonValid(b []byte) bool { return json.Valid(b) }
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{'
+}
