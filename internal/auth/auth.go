@@ -1,0 +1,154 @@
+// Package auth owns users, sessions, passwords, tokens and login limits:
+// registration, password login, refresh-token rotation with reuse detection,
+// logout, password change, administration of accounts, and the verification
+// of access tokens that every transport runs on every request or handshake.
+//
+// Concurrency contract: a Service is safe for concurrent use. Password hashing
+// runs on a bounded pool (at most HashWorkers at once, HashQueue waiting,
+// beyond that "unavailable" at once). Limiters and the revoked-session cache
+// are in memory and guarded by their own mutexes; the Store is shared with
+// other processes (the CLI), so cached session states expire after
+// RevocationTTL and are read back from it.
+package auth
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/unhidra/unhidra/wire"
+)
+
+// User is an account. PasswordHash never leaves the service.
+type User struct {
+	Username     string    `json:"username"`
+	DisplayName  string    `json:"display_name"`
+	Roles        []string  `json:"roles"`
+	Verified     bool      `json:"verified"`
+	Disabled     bool      `json:"disabled"`
+	CreatedAt    time.Time `json:"created_at"`
+	PasswordHash string    `json:"-"`
+}
+
+// Session is one login: the family of refresh tokens rotated from it and the
+// access tokens carrying its id as `sid`.
+type Session struct {
+	ID        string
+	Username  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// SessionState is what AuthenticateToken needs to know about a session.
+type SessionState struct {
+	ID           string
+	Username     string
+	Roles        []string
+	Revoked      bool
+	UserDisabled bool
+	ExpiresAt    time.Time
+}
+
+// RotateResult is the outcome of presenting a refresh token.
+type RotateResult struct {
+	Session SessionState
+	// Reused is set when the token had already been rotated: the store has
+	// revoked the whole session (family) and the caller must refuse.
+	Reused bool
+}
+
+// Store keeps users, sessions and refresh tokens. Implementations return
+// unhidra errors: ENOTFOUND for a missing user or token, ECONFLICT for a
+// taken username (compared case-insensitively).
+type Store interface {
+	CreateUser(ctx context.Context, u User) error
+	User(ctx context.Context, username string) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	CountUsers(ctx context.Context) (int, error)
+	SetDisplayName(ctx context.Context, username, displayName string, at time.Time) (User, error)
+	SetVerified(ctx context.Context, username string, at time.Time) error
+	// SetPasswordHash replaces the hash (an upgrade), ending no session.
+	SetPasswordHash(ctx context.Context, username, hash string, at time.Time) error
+	// ChangePassword replaces the hash and, in the same transaction, revokes
+	// every session of the user except keepSession (all when empty). It
+	// returns the revoked session ids.
+	ChangePassword(ctx context.Context, username, hash, keepSession string, at time.Time) ([]string, error)
+	// DisableUser marks the user disabled and revokes all its sessions.
+	DisableUser(ctx context.Context, username string, at time.Time) ([]string, error)
+
+	// CreateSession stores a session with its first refresh token hash.
+	CreateSession(ctx context.Context, s Session, refreshHash []byte) error
+	// RotateRefresh atomically retires oldHash and stores newHash in the same
+	// session, extending it to expires. A token already retired revokes the
+	// session and yields Reused. An unknown, expired or revoked token, or a
+	// disabled user, yields EUNAUTHORIZED.
+	RotateRefresh(ctx context.Context, oldHash, newHash []byte, now, expires time.Time) (RotateResult, error)
+	// RevokeSession revokes one session; it reports whether it was active.
+	RevokeSession(ctx context.Context, sid, reason string, at time.Time) (bool, error)
+	SessionState(ctx context.Context, sid string) (SessionState, error)
+	CountActiveSessions(ctx context.Context, now time.Time) (int, error)
+}
+
+// Publisher publishes revocation events (broker.RevocationTopic) to every
+// transport. *inmem.Broker satisfies it.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// Audit actions emitted by the auth and device services.
+const (
+	ActionLogin          = "login"
+	ActionLogout         = "logout"
+	ActionTokenReuse     = "token_reuse"
+	ActionPasswordChange = "password_change"
+	ActionRegister       = "register"
+	ActionUserCreate     = "user_create"
+	ActionUserVerify     = "user_verify"
+	ActionUserDisable    = "user_disable"
+	ActionDeviceRegister = "device_register"
+	ActionDeviceRevoke   = "device_revoke"
+	ActionDeviceRotate   = "device_rotate_key"
+)
+
+// Event is one security-relevant event. It never carries a secret.
+type Event struct {
+	Action  string
+	Actor   wire.Principal
+	Target  string
+	IP      string
+	Outcome string // "success" or "failure"
+	Reason  string
+}
+
+// Auditor records security events. It is the one place the auth and device
+// services report them; the audit log implements it. Audit must not block
+// for long and must not fail the operation.
+type Auditor interface {
+	Audit(ctx context.Context, e Event)
+}
+
+// LogAuditor writes events as structured log records; it is the default
+// until the tamper-evident audit log is wired in.
+type LogAuditor struct{ Log *slog.Logger }
+
+// Audit implements Auditor.
+func (a LogAuditor) Audit(ctx context.Context, e Event) {
+	if a.Log == nil {
+		return
+	}
+	attrs := []any{"action", e.Action, "actor", e.Actor.String(), "outcome", e.Outcome}
+	if e.Target != "" {
+		attrs = append(attrs, "target", e.Target)
+	}
+	if e.IP != "" {
+		attrs = append(attrs, "ip", e.IP)
+	}
+	if e.Reason != "" {
+		attrs = append(attrs, "reason", e.Reason)
+	}
+	a.Log.InfoContext(ctx, "audit", attrs...)
+}
+
+// Operator is the identity of the command line (`unhidra user …`,
+// `unhidra device …`): an administrator that is not an account.
+var Operator = operatorIdentity()

@@ -1,0 +1,247 @@
+package auth
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// DefaultMaxKeys bounds the number of keys (client IPs, accounts) a limiter
+// remembers. When full, idle keys are dropped first, then arbitrary ones: an
+// attacker needs that many distinct keys inside one window to wash a key out.
+const DefaultMaxKeys = 100_000
+
+// WindowLimiter allows at most Limit events per key in any sliding Window.
+// It keeps the last Limit event times of each key (a ring), so it is exact:
+// the (Limit+1)-th event inside one window is refused, and the answer says
+// when the oldest one leaves the window. Safe for concurrent use.
+type WindowLimiter struct {
+	limit   int
+	window  time.Duration
+	now     func() time.Time
+	maxKeys int
+
+	mu   sync.Mutex
+	keys map[string]*ring
+}
+
+type ring struct {
+	times []time.Time // oldest at next when full
+	next  int
+	n     int
+}
+
+// NewWindowLimiter returns a limiter of limit events per window. now may be
+// nil (time.Now).
+func NewWindowLimiter(limit int, window time.Duration, now func() time.Time) *WindowLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &WindowLimiter{limit: max(limit, 1), window: window, now: now, maxKeys: DefaultMaxKeys, keys: make(map[string]*ring)}
+}
+
+// Allow records an event for key when it is within the limit. Otherwise it
+// records nothing and returns how long until the next event would be allowed.
+func (l *WindowLimiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.keys[key]
+	if r == nil {
+		l.makeRoom(now)
+		r = &ring{times: make([]time.Time, l.limit)}
+		l.keys[key] = r
+	}
+	if r.n == l.limit {
+		oldest := r.times[r.next]
+		if wait := oldest.Add(l.window).Sub(now); wait > 0 {
+			return false, wait
+		}
+	} else {
+		r.n++
+	}
+	r.times[r.next] = now
+	r.next = (r.next + 1) % l.limit
+	return true, 0
+}
+
+// Len returns the number of remembered keys.
+func (l *WindowLimiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys)
+}
+
+func (l *WindowLimiter) makeRoom(now time.Time) {
+	if len(l.keys) < l.maxKeys {
+		return
+	}
+	for k, r := range l.keys {
+		newest := r.times[(r.next+l.limit-1)%l.limit]
+		if now.Sub(newest) >= l.window {
+			delete(l.keys, k)
+		}
+	}
+	for k := range l.keys {
+		if len(l.keys) < l.maxKeys*3/4 {
+			break
+		}
+		delete(l.keys, k)
+	}
+}
+
+// BucketLimiter is a token bucket per key: Rate tokens per minute, holding at
+// most Burst. It suits high request limits, where a sliding log per key
+// would cost too much memory. Safe for concurrent use.
+type BucketLimiter struct {
+	perSec  float64
+	burst   float64
+	now     func() time.Time
+	maxKeys int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewBucketLimiter returns a limiter refilling perMinute tokens a minute with
+// a burst of burst. now may be nil (time.Now).
+func NewBucketLimiter(perMinute, burst int, now func() time.Time) *BucketLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &BucketLimiter{perSec: float64(max(perMinute, 1)) / 60, burst: float64(max(burst, 1)), now: now, maxKeys: DefaultMaxKeys, buckets: make(map[string]*bucket)}
+}
+
+// Allow takes a token for key, or says how long until one is available.
+func (l *BucketLimiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= l.maxKeys {
+			l.sweep(now)
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[key] = b
+	}
+	if el := now.Sub(b.at).Seconds(); el > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+el*l.perSec)
+		b.at = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.perSec * float64(time.Second))
+	return false, max(wait, time.Millisecond)
+}
+
+func (l *BucketLimiter) sweep(now time.Time) {
+	full := time.Duration(l.burst / l.perSec * float64(time.Second))
+	for k, b := range l.buckets {
+		if now.Sub(b.at) >= full {
+			delete(l.buckets, k)
+		}
+	}
+	for k := range l.buckets {
+		if len(l.buckets) < l.maxKeys*3/4 {
+			break
+		}
+		delete(l.buckets, k)
+	}
+}
+
+// AccountLimiter caps failed password attempts per account: at most Max
+// failures per Window from all IPs together. Attempts in flight count against
+// the cap (a reservation), so a burst of parallel guesses cannot overshoot it
+// while the hashes run. Safe for concurrent use.
+type AccountLimiter struct {
+	max    int
+	window time.Duration
+	now    func() time.Time
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	maxKeys  int
+}
+
+type account struct {
+	start    time.Time // window start: first failure
+	failures int
+	inFlight int
+}
+
+// MaxAccountFailures is the per-account cap of SPEC §4.
+const MaxAccountFailures = 20
+
+// NewAccountLimiter returns a limiter of max failures per window.
+func NewAccountLimiter(max int, window time.Duration, now func() time.Time) *AccountLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &AccountLimiter{max: max, window: window, now: now, accounts: make(map[string]*account), maxKeys: DefaultMaxKeys}
+}
+
+// Reserve admits one password attempt on key. When admitted, done must be
+// called exactly once with whether the attempt failed. When refused,
+// retryAfter says when the window ends.
+func (l *AccountLimiter) Reserve(key string) (done func(failed bool), retryAfter time.Duration, ok bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.accounts[key]
+	if a != nil && a.inFlight == 0 && !a.start.IsZero() && now.Sub(a.start) >= l.window {
+		a.start, a.failures = time.Time{}, 0
+	}
+	if a == nil {
+		if len(l.accounts) >= l.maxKeys {
+			l.sweep(now)
+		}
+		a = &account{}
+		l.accounts[key] = a
+	}
+	if a.failures+a.inFlight >= l.max {
+		wait := l.window
+		if !a.start.IsZero() {
+			wait = a.start.Add(l.window).Sub(now)
+		}
+		return nil, max(wait, time.Second), false
+	}
+	a.inFlight++
+	var once sync.Once
+	return func(failed bool) {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			a.inFlight--
+			if failed {
+				if a.start.IsZero() {
+					a.start = l.now()
+				}
+				a.failures++
+			}
+		})
+	}, 0, true
+}
+
+func (l *AccountLimiter) sweep(now time.Time) {
+	for k, a := range l.accounts {
+		if a.inFlight == 0 && (a.start.IsZero() || now.Sub(a.start) >= l.window) {
+			delete(l.accounts, k)
+		}
+	}
+	for k, a := range l.accounts {
+		if len(l.accounts) < l.maxKeys*3/4 {
+			break
+		}
+		if a.inFlight == 0 {
+			delete(l.accounts, k)
+		}
+	}
+}
