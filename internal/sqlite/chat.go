@@ -1,0 +1,675 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/wire"
+)
+
+var _ chat.Store = (*ChatStore)(nil)
+
+// ChatStore is the SQLite chat.Store, and the presence last_seen store.
+//
+// Offsets: channels.last_offset holds the newest offset; AppendMessages
+// reads it, assigns last+1, +2, … and writes it back in the same BEGIN
+// IMMEDIATE transaction, with UNIQUE(channel_id, off) as the backstop, so
+// offsets are gapless and every reader sees one order. Search: a contentless
+// FTS5 table (rowid = messages.seq) holds the text of messages of channels
+// that are not e2ee and is kept in sync here. Reads use the reader pool.
+// Safe for concurrent use.
+type ChatStore struct {
+	db *DB
+
+	// reader statements
+	getChannel, findDirect, getMember, listMembers, listChannels, presenceChannels *sql.Stmt
+	after, historyDesc, getMessage, thread, lastSeen                               *sql.Stmt
+	// writer statements (used through tx.StmtContext)
+	wChannelOff, wIdem, wThreadRoot, wInsert, wFTSInsert, wFTSDelete, wSetOff *sql.Stmt
+}
+
+const msgCols = `id, channel_id, off, sender_kind, sender_id, created_at, client_msg_id, thread_id, text, data, e2ee, edited_at, deleted`
+const chanCols = `id, name, kind, e2ee, topic, created_by, created_at, last_offset`
+
+// NewChatStore prepares the chat store's statements. The database must be
+// migrated.
+func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
+	s := &ChatStore{db: db}
+	r, w := db.Reader(), db.Writer()
+	prep := []struct {
+		dst  **sql.Stmt
+		pool *sql.DB
+		q    string
+	}{
+		{&s.getChannel, r, `SELECT ` + chanCols + ` FROM channels WHERE id = ?`},
+		{&s.findDirect, r, `SELECT ` + chanCols + ` FROM channels WHERE direct_key = ?`},
+		{&s.getMember, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? AND user_id = ?`},
+		{&s.listMembers, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY user_id`},
+		{&s.listChannels, r, `SELECT ` + chanCols + ` FROM channels
+			WHERE kind = 'public'
+			   OR id IN (SELECT channel_id FROM channel_members WHERE user_id = ?)
+			   OR (? AND kind = 'device')
+			ORDER BY id LIMIT ?`},
+		{&s.presenceChannels, r, `SELECT c.id FROM channel_members m JOIN channels c ON c.id = m.channel_id
+			WHERE m.user_id = ? AND c.kind IN ('private', 'direct') ORDER BY c.id LIMIT ?`},
+		{&s.after, r, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND off > ? ORDER BY off LIMIT ?`},
+		{&s.historyDesc, r, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND off < ? AND off > ? ORDER BY off DESC LIMIT ?`},
+		{&s.getMessage, r, `SELECT ` + msgCols + ` FROM messages WHERE id = ? AND channel_id = ?`},
+		{&s.thread, r, `SELECT ` + msgCols + ` FROM messages WHERE thread_id = ? AND channel_id = ? AND off > ? ORDER BY off LIMIT ?`},
+		{&s.lastSeen, r, `SELECT last_seen FROM last_seen WHERE kind = ? AND id = ?`},
+		{&s.wChannelOff, w, `SELECT last_offset FROM channels WHERE id = ?`},
+		{&s.wIdem, w, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND sender_kind = ? AND sender_id = ? AND client_msg_id = ?`},
+		{&s.wThreadRoot, w, `SELECT channel_id, thread_id FROM messages WHERE id = ?`},
+		{&s.wInsert, w, `INSERT INTO messages (id, channel_id, off, sender_kind, sender_id, created_at, client_msg_id, thread_id, text, data, e2ee)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.wFTSInsert, w, `INSERT INTO messages_fts (rowid, text) VALUES (?, ?)`},
+		{&s.wFTSDelete, w, `DELETE FROM messages_fts WHERE rowid = ?`},
+		{&s.wSetOff, w, `UPDATE channels SET last_offset = ? WHERE id = ?`},
+	}
+	for _, p := range prep {
+		st, err := p.pool.PrepareContext(ctx, p.q)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: chat store: prepare %q: %w", strings.Fields(p.q)[0:3], err)
+		}
+		*p.dst = st
+	}
+	return s, nil
+}
+
+// Close releases the prepared statements (not the database).
+func (s *ChatStore) Close() error {
+	for _, st := range []*sql.Stmt{s.getChannel, s.findDirect, s.getMember, s.listMembers, s.listChannels, s.presenceChannels,
+		s.after, s.historyDesc, s.getMessage, s.thread, s.lastSeen,
+		s.wChannelOff, s.wIdem, s.wThreadRoot, s.wInsert, s.wFTSInsert, s.wFTSDelete, s.wSetOff} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanChannel(sc scanner) (chat.Channel, error) {
+	var c chat.Channel
+	var e2ee int
+	var created string
+	if err := sc.Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset); err != nil {
+		return chat.Channel{}, err
+	}
+	c.E2EE = e2ee != 0
+	t, err := ParseTime(created)
+	if err != nil {
+		return chat.Channel{}, fmt.Errorf("sqlite: channel %s: created_at: %w", c.ID, err)
+	}
+	c.CreatedAt = t
+	return c, nil
+}
+
+func scanMessage(sc scanner) (wire.Message, error) {
+	var m wire.Message
+	var created string
+	var cmid, thread, text, edited sql.NullString
+	var data, e2ee []byte
+	var deleted int
+	if err := sc.Scan(&m.ID, &m.Channel, &m.Offset, &m.Sender.Kind, &m.Sender.ID, &created, &cmid, &thread, &text, &data, &e2ee, &edited, &deleted); err != nil {
+		return wire.Message{}, err
+	}
+	t, err := ParseTime(created)
+	if err != nil {
+		return wire.Message{}, fmt.Errorf("sqlite: message %s: created_at: %w", m.ID, err)
+	}
+	m.CreatedAt = t
+	m.ClientMsgID = cmid.String
+	m.ThreadID = thread.String
+	if text.Valid {
+		s := text.String
+		m.Text = &s
+	}
+	if len(data) > 0 {
+		m.Data = data
+	}
+	if len(e2ee) > 0 {
+		m.E2EE = e2ee
+	}
+	if edited.Valid {
+		et, err := ParseTime(edited.String)
+		if err != nil {
+			return wire.Message{}, fmt.Errorf("sqlite: message %s: edited_at: %w", m.ID, err)
+		}
+		m.EditedAt = &et
+	}
+	m.Deleted = deleted != 0
+	return m, nil
+}
+
+func scanMessages(rows *sql.Rows, err error) ([]wire.Message, error) {
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	out := []wire.Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, Err(err)
+		}
+		out = append(out, m)
+	}
+	return out, Err(rows.Err())
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return []byte(b)
+}
+
+func textArg(t *string) any {
+	if t == nil {
+		return nil
+	}
+	return *t
+}
+
+var (
+	errChannelNotFound = unhidra.Errorf(unhidra.ENOTFOUND, "channel not found")
+	errMessageNotFound = unhidra.Errorf(unhidra.ENOTFOUND, "message not found")
+	errMemberNotFound  = unhidra.Errorf(unhidra.ENOTFOUND, "not a member of this channel")
+)
+
+// CreateChannel implements chat.Store.
+func (s *ChatStore) CreateChannel(ctx context.Context, ch chat.Channel, directKey string, members []chat.Member) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		e2ee := 0
+		if ch.E2EE {
+			e2ee = 1
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO channels (id, name, kind, e2ee, topic, created_by, created_at, direct_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ch.ID, ch.Name, ch.Kind, e2ee, ch.Topic, ch.CreatedBy, Time(ch.CreatedAt), nullStr(directKey))
+		if IsConstraint(err) {
+			return unhidra.Wrap(unhidra.ECONFLICT, "channel already exists", err)
+		}
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
+				ch.ID, m.User, m.Role, Time(m.JoinedAt)); err != nil {
+				if IsConstraint(err) {
+					return unhidra.Wrap(unhidra.ECONFLICT, "duplicate member", err)
+				}
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetChannel implements chat.Store.
+func (s *ChatStore) GetChannel(ctx context.Context, id string) (chat.Channel, error) {
+	c, err := scanChannel(s.getChannel.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return chat.Channel{}, errChannelNotFound
+	}
+	return c, Err(err)
+}
+
+// FindDirect implements chat.Store.
+func (s *ChatStore) FindDirect(ctx context.Context, directKey string) (chat.Channel, error) {
+	c, err := scanChannel(s.findDirect.QueryRowContext(ctx, directKey))
+	if errors.Is(err, sql.ErrNoRows) {
+		return chat.Channel{}, errChannelNotFound
+	}
+	return c, Err(err)
+}
+
+// ListChannels implements chat.Store.
+func (s *ChatStore) ListChannels(ctx context.Context, user string, devices bool, limit int) ([]chat.Channel, error) {
+	rows, err := s.listChannels.QueryContext(ctx, user, devices, limit)
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	out := []chat.Channel{}
+	for rows.Next() {
+		c, err := scanChannel(rows)
+		if err != nil {
+			return nil, Err(err)
+		}
+		out = append(out, c)
+	}
+	return out, Err(rows.Err())
+}
+
+// UpdateChannel implements chat.Store.
+func (s *ChatStore) UpdateChannel(ctx context.Context, id, name, topic string) (chat.Channel, error) {
+	var out chat.Channel
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE channels SET name = ?, topic = ? WHERE id = ?`, name, topic, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errChannelNotFound
+		}
+		out, err = scanChannel(tx.QueryRowContext(ctx, `SELECT `+chanCols+` FROM channels WHERE id = ?`, id))
+		return err
+	})
+	return out, err
+}
+
+// DeleteChannel implements chat.Store.
+func (s *ChatStore) DeleteChannel(ctx context.Context, id string) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages_fts WHERE rowid IN (SELECT seq FROM messages WHERE channel_id = ?)`, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM channels WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errChannelNotFound
+		}
+		return nil
+	})
+}
+
+func scanMember(sc scanner) (chat.Member, error) {
+	var m chat.Member
+	var joined string
+	if err := sc.Scan(&m.User, &m.Role, &joined); err != nil {
+		return chat.Member{}, err
+	}
+	t, err := ParseTime(joined)
+	if err != nil {
+		return chat.Member{}, err
+	}
+	m.JoinedAt = t
+	return m, nil
+}
+
+// GetMember implements chat.Store.
+func (s *ChatStore) GetMember(ctx context.Context, channel, user string) (chat.Member, error) {
+	m, err := scanMember(s.getMember.QueryRowContext(ctx, channel, user))
+	if errors.Is(err, sql.ErrNoRows) {
+		return chat.Member{}, errMemberNotFound
+	}
+	return m, Err(err)
+}
+
+// Members implements chat.Store.
+func (s *ChatStore) Members(ctx context.Context, channel string) ([]chat.Member, error) {
+	rows, err := s.listMembers.QueryContext(ctx, channel)
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	out := []chat.Member{}
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, Err(err)
+		}
+		out = append(out, m)
+	}
+	return out, Err(rows.Err())
+}
+
+// PutMember implements chat.Store.
+func (s *ChatStore) PutMember(ctx context.Context, channel string, m chat.Member) (bool, error) {
+	var added bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM channels WHERE id = ?`, channel).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return errChannelNotFound
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE channel_members SET role = ? WHERE channel_id = ? AND user_id = ?`, m.Role, channel, m.User)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		added = true
+		_, err = tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
+			channel, m.User, m.Role, Time(m.JoinedAt))
+		return err
+	})
+	return added, err
+}
+
+// RemoveMember implements chat.Store.
+func (s *ChatStore) RemoveMember(ctx context.Context, channel, user string) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM channel_members WHERE channel_id = ? AND user_id = ?`, channel, user)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errMemberNotFound
+		}
+		return nil
+	})
+}
+
+// PresenceChannels implements chat.Store (and presence.Channels).
+func (s *ChatStore) PresenceChannels(ctx context.Context, user string, limit int) ([]string, error) {
+	rows, err := s.presenceChannels.QueryContext(ctx, user, limit)
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, Err(err)
+		}
+		out = append(out, id)
+	}
+	return out, Err(rows.Err())
+}
+
+type idemKey struct{ channel, kind, sender, cmid string }
+
+// AppendMessages implements chat.Store: the whole batch in one BEGIN
+// IMMEDIATE transaction (one fsync), offsets assigned from
+// channels.last_offset.
+func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]chat.AppendResult, error) {
+	var results []chat.AppendResult
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		results = make([]chat.AppendResult, len(batch))
+		chOff := tx.StmtContext(ctx, s.wChannelOff)
+		idem := tx.StmtContext(ctx, s.wIdem)
+		root := tx.StmtContext(ctx, s.wThreadRoot)
+		ins := tx.StmtContext(ctx, s.wInsert)
+		fts := tx.StmtContext(ctx, s.wFTSInsert)
+		setOff := tx.StmtContext(ctx, s.wSetOff)
+		offs := map[string]int64{}
+		dirty := map[string]bool{}
+		seen := map[idemKey]int{}
+		for i, a := range batch {
+			m := a.Msg
+			last, ok := offs[m.Channel]
+			if !ok {
+				err := chOff.QueryRowContext(ctx, m.Channel).Scan(&last)
+				if errors.Is(err, sql.ErrNoRows) {
+					results[i].Err = errChannelNotFound
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				offs[m.Channel] = last
+			}
+			var key idemKey
+			if m.ClientMsgID != "" {
+				key = idemKey{m.Channel, m.Sender.Kind, m.Sender.ID, m.ClientMsgID}
+				if j, ok := seen[key]; ok {
+					results[i] = chat.AppendResult{Msg: results[j].Msg, Duplicate: true}
+					continue
+				}
+				prev, err := scanMessage(idem.QueryRowContext(ctx, m.Channel, m.Sender.Kind, m.Sender.ID, m.ClientMsgID))
+				if err == nil {
+					results[i] = chat.AppendResult{Msg: prev, Duplicate: true}
+					continue
+				}
+				if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
+			if m.ThreadID != "" {
+				var rootChan string
+				var rootThread sql.NullString
+				err := root.QueryRowContext(ctx, m.ThreadID).Scan(&rootChan, &rootThread)
+				if errors.Is(err, sql.ErrNoRows) || (err == nil && rootChan != m.Channel) {
+					results[i].Err = unhidra.Errorf(unhidra.EINVALID, "thread_id does not name a message in this channel")
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if rootThread.Valid && rootThread.String != "" {
+					m.ThreadID = rootThread.String // a reply to a reply joins the root's thread
+				}
+			}
+			m.Offset = last + 1
+			res, err := ins.ExecContext(ctx, m.ID, m.Channel, m.Offset, m.Sender.Kind, m.Sender.ID, Time(m.CreatedAt),
+				nullStr(m.ClientMsgID), nullStr(m.ThreadID), textArg(m.Text), nullBytes(m.Data), nullBytes(m.E2EE))
+			if err != nil {
+				return err
+			}
+			if a.Index && m.Text != nil {
+				seq, err := res.LastInsertId()
+				if err != nil {
+					return err
+				}
+				if _, err := fts.ExecContext(ctx, seq, *m.Text); err != nil {
+					return err
+				}
+			}
+			offs[m.Channel] = m.Offset
+			dirty[m.Channel] = true
+			results[i] = chat.AppendResult{Msg: m}
+			if m.ClientMsgID != "" {
+				seen[key] = i
+			}
+		}
+		for ch := range dirty {
+			if _, err := setOff.ExecContext(ctx, offs[ch], ch); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// MessagesAfter implements chat.Store.
+func (s *ChatStore) MessagesAfter(ctx context.Context, channel string, after int64, limit int) ([]wire.Message, error) {
+	return scanMessages(s.after.QueryContext(ctx, channel, after, limit))
+}
+
+// History implements chat.Store.
+func (s *ChatStore) History(ctx context.Context, channel string, p chat.Page) ([]wire.Message, bool, error) {
+	var msgs []wire.Message
+	var err error
+	if p.Ascending() {
+		msgs, err = scanMessages(s.after.QueryContext(ctx, channel, p.After, p.Limit+1))
+	} else {
+		before := p.Before
+		if before <= 0 {
+			before = math.MaxInt64
+		}
+		msgs, err = scanMessages(s.historyDesc.QueryContext(ctx, channel, before, p.After, p.Limit+1))
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(msgs) > p.Limit
+	if more {
+		msgs = msgs[:p.Limit]
+	}
+	return msgs, more, nil
+}
+
+// GetMessage implements chat.Store.
+func (s *ChatStore) GetMessage(ctx context.Context, channel, id string) (wire.Message, error) {
+	m, err := scanMessage(s.getMessage.QueryRowContext(ctx, id, channel))
+	if errors.Is(err, sql.ErrNoRows) {
+		return wire.Message{}, errMessageNotFound
+	}
+	return m, Err(err)
+}
+
+// EditMessage implements chat.Store.
+func (s *ChatStore) EditMessage(ctx context.Context, channel, id string, body chat.Body, at time.Time) (wire.Message, error) {
+	var out wire.Message
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		var deleted int
+		err := tx.QueryRowContext(ctx, `SELECT seq, deleted FROM messages WHERE id = ? AND channel_id = ?`, id, channel).Scan(&seq, &deleted)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errMessageNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if deleted != 0 {
+			return unhidra.Errorf(unhidra.ECONFLICT, "the message was deleted")
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET text = ?, data = ?, e2ee = ?, edited_at = ? WHERE seq = ?`,
+			textArg(body.Text), nullBytes(body.Data), nullBytes(body.E2EE), Time(at), seq); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.wFTSDelete).ExecContext(ctx, seq); err != nil {
+			return err
+		}
+		if body.Text != nil {
+			var e2ee int
+			if err := tx.QueryRowContext(ctx, `SELECT e2ee FROM channels WHERE id = ?`, channel).Scan(&e2ee); err != nil {
+				return err
+			}
+			if e2ee == 0 {
+				if _, err := tx.StmtContext(ctx, s.wFTSInsert).ExecContext(ctx, seq, *body.Text); err != nil {
+					return err
+				}
+			}
+		}
+		out, err = scanMessage(tx.QueryRowContext(ctx, `SELECT `+msgCols+` FROM messages WHERE seq = ?`, seq))
+		return err
+	})
+	return out, err
+}
+
+// DeleteMessage implements chat.Store.
+func (s *ChatStore) DeleteMessage(ctx context.Context, channel, id string, at time.Time) (wire.Message, error) {
+	var out wire.Message
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id = ? AND channel_id = ?`, id, channel).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errMessageNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET text = NULL, data = NULL, e2ee = NULL, deleted = 1,
+			edited_at = CASE WHEN deleted = 1 THEN edited_at ELSE ? END WHERE seq = ?`, Time(at), seq); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.wFTSDelete).ExecContext(ctx, seq); err != nil {
+			return err
+		}
+		out, err = scanMessage(tx.QueryRowContext(ctx, `SELECT `+msgCols+` FROM messages WHERE seq = ?`, seq))
+		return err
+	})
+	return out, err
+}
+
+// Thread implements chat.Store.
+func (s *ChatStore) Thread(ctx context.Context, channel, root string, after int64, limit int) ([]wire.Message, bool, error) {
+	msgs, err := scanMessages(s.thread.QueryContext(ctx, root, channel, after, limit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[:limit]
+	}
+	return msgs, more, nil
+}
+
+// Search implements chat.Store. The FTS index is walked newest first
+// (rowid descending) and filtered by what the reader may see.
+func (s *ChatStore) Search(ctx context.Context, q chat.SearchQuery) ([]wire.Message, error) {
+	var b strings.Builder
+	args := []any{q.Match}
+	b.WriteString(`SELECT m.id, m.channel_id, m.off, m.sender_kind, m.sender_id, m.created_at, m.client_msg_id, m.thread_id,
+		m.text, m.data, m.e2ee, m.edited_at, m.deleted
+		FROM messages_fts f
+		JOIN messages m ON m.seq = f.rowid
+		JOIN channels c ON c.id = m.channel_id
+		WHERE messages_fts MATCH ? AND m.deleted = 0 AND c.e2ee = 0`)
+	if q.Channel != "" {
+		b.WriteString(` AND m.channel_id = ?`)
+		args = append(args, q.Channel)
+	}
+	if q.OnlyDeviceChannels {
+		b.WriteString(` AND c.kind = 'device'`)
+	}
+	switch {
+	case q.Reader.Device != "":
+		b.WriteString(` AND c.id = ?`)
+		args = append(args, chat.DeviceChannelID(q.Reader.Device))
+	case q.Reader.User != "":
+		b.WriteString(` AND (c.kind = 'public' OR (? AND c.kind = 'device')
+			OR EXISTS (SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = ?))`)
+		args = append(args, q.Reader.Admin, q.Reader.User)
+	default:
+		return []wire.Message{}, nil
+	}
+	b.WriteString(` ORDER BY f.rowid DESC LIMIT ?`)
+	args = append(args, q.Limit)
+	msgs, err := scanMessages(s.db.Reader().QueryContext(ctx, b.String(), args...))
+	if err != nil && unhidra.ErrorCode(err) == unhidra.EINTERNAL && strings.Contains(err.Error(), "fts5") {
+		// The sanitizer should make this impossible; never a 500 for a query.
+		return nil, unhidra.Wrap(unhidra.EINVALID, "invalid search query", err)
+	}
+	return msgs, err
+}
+
+// SetLastSeen records when principal kind/id was last connected.
+func (s *ChatStore) SetLastSeen(ctx context.Context, kind, id string, t time.Time) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO last_seen (kind, id, last_seen) VALUES (?, ?, ?)
+			ON CONFLICT (kind, id) DO UPDATE SET last_seen = excluded.last_seen WHERE excluded.last_seen > last_seen.last_seen`,
+			kind, id, Time(t))
+		return err
+	})
+}
+
+// LastSeen returns the recorded last_seen of each of ids that has one.
+func (s *ChatStore) LastSeen(ctx context.Context, kind string, ids []string) (map[string]time.Time, error) {
+	out := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		var v string
+		err := s.lastSeen.QueryRowContext(ctx, kind, id).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, Err(err)
+		}
+		t, err := ParseTime(v)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = t
+	}
+	return out, nil
+}
