@@ -1,0 +1,339 @@
+// Package presence tracks who is connected, on every transport, and derives
+// each user's presence from it: online, away or dnd (chosen by the user)
+// while at least one connection is live, offline with last_seen otherwise.
+// last_seen is written to the store when a principal's last connection
+// closes, so it survives restarts. The registry of live connections also
+// serves GET /api/v1/admin/connections and is usable for devices.
+//
+// Fan-out: a user's presence changes are published as `presence` frames on
+// the topics of the user's private and direct channels (at most
+// Options.MaxFanoutChannels, default 100): the people who share a
+// conversation with them. Public channels are not used (their audience is
+// unbounded); clients ask GET /api/v1/presence for anyone else. Only
+// transitions are published (first connection, last disconnection, a status
+// change), in the order they happened per user.
+//
+// Concurrency contract: a Service is safe for concurrent use. Connect and
+// Disconnect are cheap unless they change the user's presence; then they do
+// one store read (the channels) and publish synchronously on the caller's
+// goroutine.
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// Store persists last_seen per principal.
+type Store interface {
+	SetLastSeen(ctx context.Context, kind, id string, t time.Time) error
+	LastSeen(ctx context.Context, kind string, ids []string) (map[string]time.Time, error)
+}
+
+// Channels lists the channels whose members see a user's presence.
+type Channels interface {
+	PresenceChannels(ctx context.Context, user string, limit int) ([]string, error)
+}
+
+// Publisher publishes frames on broker topics.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// Presence is one user's presence (GET /api/v1/presence, the presence frame).
+type Presence struct {
+	User     string     `json:"user"`
+	Status   string     `json:"status"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+}
+
+// MaxQueryUsers bounds one Get.
+const MaxQueryUsers = 100
+
+// Options configure a Service.
+type Options struct {
+	Store     Store
+	Channels  Channels  // optional: no fan-out without it
+	Publisher Publisher // optional: no fan-out without it
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// MaxFanoutChannels bounds the channels a presence change is published
+	// on (default 100).
+	MaxFanoutChannels int
+}
+
+type state struct {
+	n      int
+	status string
+	gen    uint64
+}
+
+// Service is the presence service.
+type Service struct {
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+	users map[wire.Principal]*state
+	// pubMu orders announcements: they are published one at a time, and an
+	// announcement overtaken by a newer transition is dropped.
+	pubMu sync.Mutex
+}
+
+// NewService returns a presence Service.
+func NewService(opts Options) *Service {
+	if opts.MaxFanoutChannels <= 0 {
+		opts.MaxFanoutChannels = 100
+	}
+	s := &Service{opts: opts, log: opts.Logger, now: opts.Now,
+		conns: make(map[*Conn]struct{}), users: make(map[wire.Principal]*state)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = func() time.Time { return time.Now().UTC() }
+	}
+	return s
+}
+
+// Connect registers a live connection. The first connection of a user
+// makes them online.
+func (s *Service) Connect(ctx context.Context, c *Conn) error {
+	if c == nil || c.Identity.Principal.ID == "" {
+		return unhidra.Errorf(unhidra.EINVALID, "connection without a principal")
+	}
+	p := c.Identity.Principal
+	s.mu.Lock()
+	if _, dup := s.conns[c]; dup {
+		s.mu.Unlock()
+		return unhidra.Errorf(unhidra.ECONFLICT, "connection already registered")
+	}
+	s.conns[c] = struct{}{}
+	st := s.users[p]
+	if st == nil {
+		st = &state{}
+		s.users[p] = st
+	}
+	st.n++
+	var gen uint64
+	if st.n == 1 {
+		st.status = wire.StatusOnline
+		st.gen++
+		gen = st.gen
+	}
+	s.mu.Unlock()
+	if gen != 0 {
+		s.announce(ctx, p, gen)
+	}
+	return nil
+}
+
+// Disconnect unregisters a connection. The last connection of a principal
+// going away records last_seen and makes a user offline.
+func (s *Service) Disconnect(ctx context.Context, c *Conn) {
+	if c == nil {
+		return
+	}
+	p := c.Identity.Principal
+	s.mu.Lock()
+	if _, ok := s.conns[c]; !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.conns, c)
+	st := s.users[p]
+	st.n--
+	var gen uint64
+	if st.n == 0 {
+		st.gen++
+		gen = st.gen
+	}
+	s.mu.Unlock()
+	if gen == 0 {
+		return
+	}
+	if s.opts.Store != nil {
+		if err := s.opts.Store.SetLastSeen(context.WithoutCancel(ctx), p.Kind, p.ID, s.now()); err != nil {
+			s.log.Warn("presence: record last_seen", "principal", p.String(), "err", err)
+		}
+	}
+	s.announce(ctx, p, gen)
+}
+
+// SetStatus sets a connected user's status: online, away or dnd.
+func (s *Service) SetStatus(ctx context.Context, who unhidra.Identity, status string) error {
+	switch status {
+	case wire.StatusOnline, wire.StatusAway, wire.StatusDND:
+	default:
+		return unhidra.Errorf(unhidra.EINVALID, "status must be online, away or dnd")
+	}
+	if who.IsDevice() {
+		return unhidra.Errorf(unhidra.EFORBIDDEN, "devices have no chat presence")
+	}
+	s.mu.Lock()
+	st := s.users[who.Principal]
+	if st == nil || st.n == 0 {
+		s.mu.Unlock()
+		return unhidra.Errorf(unhidra.ECONFLICT, "no live connection")
+	}
+	if st.status == status {
+		s.mu.Unlock()
+		return nil
+	}
+	st.status = status
+	st.gen++
+	gen := st.gen
+	s.mu.Unlock()
+	s.announce(ctx, who.Principal, gen)
+	return nil
+}
+
+// announce publishes the user's presence unless a newer transition
+// overtook it.
+func (s *Service) announce(ctx context.Context, p wire.Principal, gen uint64) {
+	if p.Kind != wire.KindUser {
+		s.forget(p, gen)
+		return
+	}
+	var chans []string
+	if s.opts.Channels != nil && s.opts.Publisher != nil {
+		var err error
+		chans, err = s.opts.Channels.PresenceChannels(context.WithoutCancel(ctx), p.ID, s.opts.MaxFanoutChannels)
+		if err != nil {
+			s.log.Warn("presence: list channels", "user", p.ID, "err", err)
+		}
+	}
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.mu.Lock()
+	st := s.users[p]
+	current := st != nil && st.gen == gen
+	frame := wire.PresenceFrame{Type: wire.TypePresence, User: p.ID, Status: wire.StatusOffline}
+	if current {
+		if st.n > 0 {
+			frame.Status = st.status
+		} else {
+			t := s.now()
+			frame.LastSeen = &t
+			delete(s.users, p)
+		}
+	}
+	s.mu.Unlock()
+	if !current || len(chans) == 0 {
+		return
+	}
+	b, err := json.Marshal(frame)
+	if err != nil {
+		return
+	}
+	for _, ch := range chans {
+		if err := s.opts.Publisher.Publish(context.WithoutCancel(ctx), broker.ChannelTopic(ch), b); err != nil {
+			s.log.Warn("presence: publish", "channel", ch, "err", err)
+		}
+	}
+}
+
+// forget drops the state of a principal that went offline, if no newer
+// transition happened.
+func (s *Service) forget(p wire.Principal, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.users[p]; st != nil && st.gen == gen && st.n == 0 {
+		delete(s.users, p)
+	}
+}
+
+// Online reports whether principal p has a live connection on any
+// transport.
+func (s *Service) Online(p wire.Principal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.users[p]
+	return st != nil && st.n > 0
+}
+
+// Get returns the presence of each named user (deduplicated, in the order
+// given, at most MaxQueryUsers): their status while connected, otherwise
+// offline with the persisted last_seen.
+func (s *Service) Get(ctx context.Context, users []string) []Presence {
+	seen := map[string]bool{}
+	out := []Presence{}
+	var offline []string
+	now := s.now()
+	s.mu.Lock()
+	for _, u := range users {
+		if seen[u] || len(out) == MaxQueryUsers {
+			continue
+		}
+		seen[u] = true
+		p := Presence{User: u, Status: wire.StatusOffline}
+		if st := s.users[wire.Principal{Kind: wire.KindUser, ID: u}]; st != nil && st.n > 0 {
+			p.Status = st.status
+			t := now
+			p.LastSeen = &t
+		} else {
+			offline = append(offline, u)
+		}
+		out = append(out, p)
+	}
+	s.mu.Unlock()
+	if len(offline) > 0 && s.opts.Store != nil {
+		ls, err := s.opts.Store.LastSeen(ctx, wire.KindUser, offline)
+		if err != nil {
+			s.log.Warn("presence: read last_seen", "err", err)
+		}
+		for i := range out {
+			if t, ok := ls[out[i].User]; ok && out[i].Status == wire.StatusOffline {
+				t := t
+				out[i].LastSeen = &t
+			}
+		}
+	}
+	return out
+}
+
+// Connections snapshots every live connection, oldest first.
+func (s *Service) Connections() []ConnInfo {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	out := make([]ConnInfo, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, c.Info())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].ConnectedAt.Equal(out[j].ConnectedAt) {
+			return out[i].ConnectedAt.Before(out[j].ConnectedAt)
+		}
+		return out[i].SessionID < out[j].SessionID
+	})
+	return out
+}
+
+// AdminConnections is Connections for GET /api/v1/admin/connections:
+// admins only.
+func (s *Service) AdminConnections(who unhidra.Identity) ([]ConnInfo, error) {
+	if who.IsDevice() || !who.IsAdmin() {
+		return nil, unhidra.Errorf(unhidra.EFORBIDDEN, "admins only")
+	}
+	return s.Connections(), nil
+}
+
+// Count returns the number of live connections.
+func (s *Service) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
