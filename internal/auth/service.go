@@ -737,4 +737,3 @@ func operatorIdentity() unhidra.Identity {
 func IsOperator(who unhidra.Identity) bool {
 	return who.Principal == Operator.Principal && who.SessionID == "" && strings.Join(who.Roles, ",") == unhidra.RoleAdmin
 }
-

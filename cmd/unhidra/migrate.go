@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/config"
+	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/sqlite"
+)
+
+// runMigrate applies the schema to DATABASE_URL and exits.
+func runMigrate(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(e.args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: migrate takes no arguments", errUsage)
+	}
+	cfg, err := config.Load(nil, e.getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n int
+	if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "schema is up to date at %s (%d migrations applied)\n", db.Path(), n)
+	return nil
+}
+
+// admin is what the administration commands (user, device) work with: the
+// same services as the server, on the same database. SQLite in WAL mode lets
+// them run beside a live server; their writes wait on busy_timeout.
+type admin struct {
+	cfg     *config.Config
+	db      *sqlite.DB
+	auth    *auth.Service
+	devices *device.Service
+}
+
+func openAdmin(ctx context.Context, e env) (*admin, error) {
+	cfg, err := config.Load(nil, e.getenv)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	// Device keys are hashed with a key derived from JWT_SECRET, so the
+	// commands need the server's secret (generated in dev, in the data dir).
+	if _, err := cfg.EnsureDevSecret(rand.Read); err != nil {
+		return nil, err
+	}
+	if cfg.JWTSecret == "" {
+		return nil, errors.New("JWT_SECRET must be set (the same as the server's)")
+	}
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := &admin{cfg: cfg, db: db}
+	a.auth, err = auth.New(auth.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious, Registration: cfg.Registration}, auth.Deps{Store: sqlite.NewAuthStore(db), Log: log})
+	if err == nil {
+		a.devices, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
+			device.Deps{Store: sqlite.NewDeviceStore(db), Users: a.auth, Log: log})
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *admin) Close() error { return a.db.Close() }
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments ("user create bob --admin") and returns the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// readPasswordLine reads one line of stdin as a password, byte-exact but for
+// the line ending.
+func readPasswordLine(r io.Reader) (string, error) {
+	if r == nil {
+		return "", errors.New("no standard input")
+	}
+	b, err := io.ReadAll(io.LimitReader(r, auth.MaxPasswordLen+3))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(s, "\r")
+	if s == "" {
+		return "", errors.New("no password on standard input")
+	}
+	return s, nil
+}

@@ -1,0 +1,331 @@
+package main
+
+// serve.go is the composition root: it builds every store, service and
+// listener from the configuration and runs them as components under one
+// errgroup. Other services (gateway, MQTT, ML) add their components to
+// app.components in newApp.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/config"
+	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/inmem"
+	"github.com/unhidra/unhidra/internal/sqlite"
+)
+
+func runServe(ctx context.Context, e env) error {
+	cfg, err := config.Load(e.args, e.getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	generated, err := cfg.EnsureDevSecret(rand.Read)
+	if err != nil {
+		return fmt.Errorf("JWT secret: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(e.stderr, "unhidra: the configuration has problems:")
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(e.stderr, "  - %s\n", line)
+		}
+		return errors.New("refusing to start with an invalid configuration")
+	}
+	log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+	if generated {
+		log.Warn("no JWT_SECRET set: generated one and kept it in the data dir; set JWT_SECRET (32+ random bytes) for production", "path", filepath.Join(cfg.DataDir, "jwt_secret"))
+	} else if cfg.JWTSecretGenerated {
+		log.Warn("no JWT_SECRET set: using the one generated earlier in the data dir", "path", filepath.Join(cfg.DataDir, "jwt_secret"))
+	}
+	a, err := newApp(ctx, cfg, log, e.stdout, appOptions{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.Run(ctx)
+}
+
+// component is one long-running part of the process. Run serves until ctx
+// ends, then drains within the shutdown timeout and returns; an error from
+// any component stops the others.
+type component interface {
+	Name() string
+	Run(ctx context.Context) error
+}
+
+// appOptions are knobs for tests; the zero value is production behaviour.
+type appOptions struct {
+	// hashParams, when set, replaces the Argon2id parameters (tests that
+	// are not about hashing); hashQueue the pool's queue length.
+	hashParams auth.Params
+	hashQueue  int
+}
+
+// app is the whole running process.
+type app struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	db        *sqlite.DB
+	broker    *inmem.Broker
+	registry  *prometheus.Registry
+	httpm     *httpapi.HTTPMetrics
+	authSvc   *auth.Service
+	deviceSvc *device.Service
+
+	components []component
+	draining   atomic.Bool
+	authAddr   string
+}
+
+// openDatabase picks the store by the DATABASE_URL scheme.
+func openDatabase(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
+	u := cfg.DatabaseURL
+	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		return nil, errors.New("DATABASE_URL: PostgreSQL is not supported yet; use sqlite://path or a file path")
+	}
+	path := cfg.SQLitePath()
+	if path == "" {
+		return nil, fmt.Errorf("DATABASE_URL: unsupported scheme")
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// newApp builds the process: database, broker, metrics, services, the admin
+// bootstrap and the listeners (opened here, so ports chosen for :0 are known
+// before Run).
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, opts appOptions) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.db, err = openDatabase(ctx, cfg); err != nil {
+		return nil, err
+	}
+	a.broker = inmem.NewBroker()
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.httpm = httpapi.NewHTTPMetrics(a.registry)
+
+	a.authSvc, err = auth.New(auth.Config{
+		Secret:         cfg.JWTSecret,
+		PreviousSecret: cfg.JWTSecretPrevious,
+		AccessTTL:      cfg.AccessTokenTTL,
+		RefreshTTL:     cfg.RefreshTokenTTL,
+		Registration:   cfg.Registration,
+		LoginPerMinute: cfg.RateLimitLoginPerMin,
+		Params:         opts.hashParams,
+		HashQueue:      opts.hashQueue,
+	}, auth.Deps{Store: sqlite.NewAuthStore(a.db), Publisher: a.broker, Log: log.With("service", "auth"), Registerer: a.registry})
+	if err != nil {
+		return nil, err
+	}
+	a.deviceSvc, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
+		device.Deps{Store: sqlite.NewDeviceStore(a.db), Users: a.authSvc, Publisher: a.broker, Log: log.With("service", "device")})
+	if err != nil {
+		return nil, err
+	}
+
+	created, pw, err := a.authSvc.EnsureAdmin(ctx, cfg.AdminPassword)
+	if err != nil {
+		return nil, fmt.Errorf("create the admin user: %w", err)
+	}
+	if created {
+		if cfg.AdminPassword != "" {
+			log.Info("created user admin with the password from UNHIDRA_ADMIN_PASSWORD")
+		} else {
+			// The only place a secret is ever printed: once, on first start.
+			fmt.Fprintf(stdout, "\n  Created user \"admin\" (role admin).\n  admin password: %s\n  It is shown only this once; change it with POST /me/password.\n\n", pw)
+			log.Info("created user admin; its password was printed once on stdout")
+		}
+	}
+
+	if cfg.Runs("auth") {
+		api := &httpapi.AuthAPI{
+			Auth:           a.authSvc,
+			Devices:        a.deviceSvc,
+			Log:            log.With("server", "auth"),
+			TrustedProxies: cfg.TrustedProxies,
+			AllowedOrigins: cfg.AllowedOrigins,
+			GatewayPort:    cfg.GatewayPort,
+			Health:         a.db.Ping,
+			Draining:       a.draining.Load,
+			Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}),
+			HTTPMetrics:    a.httpm,
+			RequestLimit:   auth.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil),
+		}
+		srv, err := a.listen("auth API", cfg.AuthPort, api.Handler())
+		if err != nil {
+			return nil, err
+		}
+		a.authAddr = srv.addr
+		a.components = append(a.components, srv)
+	}
+	return a, nil
+}
+
+// authRequestsPerMinute is the auth API's per-IP request limit: ten times
+// RATE_LIMIT_IP_PER_MINUTE (600 by default), since one page load of the web
+// client makes several auth calls. Logins have their own, stricter limit.
+func authRequestsPerMinute(cfg *config.Config) int { return 10 * cfg.RateLimitIPPerMin }
+
+// AuthAddr returns the auth API's listening address (host:port), or "".
+func (a *app) AuthAddr() string { return a.authAddr }
+
+// Run runs every component until ctx ends or one fails, then drains them.
+// It returns nil on a clean shutdown.
+func (a *app) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range a.components {
+		g.Go(func() error {
+			if err := c.Run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", c.Name(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		a.draining.Store(true)
+		return nil
+	})
+	err := g.Wait()
+	a.log.Info("stopped", "err", err)
+	return err
+}
+
+// Close releases what newApp acquired; the database goes last.
+func (a *app) Close() error {
+	var errs []error
+	for _, c := range a.components {
+		if cl, ok := c.(io.Closer); ok {
+			errs = append(errs, cl.Close())
+		}
+	}
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+		a.db = nil
+	}
+	return errors.Join(errs...)
+}
+
+// httpServer is an HTTP listener as a component.
+type httpServer struct {
+	name    string
+	addr    string
+	ln      net.Listener
+	srv     *http.Server
+	tls     bool
+	timeout time.Duration
+	log     *slog.Logger
+	drain   func()
+}
+
+func (a *app) listen(name string, port int, h http.Handler) (*httpServer, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindAddr, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	s := &httpServer{
+		name: name, addr: ln.Addr().String(), ln: ln, tls: a.cfg.TLS(), timeout: a.cfg.ShutdownTimeout, log: a.log,
+		drain: func() { a.draining.Store(true) },
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		},
+	}
+	if s.tls {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%s: TLS certificate: %w", name, err)
+		}
+		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	return s, nil
+}
+
+func (s *httpServer) Name() string { return s.name }
+
+// Run serves until ctx ends, then stops accepting and waits for in-flight
+// requests up to the shutdown timeout.
+func (s *httpServer) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if s.tls {
+			err = s.srv.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		errc <- err
+	}()
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	s.log.Info(fmt.Sprintf("%s listening on %s", s.name, s.addr), "url", scheme+"://"+s.addr)
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	s.drain()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		s.srv.Close()
+		return fmt.Errorf("drain: %w", err)
+	}
+	s.log.Info(s.name + " stopped")
+	return nil
+}
+
+// Close closes the listener and connections (after Run or instead of it).
+func (s *httpServer) Close() error {
+	err := s.srv.Close()
+	s.ln.Close()
+	return err
+}
