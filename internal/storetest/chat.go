@@ -1,0 +1,600 @@
+// Package storetest is the conformance suite of chat.Store: every
+// implementation (SQLite now, PostgreSQL later) runs the same tests with
+// Run. Each subtest gets a fresh, empty, migrated store from newStore; the
+// suite uses only the Store interface. Subtests do not run in parallel.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// Run runs the chat.Store conformance suite.
+func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s chat.Store)
+	}{
+		{"channels are created, read, listed, updated and deleted", testChannels},
+		{"a duplicate channel id or direct pair is a conflict", testChannelConflicts},
+		{"membership is added, changed, listed and removed", testMembers},
+		{"offsets start at 1 and grow by exactly 1 across batches", testOffsets},
+		{"offsets are gapless under concurrent batches", testConcurrentOffsets},
+		{"a repeated client_msg_id stores once and returns the first message", testIdempotency},
+		{"per-append errors do not consume offsets or fail the batch", testAppendErrors},
+		{"history pages run newest first, or oldest first after an offset", testHistory},
+		{"edits replace the body and tombstones clear it but keep the offset", testEditDelete},
+		{"threads list replies in order and replies to replies join the root", testThreads},
+		{"search finds readable text and skips e2ee, deleted and foreign messages", testSearch},
+		{"search treats FTS syntax as plain text", testSearchSyntax},
+		{"deleting a channel removes its messages and members", testDeleteChannel},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func user(id string) wire.Principal { return wire.Principal{Kind: wire.KindUser, ID: id} }
+
+func mkChannel(t *testing.T, s chat.Store, kind string, e2ee bool, members ...string) chat.Channel {
+	t.Helper()
+	ch := chat.Channel{ID: ulid.Make().String(), Name: "ch-" + kind, Kind: kind, E2EE: e2ee, CreatedBy: "alice", CreatedAt: t0}
+	var ms []chat.Member
+	for i, m := range members {
+		role := chat.RoleMember
+		if i == 0 {
+			role = chat.RoleOwner
+		}
+		ms = append(ms, chat.Member{User: m, Role: role, JoinedAt: t0})
+	}
+	if err := s.CreateChannel(context.Background(), ch, "", ms); err != nil {
+		t.Fatalf("CreateChannel: %v", err)
+	}
+	return ch
+}
+
+func text(s string) *string { return &s }
+
+func msg(ch string, from wire.Principal, body string) wire.Message {
+	return wire.Message{ID: ulid.Make().String(), Channel: ch, Sender: from, CreatedAt: t0, Text: text(body)}
+}
+
+func appendOne(t *testing.T, s chat.Store, m wire.Message) chat.AppendResult {
+	t.Helper()
+	rs, err := s.AppendMessages(context.Background(), []chat.Append{{Msg: m, Index: m.Text != nil}})
+	if err != nil {
+		t.Fatalf("AppendMessages: %v", err)
+	}
+	if len(rs) != 1 {
+		t.Fatalf("AppendMessages returned %d results, want 1", len(rs))
+	}
+	return rs[0]
+}
+
+func appendN(t *testing.T, s chat.Store, ch string, n int) []wire.Message {
+	t.Helper()
+	var out []wire.Message
+	for i := 0; i < n; i++ {
+		r := appendOne(t, s, msg(ch, user("alice"), fmt.Sprintf("message %d", i+1)))
+		if r.Err != nil {
+			t.Fatalf("append %d: %v", i, r.Err)
+		}
+		out = append(out, r.Msg)
+	}
+	return out
+}
+
+func code(err error) string { return unhidra.ErrorCode(err) }
+
+func testChannels(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	pub := mkChannel(t, s, chat.KindPublic, false, "alice")
+	priv := mkChannel(t, s, chat.KindPrivate, true, "alice", "bob")
+	other := mkChannel(t, s, chat.KindPrivate, false, "carol")
+	dev := chat.Channel{ID: chat.DeviceChannelID("d1"), Name: "d1", Kind: chat.KindDevice, CreatedBy: "carol", CreatedAt: t0}
+	if err := s.CreateChannel(ctx, dev, "", []chat.Member{{User: "carol", Role: chat.RoleOwner, JoinedAt: t0}}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.GetChannel(ctx, priv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != priv.Name || got.Kind != chat.KindPrivate || !got.E2EE || !got.CreatedAt.Equal(t0) || got.LastOffset != 0 {
+		t.Errorf("GetChannel = %+v, want %+v", got, priv)
+	}
+	if _, err := s.GetChannel(ctx, "nope"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("GetChannel(missing) error = %v, want not_found", err)
+	}
+
+	ids := func(cs []chat.Channel) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		sort.Strings(out)
+		return out
+	}
+	want := []string{pub.ID, priv.ID}
+	sort.Strings(want)
+	list, err := s.ListChannels(ctx, "bob", false, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(list)) != fmt.Sprint(want) {
+		t.Errorf("ListChannels(bob) = %v, want %v (public + member of)", ids(list), want)
+	}
+	list, err = s.ListChannels(ctx, "zed", true, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{pub.ID, dev.ID}
+	sort.Strings(want)
+	if fmt.Sprint(ids(list)) != fmt.Sprint(want) {
+		t.Errorf("ListChannels(admin zed) = %v, want %v (public + device)", ids(list), want)
+	}
+	_ = other
+
+	up, err := s.UpdateChannel(ctx, pub.ID, "renamed", "a topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Name != "renamed" || up.Topic != "a topic" {
+		t.Errorf("UpdateChannel = %+v", up)
+	}
+	if _, err := s.UpdateChannel(ctx, "nope", "x", ""); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("UpdateChannel(missing) error = %v, want not_found", err)
+	}
+	pc, err := s.PresenceChannels(ctx, "alice", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(pc) != fmt.Sprint([]string{priv.ID}) {
+		t.Errorf("PresenceChannels(alice) = %v, want only the private channel %s", pc, priv.ID)
+	}
+}
+
+func testChannelConflicts(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	if err := s.CreateChannel(ctx, ch, "", nil); code(err) != unhidra.ECONFLICT {
+		t.Errorf("second create with the same id: error = %v, want conflict", err)
+	}
+	d1 := chat.Channel{ID: ulid.Make().String(), Name: "a, b", Kind: chat.KindDirect, CreatedBy: "a", CreatedAt: t0}
+	d2 := d1
+	d2.ID = ulid.Make().String()
+	if err := s.CreateChannel(ctx, d1, "a\nb", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateChannel(ctx, d2, "a\nb", nil); code(err) != unhidra.ECONFLICT {
+		t.Errorf("second direct channel for one pair: error = %v, want conflict", err)
+	}
+	got, err := s.FindDirect(ctx, "a\nb")
+	if err != nil || got.ID != d1.ID {
+		t.Errorf("FindDirect = %v, %v; want %s", got.ID, err, d1.ID)
+	}
+	if _, err := s.FindDirect(ctx, "a\nc"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("FindDirect(unknown pair) error = %v, want not_found", err)
+	}
+}
+
+func testMembers(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPrivate, false, "alice")
+	added, err := s.PutMember(ctx, ch.ID, chat.Member{User: "bob", Role: chat.RoleMember, JoinedAt: t0})
+	if err != nil || !added {
+		t.Fatalf("PutMember(bob) = %v, %v; want added", added, err)
+	}
+	added, err = s.PutMember(ctx, ch.ID, chat.Member{User: "bob", Role: chat.RoleAdmin, JoinedAt: t0})
+	if err != nil || added {
+		t.Fatalf("PutMember(bob, admin) = %v, %v; want a role change", added, err)
+	}
+	m, err := s.GetMember(ctx, ch.ID, "bob")
+	if err != nil || m.Role != chat.RoleAdmin {
+		t.Errorf("GetMember(bob) = %+v, %v; want admin", m, err)
+	}
+	ms, err := s.Members(ctx, ch.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[0].User != "alice" || ms[0].Role != chat.RoleOwner || ms[1].User != "bob" {
+		t.Errorf("Members = %+v, want alice(owner), bob", ms)
+	}
+	if err := s.RemoveMember(ctx, ch.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveMember(ctx, ch.ID, "bob"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("RemoveMember twice: error = %v, want not_found", err)
+	}
+	if _, err := s.GetMember(ctx, ch.ID, "bob"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("GetMember after removal: error = %v, want not_found", err)
+	}
+	if _, err := s.PutMember(ctx, "missing", chat.Member{User: "bob", Role: chat.RoleMember, JoinedAt: t0}); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("PutMember on a missing channel: error = %v, want not_found", err)
+	}
+}
+
+func testOffsets(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	a := mkChannel(t, s, chat.KindPublic, false, "alice")
+	b := mkChannel(t, s, chat.KindPublic, false, "alice")
+	for round := 0; round < 3; round++ {
+		var batch []chat.Append
+		for i := 0; i < 5; i++ {
+			batch = append(batch, chat.Append{Msg: msg(a.ID, user("alice"), "x"), Index: true})
+			batch = append(batch, chat.Append{Msg: msg(b.ID, user("alice"), "y"), Index: true})
+		}
+		rs, err := s.AppendMessages(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rs {
+			want := int64(round*5 + i/2 + 1)
+			if r.Err != nil || r.Duplicate || r.Msg.Offset != want {
+				t.Fatalf("round %d item %d: offset %d err %v dup %v; want offset %d", round, i, r.Msg.Offset, r.Err, r.Duplicate, want)
+			}
+		}
+	}
+	for _, ch := range []chat.Channel{a, b} {
+		got, err := s.GetChannel(ctx, ch.ID)
+		if err != nil || got.LastOffset != 15 {
+			t.Errorf("LastOffset = %d, %v; want 15", got.LastOffset, err)
+		}
+		msgs, err := s.MessagesAfter(ctx, ch.ID, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range msgs {
+			if m.Offset != int64(i+1) {
+				t.Fatalf("MessagesAfter[%d].Offset = %d, want %d", i, m.Offset, i+1)
+			}
+		}
+	}
+}
+
+func testConcurrentOffsets(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	const workers, per = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				if _, err := s.AppendMessages(ctx, []chat.Append{{Msg: msg(ch.ID, user("alice"), "c")}, {Msg: msg(ch.ID, user("alice"), "d")}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent append: %v", err)
+	}
+	msgs, err := s.MessagesAfter(ctx, ch.ID, 0, workers*per*2+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != workers*per*2 {
+		t.Fatalf("stored %d messages, want %d", len(msgs), workers*per*2)
+	}
+	for i, m := range msgs {
+		if m.Offset != int64(i+1) {
+			t.Fatalf("offset %d at position %d: gap or duplicate", m.Offset, i)
+		}
+	}
+}
+
+func testIdempotency(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	m := msg(ch.ID, user("alice"), "once")
+	m.ClientMsgID = "c-1"
+	first := appendOne(t, s, m)
+	if first.Err != nil || first.Duplicate || first.Msg.Offset != 1 {
+		t.Fatalf("first append = %+v", first)
+	}
+	// Again, in a later batch and twice within one batch, with another id
+	// and body: the first message comes back.
+	again := msg(ch.ID, user("alice"), "different body")
+	again.ClientMsgID = "c-1"
+	rs, err := s.AppendMessages(ctx, []chat.Append{{Msg: again}, {Msg: again}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.Err != nil || !r.Duplicate || r.Msg.ID != first.Msg.ID || r.Msg.Offset != 1 || *r.Msg.Text != "once" {
+			t.Errorf("repeat %d = %+v, want the first message as a duplicate", i, r)
+		}
+	}
+	// Within one batch, first occurrence stores and the second repeats it.
+	n1 := msg(ch.ID, user("alice"), "two")
+	n1.ClientMsgID = "c-2"
+	n2 := msg(ch.ID, user("alice"), "two again")
+	n2.ClientMsgID = "c-2"
+	rs, err = s.AppendMessages(ctx, []chat.Append{{Msg: n1}, {Msg: n2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Duplicate || rs[0].Msg.Offset != 2 || !rs[1].Duplicate || rs[1].Msg.ID != rs[0].Msg.ID {
+		t.Errorf("same id twice in one batch = %+v / %+v", rs[0], rs[1])
+	}
+	// The same client_msg_id from another sender or channel is independent.
+	other := msg(ch.ID, user("bob"), "bob's")
+	other.ClientMsgID = "c-1"
+	if r := appendOne(t, s, other); r.Duplicate || r.Msg.Offset != 3 {
+		t.Errorf("another sender's c-1 = %+v, want a new message at offset 3", r)
+	}
+	all, _ := s.MessagesAfter(ctx, ch.ID, 0, 10)
+	if len(all) != 3 {
+		t.Errorf("stored %d messages, want 3", len(all))
+	}
+}
+
+func testAppendErrors(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	other := mkChannel(t, s, chat.KindPublic, false, "alice")
+	foreign := appendOne(t, s, msg(other.ID, user("alice"), "elsewhere"))
+	bad := msg(ch.ID, user("alice"), "reply")
+	bad.ThreadID = foreign.Msg.ID
+	missing := msg(ch.ID, user("alice"), "reply")
+	missing.ThreadID = ulid.Make().String()
+	gone := msg("no-such-channel", user("alice"), "x")
+	rs, err := s.AppendMessages(ctx, []chat.Append{{Msg: bad}, {Msg: missing}, {Msg: gone}, {Msg: msg(ch.ID, user("alice"), "ok")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code(rs[0].Err) != unhidra.EINVALID || code(rs[1].Err) != unhidra.EINVALID {
+		t.Errorf("thread root in another channel / missing: errors %v, %v; want invalid", rs[0].Err, rs[1].Err)
+	}
+	if code(rs[2].Err) != unhidra.ENOTFOUND {
+		t.Errorf("unknown channel: error %v, want not_found", rs[2].Err)
+	}
+	if rs[3].Err != nil || rs[3].Msg.Offset != 1 {
+		t.Errorf("good append after failures = %+v, want offset 1", rs[3])
+	}
+}
+
+func testHistory(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	appendN(t, s, ch.ID, 10)
+	offs := func(ms []wire.Message) []int64 {
+		var out []int64
+		for _, m := range ms {
+			out = append(out, m.Offset)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		p    chat.Page
+		want []int64
+		more bool
+	}{
+		{"the newest page comes first", chat.Page{Limit: 3}, []int64{10, 9, 8}, true},
+		{"before pages backwards", chat.Page{Before: 8, Limit: 3}, []int64{7, 6, 5}, true},
+		{"the last page backwards has no more", chat.Page{Before: 3, Limit: 5}, []int64{2, 1}, false},
+		{"after pages forwards, oldest first", chat.Page{After: 4, Limit: 3}, []int64{5, 6, 7}, true},
+		{"after near the end has no more", chat.Page{After: 8, Limit: 5}, []int64{9, 10}, false},
+		{"a range is newest first", chat.Page{Before: 6, After: 2, Limit: 10}, []int64{5, 4, 3}, false},
+		{"after the last offset is empty", chat.Page{After: 10, Limit: 5}, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, more, err := s.History(ctx, ch.ID, tc.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(offs(got)) != fmt.Sprint(tc.want) || more != tc.more {
+				t.Errorf("History(%+v) = %v more=%v, want %v more=%v", tc.p, offs(got), more, tc.want, tc.more)
+			}
+		})
+	}
+}
+
+func testEditDelete(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	m := appendOne(t, s, msg(ch.ID, user("alice"), "original words")).Msg
+	edited, err := s.EditMessage(ctx, ch.ID, m.ID, chat.Body{Text: text("edited words")}, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *edited.Text != "edited words" || edited.EditedAt == nil || !edited.EditedAt.Equal(t0.Add(time.Minute)) || edited.Offset != 1 {
+		t.Errorf("edited = %+v", edited)
+	}
+	if got, _ := s.Search(ctx, chat.SearchQuery{Match: `"original"`, Reader: chat.Reader{User: "alice"}, Limit: 10}); len(got) != 0 {
+		t.Errorf("search finds the pre-edit text: %d hits", len(got))
+	}
+	if got, _ := s.Search(ctx, chat.SearchQuery{Match: `"edited"`, Reader: chat.Reader{User: "alice"}, Limit: 10}); len(got) != 1 {
+		t.Errorf("search for the edited text: %d hits, want 1", len(got))
+	}
+	data := appendOne(t, s, wire.Message{ID: ulid.Make().String(), Channel: ch.ID, Sender: user("alice"), CreatedAt: t0, Data: json.RawMessage(`{"t":21.5}`)}).Msg
+	if string(data.Data) != `{"t":21.5}` || data.Text != nil {
+		t.Errorf("data message = %+v", data)
+	}
+	tomb, err := s.DeleteMessage(ctx, ch.ID, m.ID, t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tomb.Deleted || tomb.Text != nil || tomb.Data != nil || tomb.E2EE != nil || tomb.Offset != 1 || tomb.ID != m.ID {
+		t.Errorf("tombstone = %+v", tomb)
+	}
+	if got, _ := s.Search(ctx, chat.SearchQuery{Match: `"edited"`, Reader: chat.Reader{User: "alice"}, Limit: 10}); len(got) != 0 {
+		t.Errorf("search finds a deleted message: %d hits", len(got))
+	}
+	if _, err := s.EditMessage(ctx, ch.ID, m.ID, chat.Body{Text: text("x")}, t0); code(err) != unhidra.ECONFLICT {
+		t.Errorf("editing a tombstone: error = %v, want conflict", err)
+	}
+	hist, _, _ := s.History(ctx, ch.ID, chat.Page{Limit: 10})
+	if len(hist) != 2 || !hist[1].Deleted || hist[1].Offset != 1 {
+		t.Errorf("history after delete = %+v, want the tombstone kept at offset 1", hist)
+	}
+	if _, err := s.GetMessage(ctx, ch.ID, "01ARZ3NDEKTSV4RRFFQ69G5FAV"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("GetMessage(missing) = %v, want not_found", err)
+	}
+	if _, err := s.DeleteMessage(ctx, "other", m.ID, t0); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("DeleteMessage via another channel = %v, want not_found", err)
+	}
+}
+
+func testThreads(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	root := appendOne(t, s, msg(ch.ID, user("alice"), "root")).Msg
+	var replies []wire.Message
+	for i := 0; i < 4; i++ {
+		r := msg(ch.ID, user("bob"), fmt.Sprintf("reply %d", i))
+		r.ThreadID = root.ID
+		if i == 3 {
+			r.ThreadID = replies[0].ID // reply to a reply
+		}
+		res := appendOne(t, s, r)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		replies = append(replies, res.Msg)
+		appendOne(t, s, msg(ch.ID, user("carol"), "noise"))
+	}
+	if replies[3].ThreadID != root.ID {
+		t.Errorf("a reply to a reply has thread_id %s, want the root %s", replies[3].ThreadID, root.ID)
+	}
+	got, more, err := s.Thread(ctx, ch.ID, root.ID, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !more || got[0].ID != replies[0].ID || got[2].ID != replies[2].ID {
+		t.Errorf("Thread page 1 = %d msgs more=%v", len(got), more)
+	}
+	got, more, err = s.Thread(ctx, ch.ID, root.ID, got[2].Offset, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || more || got[0].ID != replies[3].ID {
+		t.Errorf("Thread page 2 = %+v more=%v, want the last reply", got, more)
+	}
+}
+
+func testSearch(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	pub := mkChannel(t, s, chat.KindPublic, false, "alice")
+	priv := mkChannel(t, s, chat.KindPrivate, false, "alice", "bob")
+	secret := mkChannel(t, s, chat.KindPrivate, true, "alice")
+	dev := chat.Channel{ID: chat.DeviceChannelID("d9"), Name: "d9", Kind: chat.KindDevice, CreatedBy: "carol", CreatedAt: t0}
+	if err := s.CreateChannel(ctx, dev, "", []chat.Member{{User: "carol", Role: chat.RoleOwner, JoinedAt: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	appendOne(t, s, msg(pub.ID, user("alice"), "the zebra crossing"))
+	appendOne(t, s, msg(priv.ID, user("bob"), "a zebra in private"))
+	// An e2ee channel never holds indexed text: even if a store were handed
+	// a text body there (Index false), it must not be found.
+	rs, err := s.AppendMessages(ctx, []chat.Append{{Msg: msg(secret.ID, user("alice"), "zebra secret"), Index: false}})
+	if err != nil || rs[0].Err != nil {
+		t.Fatal(err, rs[0].Err)
+	}
+	appendOne(t, s, msg(dev.ID, wire.Principal{Kind: wire.KindDevice, ID: "d9"}, "zebra sensor"))
+	appendOne(t, s, msg(pub.ID, user("alice"), "Zébras with diacritics"))
+
+	count := func(q chat.SearchQuery) int {
+		t.Helper()
+		q.Limit = 50
+		got, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatalf("Search(%+v): %v", q, err)
+		}
+		return len(got)
+	}
+	tests := []struct {
+		name string
+		q    chat.SearchQuery
+		want int
+	}{
+		{"a stranger sees only public channels", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "zed"}}, 1},
+		{"a member also sees their private channel", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "bob"}}, 2},
+		{"an admin also sees device channels", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "zed", Admin: true}}, 2},
+		{"the device owner sees its device channel", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "carol"}}, 2},
+		{"a device sees only its own channel", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{Device: "d9"}}, 1},
+		{"e2ee channels are never searched", chat.SearchQuery{Match: `"secret"`, Reader: chat.Reader{User: "alice"}}, 0},
+		{"a channel filter narrows the search", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "bob"}, Channel: priv.ID}, 1},
+		{"a prefix query matches word starts", chat.SearchQuery{Match: `"zeb"*`, Reader: chat.Reader{User: "zed"}}, 2},
+		{"diacritics are folded", chat.SearchQuery{Match: `"zebras"`, Reader: chat.Reader{User: "zed"}}, 1},
+		{"only device channels when e2ee is enforced", chat.SearchQuery{Match: `"zebra"`, Reader: chat.Reader{User: "carol"}, OnlyDeviceChannels: true}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := count(tc.q); got != tc.want {
+				t.Errorf("hits = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func testSearchSyntax(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice")
+	appendOne(t, s, msg(ch.ID, user("alice"), `she said "NEAR(" and OR * AND`))
+	for _, raw := range []string{`"`, `*`, `NEAR(`, `a OR b`, `col:x`, `(((`, `"unbalanced`, `-x`, `^start`, `AND`, `said"`} {
+		t.Run(raw, func(t *testing.T) {
+			q, err := chat.SanitizeQuery(raw)
+			if err != nil {
+				if code(err) != unhidra.EINVALID {
+					t.Fatalf("SanitizeQuery(%q) = %v, want invalid", raw, err)
+				}
+				return
+			}
+			if _, err := s.Search(ctx, chat.SearchQuery{Match: q, Reader: chat.Reader{User: "alice"}, Limit: 5}); err != nil {
+				t.Errorf("Search(%q → %q) = %v, want no error", raw, q, err)
+			}
+		})
+	}
+	q, _ := chat.SanitizeQuery(`NEAR(`)
+	got, err := s.Search(ctx, chat.SearchQuery{Match: q, Reader: chat.Reader{User: "alice"}, Limit: 5})
+	if err != nil || len(got) != 1 {
+		t.Errorf("searching the literal word NEAR: %d hits, %v; want 1", len(got), err)
+	}
+}
+
+func testDeleteChannel(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	ch := mkChannel(t, s, chat.KindPublic, false, "alice", "bob")
+	appendOne(t, s, msg(ch.ID, user("alice"), "searchable gone"))
+	if err := s.DeleteChannel(ctx, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetChannel(ctx, ch.ID); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("GetChannel after delete: %v, want not_found", err)
+	}
+	if ms, _ := s.MessagesAfter(ctx, ch.ID, 0, 10); len(ms) != 0 {
+		t.Errorf("%d messages survive the channel", len(ms))
+	}
+	if ms, _ := s.Members(ctx, ch.ID); len(ms) != 0 {
+		t.Errorf("%d members survive the channel", len(ms))
+	}
+	if got, _ := s.Search(ctx, chat.SearchQuery{Match: `"searchable"`, Reader: chat.Reader{User: "alice"}, Limit: 5}); len(got) != 0 {
+		t.Errorf("search finds a deleted channel's message")
+	}
+	if err := s.DeleteChannel(ctx, ch.ID); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("second delete: %v, want not_found", err)
+	}
+}
