@@ -1,0 +1,444 @@
+package device
+
+// This file holds device.Fleet: the live side of devices (heartbeats,
+// online state, telemetry ingestion, commands) shared by every transport.
+//
+// Design (telemetry path). A telemetry point is written twice, on purpose:
+//
+//  1. into the telemetry table (FleetStore.AppendTelemetry), which answers
+//     time-range queries (GET /api/v1/devices/{id}/telemetry) and is pruned
+//     after TELEMETRY_RETENTION;
+//  2. as a message with data {"type":"telemetry","ts","seq?","data"} in the
+//     device channel "device:<id>" (Channels.Publish), which gives every
+//     subscriber of that channel — WebSocket or MQTT — live telemetry with
+//     offsets and recovery, like any other channel message.
+//
+// The ack handed back to the device (WebSocket `ack`, MQTT PUBACK) is sent
+// only after both writes committed; the ack is the channel message's ack. A
+// failure of either write is returned to the caller, who refuses the ack,
+// so the device retries (at-least-once: a retry after a failure between the
+// two writes may store the point twice in the telemetry table).
+//
+// Telemetry rows are written through a group commit: concurrent Telemetry
+// calls are collected while one transaction is in flight and committed
+// together in the next one, so thousands of devices under synchronous=FULL
+// cost one fsync per batch, not one per point.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// FleetStore persists telemetry, commands and the online state of devices.
+// The SQLite implementation is internal/sqlite.FleetStore. It enforces no
+// authorization. Errors use the root vocabulary (not_found, unavailable).
+type FleetStore interface {
+	// AppendTelemetry stores every point in one transaction and moves the
+	// last_seen of their devices forward to the newest ReceivedAt.
+	AppendTelemetry(ctx context.Context, points []TelemetryPoint) error
+	// QueryTelemetry returns points of device with since <= ts < until,
+	// oldest first, at most limit.
+	QueryTelemetry(ctx context.Context, deviceID string, since, until time.Time, limit int) ([]TelemetryPoint, error)
+	// PruneTelemetry deletes points with ts < before and returns how many.
+	PruneTelemetry(ctx context.Context, before time.Time) (int64, error)
+
+	// SetOnline records the online state and last_seen of a device and
+	// reports whether the online state changed. An unknown device is
+	// not_found.
+	SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (changed bool, err error)
+
+	CreateCommand(ctx context.Context, c Command) error
+	GetCommand(ctx context.Context, deviceID, commandID string) (Command, error)
+	// OpenCommands returns the device's pending commands whose deadline is
+	// after now, oldest first, at most limit.
+	PendingCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]Command, error)
+	// TransitionCommand moves a command whose status is one of from to the
+	// status to (setting delivered_at or completed_at = at, and result when
+	// non-nil). It returns the command as it is afterwards and whether it
+	// moved; a command in another status is returned unchanged.
+	TransitionCommand(ctx context.Context, deviceID, commandID string, from []string, to string, result json.RawMessage, at time.Time) (Command, bool, error)
+	// ExpireCommands moves every pending or delivered command whose
+	// deadline is at or before now to timeout and returns them.
+	ExpireCommands(ctx context.Context, now time.Time, limit int) ([]Command, error)
+}
+
+// Channels posts into device channels: the chat service. Publish applies
+// the chat rules (a device posts only in its own channel device:<id>).
+type Channels interface {
+	Publish(ctx context.Context, who unhidra.Identity, in wire.Publish) (wire.Ack, error)
+}
+
+// Owners answers who owns a device: the device registry. An unknown device
+// is not_found.
+type Owners interface {
+	DeviceOwner(ctx context.Context, deviceID string) (owner string, err error)
+}
+
+// FleetOptions configures a Fleet. Store and Broker are required.
+type FleetOptions struct {
+	Store  FleetStore
+	Broker broker.Broker
+	// Channels receives telemetry, heartbeats, status and command results
+	// as messages of device:<id>. Nil: nothing is posted (acks then carry
+	// a fresh id and offset 0).
+	Channels Channels
+	// Owners authorizes user calls (owner or admin). Nil: admins only.
+	Owners Owners
+	// EnsureChannel, when set, makes sure device:<id> exists (owned by the
+	// device's owner) before the first post of a device on this node: the
+	// chat service's EnsureDeviceChannel, adapted by the composition root.
+	EnsureChannel func(ctx context.Context, deviceID, owner string) error
+	Logger *slog.Logger
+	// Now is the clock; default time.Now in UTC.
+	Now func() time.Time
+	// Retention is how long telemetry is kept (TELEMETRY_RETENTION).
+	// Default 30 days.
+	Retention time.Duration
+}
+
+// Fleet is the device runtime service. It is safe for concurrent use; the
+// group-commit goroutine runs only while telemetry writes are pending.
+type Fleet struct {
+	store     FleetStore
+	broker    broker.Broker
+	channels  Channels
+	owners    Owners
+	log       *slog.Logger
+	now       func() time.Time
+	retention time.Duration
+
+	mu      sync.Mutex
+	pending []*telemetryWrite
+	writing bool
+	conns   map[string]int // live transport connections per device, this node
+
+	ensure  func(ctx context.Context, deviceID, owner string) error
+	ensured sync.Map // device id → struct{}
+
+	entropy *ulid.MonotonicEntropy
+	idMu    sync.Mutex
+}
+
+// Default limits.
+const (
+	DefaultRetention      = 30 * 24 * time.Hour
+	DefaultCommandTimeout = 60 * time.Second
+	MaxCommandTimeout     = 7 * 24 * time.Hour
+	MaxTelemetryBatch     = 512
+	MaxQueryLimit         = 10000
+	DefaultQueryLimit     = 1000
+	maxPendingDelivered   = 100
+)
+
+// NewFleet returns a Fleet.
+func NewFleet(o FleetOptions) *Fleet {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = func() time.Time { return time.Now().UTC() }
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	return &Fleet{
+		store:     o.Store,
+		broker:    o.Broker,
+		channels:  o.Channels,
+		owners:    o.Owners,
+		log:       o.Logger,
+		now:       o.Now,
+		retention: o.Retention,
+		conns:     make(map[string]int),
+		ensure:    o.EnsureChannel,
+		entropy:   ulid.Monotonic(rand.Reader, 0),
+	}
+}
+
+func (f *Fleet) newID() string {
+	f.idMu.Lock()
+	defer f.idMu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(f.now()), f.entropy).String()
+}
+
+// deviceSelf checks that who is the device deviceID itself.
+func deviceSelf(who unhidra.Identity, deviceID string) error {
+	if !who.IsDevice() {
+		return unhidra.Errorf(unhidra.EFORBIDDEN, "only a device may do this")
+	}
+	if deviceID != "" && deviceID != who.Principal.ID {
+		return unhidra.Errorf(unhidra.EFORBIDDEN, "a device may act only as itself")
+	}
+	return nil
+}
+
+// authorizeUser lets the device's owner and admins through.
+func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceID string) error {
+	if err := ValidateDeviceID(deviceID); err != nil {
+		return err
+	}
+	if who.IsDevice() {
+		return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+	}
+	if f.owners == nil {
+		if who.IsAdmin() {
+			return nil
+		}
+		return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+	}
+	owner, err := f.owners.DeviceOwner(ctx, deviceID)
+	if err != nil {
+		if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
+			if who.IsAdmin() {
+				return unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
+			}
+			// No leak of which device ids exist.
+			return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+		}
+		return err
+	}
+	if who.IsAdmin() || owner == who.Principal.ID {
+		return nil
+	}
+	return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+}
+
+// ValidateDeviceID checks the shape of a device id: 1..wire.MaxDeviceIDLen
+// bytes of [A-Za-z0-9._-] (so it is safe as an MQTT topic level and in a
+// channel id).
+func ValidateDeviceID(id string) error {
+	if id == "" || len(id) > wire.MaxDeviceIDLen {
+		return unhidra.Errorf(unhidra.EINVALID, "device id must be 1 to %d characters", wire.MaxDeviceIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return unhidra.Errorf(unhidra.EINVALID, "device id may contain only A-Z, a-z, 0-9, '.', '_' and '-'")
+		}
+	}
+	return nil
+}
+
+// DeviceChannel returns the id of device deviceID's channel.
+func DeviceChannel(deviceID string) string { return "device:" + deviceID }
+
+// post puts an event into the device channel as the device itself and
+// returns the channel's ack. Without Channels it returns a synthetic ack.
+func (f *Fleet) post(ctx context.Context, deviceID string, event any) (wire.Ack, error) {
+	if f.channels == nil {
+		return wire.Ack{Channel: DeviceChannel(deviceID), MessageID: f.newID()}, nil
+	}
+	data, err := json.Marshal(event)
+	if err != nil {
+		return wire.Ack{}, unhidra.Wrap(unhidra.EINTERNAL, "encode event", err)
+	}
+	if f.ensure != nil && f.owners != nil {
+		if _, ok := f.ensured.Load(deviceID); !ok {
+			owner, err := f.owners.DeviceOwner(ctx, deviceID)
+			if err != nil {
+				return wire.Ack{}, err
+			}
+			if err := f.ensure(ctx, deviceID, owner); err != nil {
+				return wire.Ack{}, err
+			}
+			f.ensured.Store(deviceID, struct{}{})
+		}
+	}
+	who := unhidra.Identity{Principal: wire.Principal{Kind: wire.KindDevice, ID: deviceID}}
+	return f.channels.Publish(ctx, who, wire.Publish{Channel: DeviceChannel(deviceID), Data: data})
+}
+
+// Heartbeat is a device's sign of life (the WebSocket `heartbeat` frame, the
+// MQTT unhidra/devices/D/heartbeat topic).
+type Heartbeat struct {
+	// DeviceID, when set, must be the sender's id.
+	DeviceID string
+	// TS is the device's clock; zero when it sent none.
+	TS time.Time
+	// Fields are the other fields of the heartbeat (free_heap, uptime, …),
+	// relayed as they are. At most MaxHeartbeatBytes in total.
+	Fields map[string]json.RawMessage
+}
+
+// MaxHeartbeatBytes bounds a heartbeat payload.
+const MaxHeartbeatBytes = 8 << 10
+
+// ParseHeartbeat decodes a heartbeat payload: a JSON object with optional
+// device_id (string) and ts (RFC 3339 or Unix seconds/milliseconds), any
+// other fields kept.
+func ParseHeartbeat(payload []byte) (Heartbeat, error) {
+	if len(payload) > MaxHeartbeatBytes {
+		return Heartbeat{}, unhidra.Errorf(unhidra.ETOOLARGE, "heartbeat is larger than %d bytes", MaxHeartbeatBytes)
+	}
+	var m map[string]json.RawMessage
+	if len(payload) == 0 {
+		m = map[string]json.RawMessage{}
+	} else if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return Heartbeat{}, unhidra.Errorf(unhidra.EINVALID, "heartbeat must be a JSON object")
+	}
+	hb := Heartbeat{Fields: m}
+	if raw, ok := m["device_id"]; ok {
+		if err := json.Unmarshal(raw, &hb.DeviceID); err != nil {
+			return Heartbeat{}, unhidra.Errorf(unhidra.EINVALID, "device_id must be a string")
+		}
+		delete(m, "device_id")
+	}
+	if raw, ok := m["ts"]; ok {
+		ts, err := ParseTS(raw)
+		if err != nil {
+			return Heartbeat{}, err
+		}
+		hb.TS = ts
+		delete(m, "ts")
+	}
+	delete(m, "type")
+	delete(m, "id")
+	return hb, nil
+}
+
+// Heartbeat records that the device is alive: online, last_seen now, and a
+// heartbeat event {"type":"heartbeat","ts",…fields} in device:<id>.
+func (f *Fleet) Heartbeat(ctx context.Context, who unhidra.Identity, hb Heartbeat) error {
+	if err := deviceSelf(who, hb.DeviceID); err != nil {
+		return err
+	}
+	id := who.Principal.ID
+	now := f.now()
+	changed, err := f.store.SetOnline(ctx, id, true, now)
+	if err != nil {
+		return err
+	}
+	if changed {
+		if _, err := f.post(ctx, id, statusEvent{Type: "status", Online: true, At: now}); err != nil {
+			f.log.Warn("device status event", "device", id, "err", err)
+		}
+	}
+	ev := make(map[string]any, len(hb.Fields)+3)
+	for k, v := range hb.Fields {
+		ev[k] = v
+	}
+	ev["type"] = "heartbeat"
+	ev["received_at"] = now
+	if !hb.TS.IsZero() {
+		ev["ts"] = hb.TS
+	}
+	_, err = f.post(ctx, id, ev)
+	return err
+}
+
+type statusEvent struct {
+	Type   string          `json:"type"`
+	Online bool            `json:"online"`
+	At     time.Time       `json:"at"`
+	Status json.RawMessage `json:"status,omitempty"`
+}
+
+// Status records a status the device reported itself (MQTT
+// unhidra/devices/D/status, also its Will): payload is a JSON object whose
+// "online" field, when a boolean, sets the online state. Any JSON object is
+// accepted and relayed as a status event.
+func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte) error {
+	if err := deviceSelf(who, ""); err != nil {
+		return err
+	}
+	if len(payload) > MaxHeartbeatBytes {
+		return unhidra.Errorf(unhidra.ETOOLARGE, "status is larger than %d bytes", MaxHeartbeatBytes)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return unhidra.Errorf(unhidra.EINVALID, "status must be a JSON object")
+	}
+	online := true
+	if raw, ok := m["online"]; ok {
+		if err := json.Unmarshal(raw, &online); err != nil {
+			return unhidra.Errorf(unhidra.EINVALID, "online must be a boolean")
+		}
+	}
+	id := who.Principal.ID
+	now := f.now()
+	if _, err := f.store.SetOnline(ctx, id, online, now); err != nil {
+		return err
+	}
+	_, err := f.post(ctx, id, statusEvent{Type: "status", Online: online, At: now, Status: payload})
+	return err
+}
+
+// Connected records that a transport accepted a connection of the device:
+// the device is online. Call Disconnected when it ends.
+func (f *Fleet) Connected(ctx context.Context, deviceID string) error {
+	f.mu.Lock()
+	f.conns[deviceID]++
+	f.mu.Unlock()
+	return f.setOnline(ctx, deviceID, true)
+}
+
+// Disconnected records the end of a connection of the device; when it was
+// the device's last live connection on this node, the device goes offline.
+func (f *Fleet) Disconnected(ctx context.Context, deviceID string) error {
+	f.mu.Lock()
+	n := f.conns[deviceID] - 1
+	if n <= 0 {
+		delete(f.conns, deviceID)
+	} else {
+		f.conns[deviceID] = n
+	}
+	f.mu.Unlock()
+	if n > 0 {
+		return nil
+	}
+	return f.setOnline(ctx, deviceID, false)
+}
+
+func (f *Fleet) setOnline(ctx context.Context, deviceID string, online bool) error {
+	now := f.now()
+	changed, err := f.store.SetOnline(ctx, deviceID, online, now)
+	if err != nil {
+		return err
+	}
+	if changed {
+		if _, err := f.post(ctx, deviceID, statusEvent{Type: "status", Online: online, At: now}); err != nil {
+			f.log.Warn("device status event", "device", deviceID, "err", err)
+		}
+	}
+	return nil
+}
+
+// Run prunes telemetry older than the retention every hour (and once at
+// start) and expires command timeouts every second, until ctx ends.
+func (f *Fleet) Run(ctx context.Context) error {
+	prune := func() {
+		n, err := f.Prune(ctx, f.now().Add(-f.retention))
+		if err != nil {
+			f.log.Warn("telemetry prune", "err", err)
+		} else if n > 0 {
+			f.log.Info("telemetry pruned", "points", n)
+		}
+	}
+	prune()
+	pruneT := time.NewTicker(time.Hour)
+	defer pruneT.Stop()
+	expT := time.NewTicker(time.Second)
+	defer expT.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-pruneT.C:
+			prune()
+		case <-expT.C:
+			if _, err := f.ExpireCommands(ctx); err != nil && ctx.Err() == nil {
+				f.log.Warn("command expiry", "err", err)
+			}
+		}
+	}
+}

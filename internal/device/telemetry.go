@@ -1,0 +1,257 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// TelemetryPoint is one telemetry reading of a device, as stored and as
+// GET /api/v1/devices/{id}/telemetry returns it ({ts, data, seq?}).
+type TelemetryPoint struct {
+	DeviceID   string          `json:"-"`
+	TS         time.Time       `json:"ts"`
+	Data       json.RawMessage `json:"data"`
+	Seq        *int64          `json:"seq,omitempty"`
+	ReceivedAt time.Time       `json:"-"`
+}
+
+// Limits on telemetry.
+const (
+	// MaxTelemetryDataBytes bounds a point's data so that the device channel
+	// message wrapping it stays within wire.MaxDataBytes.
+	MaxTelemetryDataBytes = wire.MaxDataBytes - 256
+	// MaxClockSkew is how far in the future a device's ts may lie.
+	MaxClockSkew = time.Hour
+)
+
+// ParseTS reads a timestamp: an RFC 3339 string, or a number of Unix
+// seconds (below 1e11) or milliseconds. null is the zero time.
+func ParseTS(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, unhidra.Errorf(unhidra.EINVALID, "ts must be RFC 3339 or Unix time")
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, unhidra.Errorf(unhidra.EINVALID, "ts must be RFC 3339 or Unix time")
+		}
+		return t.UTC(), nil
+	}
+	var n float64
+	if err := json.Unmarshal(raw, &n); err != nil || math.IsNaN(n) || n < 0 || n > 1e14 {
+		return time.Time{}, unhidra.Errorf(unhidra.EINVALID, "ts must be RFC 3339 or Unix time")
+	}
+	if n < 1e11 {
+		sec, frac := math.Modf(n)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	}
+	return time.UnixMilli(int64(n)).UTC(), nil
+}
+
+// ParseTelemetry decodes an MQTT telemetry payload (SPEC §6): either the
+// envelope {"data":{…}, "ts"?, "seq"?} (an object whose keys are only those
+// and whose data is an object) or any other JSON object, which is the data
+// itself.
+func ParseTelemetry(payload []byte) (TelemetryPoint, error) {
+	if len(payload) > MaxTelemetryDataBytes {
+		return TelemetryPoint{}, unhidra.Errorf(unhidra.ETOOLARGE, "telemetry is larger than %d bytes", MaxTelemetryDataBytes)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return TelemetryPoint{}, unhidra.Errorf(unhidra.EINVALID, "telemetry must be a JSON object")
+	}
+	envelope := false
+	if d, ok := m["data"]; ok && isObject(d) {
+		envelope = true
+		for k := range m {
+			if k != "data" && k != "ts" && k != "seq" {
+				envelope = false
+			}
+		}
+	}
+	if !envelope {
+		return TelemetryPoint{Data: compact(payload)}, nil
+	}
+	p := TelemetryPoint{Data: compact(m["data"])}
+	ts, err := ParseTS(m["ts"])
+	if err != nil {
+		return TelemetryPoint{}, err
+	}
+	p.TS = ts
+	if raw, ok := m["seq"]; ok && string(bytes.TrimSpace(raw)) != "null" {
+		var seq int64
+		if err := json.Unmarshal(raw, &seq); err != nil {
+			return TelemetryPoint{}, unhidra.Errorf(unhidra.EINVALID, "seq must be an integer")
+		}
+		p.Seq = &seq
+	}
+	return p, nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+func compact(raw []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return append(json.RawMessage(nil), raw...)
+	}
+	return b.Bytes()
+}
+
+// validatePoint checks a point and fills TS and ReceivedAt.
+func (f *Fleet) validatePoint(p *TelemetryPoint, now time.Time) error {
+	if len(p.Data) == 0 || !isObject(p.Data) || !utf8.Valid(p.Data) || !json.Valid(p.Data) {
+		return unhidra.Errorf(unhidra.EINVALID, "telemetry data must be a JSON object")
+	}
+	if len(p.Data) > MaxTelemetryDataBytes {
+		return unhidra.Errorf(unhidra.ETOOLARGE, "telemetry data is larger than %d bytes", MaxTelemetryDataBytes)
+	}
+	p.Data = compact(p.Data)
+	if p.TS.IsZero() {
+		p.TS = now
+	}
+	if p.TS.After(now.Add(MaxClockSkew)) {
+		return unhidra.Errorf(unhidra.EINVALID, "ts is more than %s in the future", MaxClockSkew)
+	}
+	if p.TS.Year() < 2000 {
+		// A device without a set clock (ESP32 at boot): use arrival time.
+		p.TS = now
+	}
+	p.TS = p.TS.UTC()
+	p.ReceivedAt = now
+	return nil
+}
+
+type telemetryEvent struct {
+	Type string          `json:"type"`
+	TS   time.Time       `json:"ts"`
+	Seq  *int64          `json:"seq,omitempty"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Telemetry stores a point of the calling device durably and relays it to
+// the subscribers of device:<id>. The returned ack is sent to the device
+// only when err is nil: both writes are then committed.
+func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (wire.Ack, error) {
+	if err := deviceSelf(who, p.DeviceID); err != nil {
+		return wire.Ack{}, err
+	}
+	p.DeviceID = who.Principal.ID
+	if err := f.validatePoint(&p, f.now()); err != nil {
+		return wire.Ack{}, err
+	}
+	if err := f.appendTelemetry(ctx, p); err != nil {
+		return wire.Ack{}, err
+	}
+	return f.post(ctx, p.DeviceID, telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
+}
+
+type telemetryWrite struct {
+	p    TelemetryPoint
+	done chan error
+}
+
+// appendTelemetry hands p to the group commit and waits for its outcome.
+func (f *Fleet) appendTelemetry(ctx context.Context, p TelemetryPoint) error {
+	w := &telemetryWrite{p: p, done: make(chan error, 1)}
+	f.mu.Lock()
+	f.pending = append(f.pending, w)
+	start := !f.writing
+	f.writing = true
+	f.mu.Unlock()
+	if start {
+		go f.commitLoop()
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		// The write may still commit; the caller refuses the ack and the
+		// device retries (at-least-once).
+		return unhidra.Wrap(unhidra.EUNAVAILABLE, "request cancelled", ctx.Err())
+	}
+}
+
+// commitLoop writes pending points in batches until none is left.
+func (f *Fleet) commitLoop() {
+	for {
+		f.mu.Lock()
+		n := min(len(f.pending), MaxTelemetryBatch)
+		if n == 0 {
+			f.writing = false
+			f.mu.Unlock()
+			return
+		}
+		batch := f.pending[:n:n]
+		f.pending = f.pending[n:]
+		if len(f.pending) == 0 {
+			f.pending = nil
+		}
+		f.mu.Unlock()
+
+		points := make([]TelemetryPoint, len(batch))
+		for i, w := range batch {
+			points[i] = w.p
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := f.store.AppendTelemetry(ctx, points)
+		cancel()
+		for _, w := range batch {
+			w.done <- err
+		}
+	}
+}
+
+// QueryTelemetry returns the device's points with since <= ts < until,
+// oldest first. A zero until means now (plus the allowed clock skew); limit
+// 0 means DefaultQueryLimit. The owner, admins and the device itself may
+// read.
+func (f *Fleet) QueryTelemetry(ctx context.Context, who unhidra.Identity, deviceID string, since, until time.Time, limit int) ([]TelemetryPoint, error) {
+	if who.IsDevice() {
+		if err := deviceSelf(who, deviceID); err != nil {
+			return nil, err
+		}
+	} else if err := f.authorizeUser(ctx, who, deviceID); err != nil {
+		return nil, err
+	}
+	switch {
+	case limit == 0:
+		limit = DefaultQueryLimit
+	case limit < 0 || limit > MaxQueryLimit:
+		return nil, unhidra.Errorf(unhidra.EINVALID, "limit must be between 1 and %d", MaxQueryLimit)
+	}
+	if until.IsZero() {
+		until = f.now().Add(MaxClockSkew + time.Nanosecond)
+	}
+	if !since.IsZero() && !until.After(since) {
+		return nil, unhidra.Errorf(unhidra.EINVALID, "until must be after since")
+	}
+	pts, err := f.store.QueryTelemetry(ctx, deviceID, since, until, limit)
+	if err != nil {
+		return nil, err
+	}
+	if pts == nil {
+		pts = []TelemetryPoint{}
+	}
+	return pts, nil
+}
+
+// Prune deletes telemetry with ts before the given time.
+func (f *Fleet) Prune(ctx context.Context, before time.Time) (int64, error) {
+	return f.store.PruneTelemetry(ctx, before)
+}

@@ -1,0 +1,138 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/device"
+)
+
+var _ device.FleetStore = (*FleetStore)(nil)
+
+// FleetStore is the SQLite device.FleetStore: telemetry points, commands
+// and the online/last_seen columns of the devices table. It is safe for
+// concurrent use.
+type FleetStore struct {
+	db *DB
+}
+
+// NewFleetStore returns a FleetStore on db (migrated).
+func NewFleetStore(db *DB) *FleetStore { return &FleetStore{db: db} }
+
+// AppendTelemetry stores points in one transaction and moves last_seen of
+// their devices forward.
+func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.TelemetryPoint) error {
+	if len(points) == 0 {
+		return nil
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		seen := make(map[string]time.Time)
+		for _, p := range points {
+			var seq any
+			if p.Seq != nil {
+				seq = *p.Seq
+			}
+			if _, err := ins.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
+				return err
+			}
+			if p.ReceivedAt.After(seen[p.DeviceID]) {
+				seen[p.DeviceID] = p.ReceivedAt
+			}
+		}
+		for id, at := range seen {
+			if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`,
+				Time(at), id, Time(at)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// QueryTelemetry returns points with since <= ts < until, oldest first.
+func (s *FleetStore) QueryTelemetry(ctx context.Context, deviceID string, since, until time.Time, limit int) ([]device.TelemetryPoint, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT ts, seq, data, received_at FROM telemetry
+		WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?`,
+		deviceID, Time(since), Time(until), limit)
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	var out []device.TelemetryPoint
+	for rows.Next() {
+		var ts, recv, data string
+		var seq sql.NullInt64
+		if err := rows.Scan(&ts, &seq, &data, &recv); err != nil {
+			return nil, Err(err)
+		}
+		p := device.TelemetryPoint{DeviceID: deviceID, Data: json.RawMessage(data)}
+		if p.TS, err = ParseTime(ts); err != nil {
+			return nil, err
+		}
+		if p.ReceivedAt, err = ParseTime(recv); err != nil {
+			return nil, err
+		}
+		if seq.Valid {
+			v := seq.Int64
+			p.Seq = &v
+		}
+		out = append(out, p)
+	}
+	return out, Err(rows.Err())
+}
+
+// PruneTelemetry deletes points with ts < before, in chunks so that the
+// writer is never held for long.
+func (s *FleetStore) PruneTelemetry(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM telemetry WHERE id IN (SELECT id FROM telemetry WHERE ts < ? LIMIT 5000)`, Time(before))
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < 5000 {
+			return total, nil
+		}
+	}
+}
+
+// SetOnline records online state and last_seen; it reports whether online
+// changed. An unknown device is not_found.
+func (s *FleetStore) SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (bool, error) {
+	var changed bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var cur sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT online FROM devices WHERE id = ?`, deviceID).Scan(&cur)
+		if err == sql.ErrNoRows {
+			return unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
+		}
+		if err != nil {
+			return err
+		}
+		v := 0
+		if online {
+			v = 1
+		}
+		changed = !cur.Valid || cur.Int64 != int64(v)
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET online = ?, last_seen = ? WHERE id = ?`, v, Time(at), deviceID)
+		return err
+	})
+	return changed, err
+}
