@@ -24,6 +24,9 @@ Usage:
   unhidra user create NAME [--admin] [--password-stdin]
   unhidra user list | verify NAME | disable NAME | set-password NAME --password-stdin
   unhidra device register NAME --owner USER | list | revoke ID
+  unhidra agent [flags]          the device agent (GATEWAY_URL, DEVICE_API_KEY, CA_FILE, …)
+  unhidra devsim --devices N     a fleet of simulated devices (--transport ws|mqtt|mixed)
+  unhidra bench ws|mqtt|login    load generators: throughput, latency percentiles, server memory
   unhidra version                version, commit, Go version
 
 Run "unhidra serve -h" for the configuration flags; each has an environment variable.
@@ -74,6 +77,12 @@ func run(ctx context.Context, e env) error {
 		return runUser(ctx, e)
 	case "device":
 		return runDevice(ctx, e)
+	case "agent":
+		return runAgent(ctx, e)
+	case "devsim":
+		return runDevsim(ctx, e)
+	case "bench":
+		return runBench(ctx, e)
 	case "version", "--version", "-v":
 		return runVersion(e)
 	case "help", "-h", "--help":
