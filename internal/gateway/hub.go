@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/broker"
+)
+
+// hub holds ONE broker subscription per topic for the whole node,
+// refcounted by the local connections subscribed to it, and fans each event
+// out to them: the same payload bytes go into every connection's bounded
+// outbound queue, and the event's offset is parsed once, not per
+// connection.
+//
+// Lock order: broker (inmem holds its lock while calling handlers) →
+// topic.mu → conn.mu. hub.mu is never held while calling the broker.
+type hub struct {
+	b   broker.Broker
+	met *metrics
+
+	mu     sync.Mutex
+	topics map[string]*topic
+}
+
+type topic struct {
+	name  string
+	ready chan struct{} // closed once the broker subscription exists
+	unsub func()
+	err   error
+	refs  int
+
+	mu   sync.RWMutex
+	subs map[*conn]*sub
+}
+
+// event is one broker payload with its offset (0 for frames without one).
+type event struct {
+	payload []byte
+	offset  int64
+}
+
+func newHub(b broker.Broker, met *metrics) *hub {
+	return &hub{b: b, met: met, topics: make(map[string]*topic)}
+}
+
+// add registers s of c on topic name, subscribing the node to the broker
+// topic when c is its first local subscriber. Events that arrive before add
+// returns are delivered to s (buffered while s.buffering).
+func (h *hub) add(name string, c *conn, s *sub) error {
+	h.mu.Lock()
+	t := h.topics[name]
+	creator := false
+	if t == nil {
+		t = &topic{name: name, ready: make(chan struct{}), subs: make(map[*conn]*sub)}
+		h.topics[name] = t
+		creator = true
+	}
+	t.refs++
+	h.mu.Unlock()
+
+	t.mu.Lock()
+	t.subs[c] = s
+	t.mu.Unlock()
+
+	if creator {
+		unsub, err := h.b.Subscribe(name, func(p []byte) { h.deliver(t, p) })
+		h.mu.Lock()
+		t.unsub, t.err = unsub, err
+		h.mu.Unlock()
+		close(t.ready)
+	} else {
+		<-t.ready
+	}
+	h.mu.Lock()
+	err := t.err
+	h.mu.Unlock()
+	if err != nil {
+		h.remove(name, c)
+		return err
+	}
+	return nil
+}
+
+// remove unregisters c from topic name and drops the node's broker
+// subscription when c was the last local subscriber.
+func (h *hub) remove(name string, c *conn) {
+	h.mu.Lock()
+	t := h.topics[name]
+	if t == nil {
+		h.mu.Unlock()
+		return
+	}
+	t.mu.Lock()
+	_, had := t.subs[c]
+	delete(t.subs, c)
+	t.mu.Unlock()
+	if !had {
+		h.mu.Unlock()
+		return
+	}
+	t.refs--
+	last := t.refs == 0
+	if last {
+		delete(h.topics, name)
+	}
+	h.mu.Unlock()
+	if last {
+		<-t.ready
+		h.mu.Lock()
+		unsub := t.unsub
+		h.mu.Unlock()
+		if unsub != nil {
+			unsub()
+		}
+	}
+}
+
+// topics returns the number of topics the node is subscribed to.
+func (h *hub) topicCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.topics)
+}
+
+// deliver fans one broker event out to the topic's local subscribers. It
+// runs on the broker's goroutine and never blocks on a connection.
+func (h *hub) deliver(t *topic, payload []byte) {
+	start := time.Now()
+	ev := event{payload: payload, offset: eventOffset(payload)}
+	t.mu.RLock()
+	for c, s := range t.subs {
+		c.deliver(s, ev)
+	}
+	t.mu.RUnlock()
+	h.met.fanout.Observe(time.Since(start).Seconds())
+}
+
+// eventOffset returns the top-level offset of a `message` frame, or 0.
+// Frames encoded from wire.MessageFrame put "offset" before the nested
+// message, so the fast path reads it without decoding the message; anything
+// else is decoded properly.
+func eventOffset(payload []byte) int64 {
+	if !bytes.HasPrefix(payload, []byte(`{"type":"message",`)) {
+		return 0
+	}
+	if i := bytes.Index(payload, []byte(`"offset":`)); i > 0 {
+		if m := bytes.Index(payload, []byte(`"message":`)); m < 0 || i < m {
+			var n int64
+			j := i + len(`"offset":`)
+			digits := 0
+			for ; j < len(payload) && payload[j] >= '0' && payload[j] <= '9' && digits < 18; j++ {
+				n = n*10 + int64(payload[j]-'0')
+				digits++
+			}
+			if digits > 0 && j < len(payload) && (payload[j] == ',' || payload[j] == '}') {
+				return n
+			}
+		}
+	}
+	var head struct {
+		Type   string `json:"type"`
+		Offset int64  `json:"offset"`
+	}
+	if json.Unmarshal(payload, &head) != nil || head.Type != "message" {
+		return 0
+	}
+	return head.Offset
+}

@@ -1,0 +1,695 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// TokenAuthenticator verifies user access tokens (*auth.Service).
+type TokenAuthenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (unhidra.Identity, error)
+}
+
+// DeviceKeyAuthenticator verifies device API keys (*device.Service).
+type DeviceKeyAuthenticator interface {
+	AuthenticateDeviceKey(ctx context.Context, key string) (unhidra.Identity, error)
+}
+
+// Chat is what the gateway needs of the chat service (*chat.Service).
+type Chat interface {
+	Subscribe(ctx context.Context, who unhidra.Identity, channel string, since *int64) (chat.Recovery, error)
+	Publish(ctx context.Context, who unhidra.Identity, in wire.Publish) (wire.Ack, error)
+	Typing(ctx context.Context, who unhidra.Identity, channel string) error
+}
+
+// Presence is what the gateway needs of the presence service.
+type Presence interface {
+	Connect(ctx context.Context, c *presence.Conn) error
+	Disconnect(ctx context.Context, c *presence.Conn)
+	SetStatus(ctx context.Context, who unhidra.Identity, status string) error
+}
+
+// Devices handles device frames (*device.Service). Optional: without it
+// those frames get an `unavailable` error frame.
+type Devices interface {
+	Heartbeat(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error
+	Telemetry(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) (wire.Ack, error)
+	CommandResult(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error
+}
+
+// Events is the one place where handshake outcomes and closes can be
+// recorded (the audit log). Methods must not block.
+type Events interface {
+	// Refused is called for every handshake refused before the upgrade.
+	// who is the zero Principal when the caller was not authenticated.
+	Refused(ip netip.Addr, reason string, who wire.Principal)
+	// Accepted is called for every upgraded connection.
+	Accepted(ip netip.Addr, who unhidra.Identity, sessionID string)
+	// Closed is called when a connection ends, with the close reason.
+	Closed(who unhidra.Identity, sessionID, reason string)
+}
+
+type noEvents struct{}
+
+func (noEvents) Refused(netip.Addr, string, wire.Principal)    {}
+func (noEvents) Accepted(netip.Addr, unhidra.Identity, string) {}
+func (noEvents) Closed(unhidra.Identity, string, string)       {}
+
+// Config is the gateway's configuration. Zero durations and limits take the
+// SPEC defaults.
+type Config struct {
+	// Addr is the listen address, e.g. "127.0.0.1:9000" (port 0 for tests).
+	Addr string
+	// TLS, when set, makes the gateway serve HTTPS/WSS (TLS 1.2 and 1.3 only).
+	TLS *tls.Config
+	// TrustProxyTLS says TLS is terminated by a proxy (https page origins
+	// are then same-origin); TrustedProxies may set X-Forwarded-For.
+	TrustProxyTLS  bool
+	TrustedProxies []netip.Prefix
+	// AllowedOrigins is the exact Origin list; empty means same-origin only.
+	AllowedOrigins []string
+	// RateLimitIPPerMinute bounds handshakes per client IP (default 60;
+	// negative disables).
+	RateLimitIPPerMinute int
+	// MaxConnsPerUser bounds open connections per principal (default 10).
+	MaxConnsPerUser int
+	// PingInterval and PongTimeout drive dead-peer detection (30 s, 10 s).
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// HeartbeatInterval is announced to devices in welcome (60 s).
+	HeartbeatInterval time.Duration
+	// WriteTimeout bounds one batched socket write (10 s); CloseTimeout how
+	// long to wait for the peer's close frame after sending ours (2 s).
+	WriteTimeout time.Duration
+	CloseTimeout time.Duration
+	// ShutdownTimeout bounds the drain (10 s).
+	ShutdownTimeout time.Duration
+	// MaxQueueBytes is the outbound queue limit past which a connection is
+	// closed with 4008 (1 MiB).
+	MaxQueueBytes int
+	// InboundRate and InboundBurst limit inbound frames (50/s, burst 100);
+	// FloodCloseAfter is how long a client may keep exceeding it before it
+	// is closed with 1008 (5 s).
+	InboundRate     float64
+	InboundBurst    int
+	FloodCloseAfter time.Duration
+	// SocketWriteBuffer, when positive, sets SO_SNDBUF of accepted sockets
+	// (kernel memory per connection; smaller makes slow consumers show up
+	// sooner in the outbound queue).
+	SocketWriteBuffer int
+	// MaxSubscriptions bounds the channels one connection may subscribe to.
+	MaxSubscriptions int
+	// Now is the clock of the rate limiters (time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.PingInterval, 30*time.Second)
+	def(&c.PongTimeout, 10*time.Second)
+	def(&c.HeartbeatInterval, 60*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.CloseTimeout, 2*time.Second)
+	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.FloodCloseAfter, 5*time.Second)
+	if c.RateLimitIPPerMinute == 0 {
+		c.RateLimitIPPerMinute = 60
+	}
+	if c.MaxConnsPerUser <= 0 {
+		c.MaxConnsPerUser = 10
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.InboundRate <= 0 {
+		c.InboundRate = 50
+	}
+	if c.InboundBurst <= 0 {
+		c.InboundBurst = 100
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 1000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Deps are the services the gateway translates to. Tokens, Chat and Broker
+// are required; the others may be nil.
+type Deps struct {
+	Tokens     TokenAuthenticator
+	DeviceKeys DeviceKeyAuthenticator
+	Chat       Chat
+	Presence   Presence
+	Devices    Devices
+	Broker     broker.Broker
+	Events     Events
+	Log        *slog.Logger
+	// Registerer receives the gateway's collectors; Gatherer is served at
+	// /metrics. A private registry is used when nil.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Health reports whether the process and its database are usable.
+	Health func(ctx context.Context) error
+	// API is mounted at /api/v1/ and Web at /; nil answers 404.
+	API http.Handler
+	Web http.Handler
+}
+
+// Server is the gateway: one HTTP server for /ws, /health, /ready, /metrics,
+// the REST API and the web client.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	events  Events
+	met     *metrics
+	hub     *hub
+	ipLimit *ipLimiter
+	origins originPolicy
+	handler http.Handler
+	http    *http.Server
+
+	lnMu sync.Mutex
+	ln   net.Listener
+
+	// base is the context of service calls made for connections. It is the
+	// server's lifetime, not a request's: canceled only when a drain runs
+	// out of time, so in-flight publishes finish during a drain.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
+	byPrincipal map[wire.Principal]int
+	draining    bool
+	allGone     chan struct{} // closed when draining and conns is empty
+
+	wg sync.WaitGroup // every connection goroutine
+}
+
+// New builds a gateway. It does not listen: call Listen or Run.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	if deps.Tokens == nil || deps.Chat == nil || deps.Broker == nil {
+		return nil, errors.New("gateway: Tokens, Chat and Broker are required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Events == nil {
+		deps.Events = noEvents{}
+	}
+	if deps.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		deps.Registerer = reg
+		if deps.Gatherer == nil {
+			deps.Gatherer = reg
+		}
+	}
+	if deps.Gatherer == nil {
+		if g, ok := deps.Registerer.(prometheus.Gatherer); ok {
+			deps.Gatherer = g
+		} else {
+			deps.Gatherer = prometheus.DefaultGatherer
+		}
+	}
+	s := &Server{
+		cfg:         cfg,
+		deps:        deps,
+		log:         deps.Log,
+		events:      deps.Events,
+		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, cfg.Now),
+		origins:     originPolicy{allowed: cfg.AllowedOrigins, tls: cfg.TLS != nil, proxyTLS: cfg.TrustProxyTLS},
+		conns:       make(map[*conn]struct{}),
+		byPrincipal: make(map[wire.Principal]int),
+		allGone:     make(chan struct{}),
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	met, err := newMetrics(deps.Registerer, s.maxQueued)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	s.met = met
+	s.hub = newHub(deps.Broker, met)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.HandleFunc("GET /ready", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+	if deps.API != nil {
+		mux.Handle("/api/v1/", deps.API)
+	}
+	if deps.Web != nil {
+		mux.Handle("/", deps.Web)
+	}
+	s.handler = mux
+
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		tlsCfg = cfg.TLS.Clone()
+		if tlsCfg.MinVersion < tls.VersionTLS12 {
+			tlsCfg.MinVersion = tls.VersionTLS12
+		}
+		tlsCfg.MaxVersion = 0 // up to 1.3
+		// WebSocket upgrades need HTTP/1.1.
+		tlsCfg.NextProtos = []string{"http/1.1"}
+	}
+	s.http = &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Handler returns the gateway's HTTP handler (for tests that serve it
+// themselves).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listen binds cfg.Addr. Run calls it when it has not been called.
+func (s *Server) Listen() error {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the listening address after Listen, or "".
+func (s *Server) Addr() string {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Run serves until ctx is canceled, then drains: it stops accepting, lets
+// in-flight frames finish, closes every connection with 1001 and returns
+// once they are gone or ShutdownTimeout has passed.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	unsub, err := s.deps.Broker.Subscribe(broker.RevocationTopic, s.onRevocation)
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe to revocations: %w", err)
+	}
+	defer unsub()
+
+	serveErr := make(chan error, 1)
+	go func() {
+		var err error
+		if s.http.TLSConfig != nil {
+			err = s.http.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.http.Serve(s.ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		serveErr <- err
+	}()
+	s.log.Info("gateway listening", "addr", s.Addr(), "tls", s.http.TLSConfig != nil)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		serveErr <- nil
+	}
+	s.drain()
+	<-serveErr
+	return runErr
+}
+
+// drain stops accepting and closes every connection with 1001 after its
+// in-flight frame has been answered.
+func (s *Server) drain() {
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	s.mu.Lock()
+	s.draining = true
+	conns := s.connsSnapshot(make([]*conn, 0, len(s.conns)))
+	if len(s.conns) == 0 {
+		close(s.allGone)
+	}
+	s.mu.Unlock()
+	s.log.Info("gateway draining", "connections", len(conns))
+
+	// Stop accepting: closes the listener and idle HTTP connections.
+	shutCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	httpDone := make(chan struct{})
+	go func() {
+		_ = s.http.Shutdown(shutCtx)
+		close(httpDone)
+	}()
+
+	for _, c := range conns {
+		c.drain()
+	}
+	select {
+	case <-s.allGone:
+	case <-shutCtx.Done():
+		s.log.Warn("gateway drain timed out; closing the remaining connections")
+		s.cancelBase()
+		s.mu.Lock()
+		rest := s.connsSnapshot(nil)
+		s.mu.Unlock()
+		for _, c := range rest {
+			c.abort("going_away")
+		}
+	}
+	<-httpDone
+	s.wg.Wait()
+	s.cancelBase()
+}
+
+func (s *Server) connsSnapshot(dst []*conn) []*conn {
+	for c := range s.conns {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// Draining reports whether a drain has started.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Connections returns the number of open WebSocket connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) maxQueued() float64 {
+	s.mu.Lock()
+	conns := s.connsSnapshot(nil)
+	s.mu.Unlock()
+	max := 0
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.outBytes > max {
+			max = c.outBytes
+		}
+		c.mu.Unlock()
+	}
+	return float64(max)
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Health != nil {
+		if err := s.deps.Health(r.Context()); err != nil {
+			s.log.Warn("health check failed", "err", err)
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if s.Draining() {
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	s.serveHealth(w, r)
+}
+
+// refuse answers a handshake before the upgrade, counts it and reports it.
+func (s *Server) refuse(w http.ResponseWriter, ip netip.Addr, reason string, who wire.Principal, err error) {
+	s.met.refused.WithLabelValues(reason).Inc()
+	s.events.Refused(ip, reason, who)
+	s.log.Debug("websocket handshake refused", "reason", reason, "ip", ip.String())
+	code := unhidra.ErrorCode(err)
+	if ra := unhidra.RetryAfter(err); ra > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ra))
+	}
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code = code
+	body.Error.Message = unhidra.ErrorMessage(err)
+	status := unhidra.HTTPStatus(code)
+	switch reason {
+	case "version":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		status = http.StatusUpgradeRequired
+	}
+	httpapi.WriteJSON(w, status, body)
+}
+
+var errInvalidToken = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid token")
+
+// serveWS runs the handshake (SPEC §5.1): every refusal is answered before
+// the upgrade; an accepted connection is hijacked and handed to its own
+// reader goroutine so that this handler goroutine and net/http's buffers go.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	ip := httpapi.ClientIP(r, s.cfg.TrustedProxies)
+	var nobody wire.Principal
+	if ok, retry := s.ipLimit.allow(ip); !ok {
+		e := unhidra.Errorf(unhidra.ERATELIMITED, "too many connection attempts")
+		e.RetryAfter = retry
+		s.refuse(w, ip, "ip_rate", nobody, e)
+		return
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade") {
+		s.refuse(w, ip, "not_websocket", nobody, unhidra.Errorf(unhidra.EINVALID, "not a WebSocket handshake"))
+		return
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		s.refuse(w, ip, "version", nobody, unhidra.Errorf(unhidra.EINVALID, "unsupported WebSocket version; use 13"))
+		return
+	}
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !validKey(key) {
+		s.refuse(w, ip, "bad_key", nobody, unhidra.Errorf(unhidra.EINVALID, "missing or malformed Sec-WebSocket-Key"))
+		return
+	}
+	if !s.origins.check(r.Header.Values("Origin"), r.Host) {
+		s.refuse(w, ip, "origin", nobody, unhidra.Errorf(unhidra.EFORBIDDEN, "origin not allowed"))
+		return
+	}
+	if s.Draining() {
+		s.refuse(w, ip, "draining", nobody, unhidra.Errorf(unhidra.EUNAVAILABLE, "server is shutting down"))
+		return
+	}
+	cred, ok := parseCredential(r.Header.Values("Sec-WebSocket-Protocol"), r.URL.RawQuery)
+	if !ok || cred.kind == credNone {
+		s.refuse(w, ip, "unauthorized", nobody, errInvalidToken)
+		return
+	}
+	var id unhidra.Identity
+	var err error
+	switch cred.kind {
+	case credToken:
+		id, err = s.deps.Tokens.AuthenticateToken(r.Context(), cred.secret)
+		if err == nil && id.IsDevice() {
+			err = errInvalidToken
+		}
+	case credDeviceKey:
+		if s.deps.DeviceKeys == nil {
+			err = errInvalidToken
+		} else {
+			id, err = s.deps.DeviceKeys.AuthenticateDeviceKey(r.Context(), cred.secret)
+			if err == nil && !id.IsDevice() {
+				err = errInvalidToken
+			}
+		}
+	}
+	if err == nil && !id.ExpiresAt.IsZero() && !id.ExpiresAt.After(s.cfg.Now()) {
+		err = errInvalidToken
+	}
+	if err != nil {
+		switch unhidra.ErrorCode(err) {
+		case unhidra.EUNAVAILABLE, unhidra.EINTERNAL:
+			s.log.Error("websocket authentication failed", "err", err)
+			s.refuse(w, ip, "unavailable", nobody, unhidra.Errorf(unhidra.EUNAVAILABLE, "authentication is unavailable"))
+		default:
+			s.refuse(w, ip, "unauthorized", nobody, errInvalidToken)
+		}
+		return
+	}
+	if !s.reserve(id.Principal) {
+		e := unhidra.Errorf(unhidra.ERATELIMITED, "too many open connections")
+		e.RetryAfter = 5
+		s.refuse(w, ip, "user_limit", id.Principal, e)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		s.release(id.Principal)
+		s.refuse(w, ip, "internal", id.Principal, unhidra.Errorf(unhidra.EINTERNAL, "connection cannot be upgraded"))
+		return
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		s.release(id.Principal)
+		s.log.Warn("websocket hijack failed", "err", err)
+		return
+	}
+	if s.cfg.SocketWriteBuffer > 0 {
+		raw := nc
+		if tc, ok := raw.(*tls.Conn); ok {
+			raw = tc.NetConn()
+		}
+		if tc, ok := raw.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(s.cfg.SocketWriteBuffer)
+		}
+	}
+	// Bytes a client sent right after its handshake sit in net/http's
+	// reader; keep them, then drop the reader.
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		early = make([]byte, n)
+		_, _ = brw.Reader.Read(early)
+	}
+	c := newConn(s, nc, early, id, ip)
+	if !s.register(c) {
+		s.release(id.Principal)
+		_ = nc.Close()
+		return
+	}
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n"
+	if cred.protocol != "" {
+		resp += "Sec-WebSocket-Protocol: " + cred.protocol + "\r\n"
+	}
+	resp += "\r\n"
+	c.start([]byte(resp))
+}
+
+// reserve takes one of the principal's connection slots.
+func (s *Server) reserve(p wire.Principal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byPrincipal[p] >= s.cfg.MaxConnsPerUser {
+		return false
+	}
+	s.byPrincipal[p]++
+	return true
+}
+
+func (s *Server) release(p wire.Principal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseLocked(p)
+}
+
+func (s *Server) releaseLocked(p wire.Principal) {
+	if s.byPrincipal[p] <= 1 {
+		delete(s.byPrincipal, p)
+	} else {
+		s.byPrincipal[p]--
+	}
+}
+
+// register adds c to the live set unless a drain has begun.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// unregister removes c and frees its principal's slot.
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok {
+		return
+	}
+	delete(s.conns, c)
+	s.releaseLocked(c.principal)
+	if s.draining && len(s.conns) == 0 {
+		close(s.allGone)
+	}
+}
+
+// onRevocation closes the live connections a Revocation names with 4003.
+// It runs on the broker's goroutine and does not block.
+func (s *Server) onRevocation(payload []byte) {
+	var rv broker.Revocation
+	if err := json.Unmarshal(payload, &rv); err != nil || rv.ID == "" {
+		s.log.Warn("malformed revocation event")
+		return
+	}
+	s.mu.Lock()
+	var hit []*conn
+	for c := range s.conns {
+		p := c.principal
+		switch rv.Kind {
+		case broker.RevokeSession:
+			if p.Kind == wire.KindUser && c.sessionID() == rv.ID {
+				hit = append(hit, c)
+			}
+		case broker.RevokeUser:
+			if p.Kind == wire.KindUser && p.ID == rv.ID {
+				hit = append(hit, c)
+			}
+		case broker.RevokeUserExcept:
+			if p.Kind == wire.KindUser && p.ID == rv.ID && c.sessionID() != rv.Except {
+				hit = append(hit, c)
+			}
+		case broker.RevokeDevice:
+			if p.Kind == wire.KindDevice && p.ID == rv.ID {
+				hit = append(hit, c)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range hit {
+		c.closeWith(CloseRevoked, "revoked", "revoked")
+	}
+}
+
+// newSessionID returns a new connection id.
+func newSessionID() string { return ulid.Make().String() }
