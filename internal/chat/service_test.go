@@ -382,10 +382,13 @@ func TestNonMembersAreForbiddenAndLearnNothing(t *testing.T) {
 				_, err := e.svc.PutMember(ctx, carol, ch, "carol", "")
 				return err
 			},
-			"join":    func() error { _, err := e.svc.Join(ctx, carol, ch); return err },
-			"get":     func() error { _, err := e.svc.GetChannel(ctx, carol, ch); return err },
-			"delete":  func() error { return e.svc.DeleteChannel(ctx, carol, ch) },
-			"edit":    func() error { _, err := e.svc.EditMessage(ctx, carol, ch, ack.MessageID, chat.Edit{Text: txt("x")}); return err },
+			"join":   func() error { _, err := e.svc.Join(ctx, carol, ch); return err },
+			"get":    func() error { _, err := e.svc.GetChannel(ctx, carol, ch); return err },
+			"delete": func() error { return e.svc.DeleteChannel(ctx, carol, ch) },
+			"edit": func() error {
+				_, err := e.svc.EditMessage(ctx, carol, ch, ack.MessageID, chat.Edit{Text: txt("x")})
+				return err
+			},
 			"del msg": func() error { _, err := e.svc.DeleteMessage(ctx, carol, ch, ack.MessageID); return err },
 			"search":  func() error { _, err := e.svc.Search(ctx, carol, "secret", ch, 10); return err },
 			"device":  func() error { _, err := e.svc.Subscribe(ctx, dev("d1"), ch, nil); return err },
