@@ -18,6 +18,7 @@ type hashPool struct {
 	admitted atomic.Int64
 	running  atomic.Int64
 	peak     atomic.Int64
+	count    atomic.Int64
 	metrics  *Metrics
 }
 
@@ -54,11 +55,15 @@ func (p *hashPool) do(ctx context.Context, fn func()) error {
 	p.metrics.hashing.Inc()
 	start := time.Now()
 	fn()
+	p.count.Add(1)
 	p.metrics.hashSeconds.Observe(time.Since(start).Seconds())
 	p.metrics.hashing.Dec()
 	p.running.Add(-1)
 	return nil
 }
+
+// Count returns how many hashes ran.
+func (p *hashPool) Count() int64 { return p.count.Load() }
 
 // Peak returns the largest number of hashes that ever ran at once.
 func (p *hashPool) Peak() int64 { return p.peak.Load() }

@@ -154,6 +154,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 // PasswordParams returns the Argon2id parameters of new hashes.
 func (s *Service) PasswordParams() Params { return s.cfg.Params }
 
+// HashCount returns how many password hashes and verifications ran on the
+// pool (the dummy hash made by New is not counted).
+func (s *Service) HashCount() int64 { return s.pool.Count() }
+
 // HashPeak returns the largest number of password hashes that ran at once.
 func (s *Service) HashPeak() int64 { return s.pool.Peak() }
 
