@@ -118,12 +118,12 @@ func TestRegisteredKeysAuthenticateTheirDevice(t *testing.T) {
 		t.Fatal("two devices got the same key")
 	}
 	for name, k := range map[string]string{
-		"a key with one character changed": key[:len(key)-1] + string(key[len(key)-1]^1),
-		"a key without its prefix":         key[len(device.KeyPrefix):],
-		"the prefix alone":                 device.KeyPrefix,
+		"a key with one character changed":            key[:len(key)-1] + string(key[len(key)-1]^1),
+		"a key without its prefix":                    key[len(device.KeyPrefix):],
+		"the prefix alone":                            device.KeyPrefix,
 		"a key with a character outside the alphabet": key[:20] + "+" + key[21:],
-		"an empty key": "",
-		"a huge key":   device.KeyPrefix + string(bytes.Repeat([]byte("A"), 1<<16)),
+		"an empty key":                                "",
+		"a huge key":                                  device.KeyPrefix + string(bytes.Repeat([]byte("A"), 1<<16)),
 	} {
 		if _, err := r.svc.AuthenticateDeviceKey(regCtx, k); regCode(err) != unhidra.EUNAUTHORIZED {
 			t.Errorf("%s: %v, want unauthorized", name, err)
