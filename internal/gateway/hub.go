@@ -169,3 +169,16 @@ func eventOffset(payload []byte) int64 {
 	}
 	return head.Offset
 }
+
+// subscribers returns the number of local subscribers of topic name.
+func (h *hub) subscribers(name string) int {
+	h.mu.Lock()
+	t := h.topics[name]
+	h.mu.Unlock()
+	if t == nil {
+		return 0
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.subs)
+}

@@ -290,7 +290,9 @@ func TestHandshakeRefusals(t *testing.T) {
 // WS-4: only exact origins get 101.
 func TestOriginRule(t *testing.T) {
 	t.Run("with ALLOWED_ORIGINS", func(t *testing.T) {
-		e := newEnv(t, func(c *Config, _ *Deps) { c.AllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"} })
+		e := newEnv(t, func(c *Config, _ *Deps) {
+			c.AllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+		})
 		tok := e.user("alice", "s1", time.Hour)
 		tests := []struct {
 			name   string
