@@ -98,7 +98,7 @@ type FleetOptions struct {
 	// device's owner) before the first post of a device on this node: the
 	// chat service's EnsureDeviceChannel, adapted by the composition root.
 	EnsureChannel func(ctx context.Context, deviceID, owner string) error
-	Logger *slog.Logger
+	Logger        *slog.Logger
 	// Now is the clock; default time.Now in UTC.
 	Now func() time.Time
 	// Retention is how long telemetry is kept (TELEMETRY_RETENTION).

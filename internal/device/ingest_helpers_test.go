@@ -21,7 +21,7 @@ type fleetClock struct {
 	t  time.Time
 }
 
-func (c *fleetClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fleetClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fleetClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // fleetPosts records what the fleet fleetPosts into device channels, standing in for
@@ -75,11 +75,11 @@ func (o fleetOwners) DeviceOwner(_ context.Context, id string) (string, error) {
 }
 
 type fleetEnv struct {
-	db     *sqlite.DB
-	fleet  *device.Fleet
-	fleetClock  *fleetClock
-	fleetPosts  *fleetPosts
-	broker *inmem.Broker
+	db         *sqlite.DB
+	fleet      *device.Fleet
+	fleetClock *fleetClock
+	fleetPosts *fleetPosts
+	broker     *inmem.Broker
 }
 
 func asUser(name string, admin bool) unhidra.Identity {

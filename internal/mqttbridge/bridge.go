@@ -1,0 +1,193 @@
+package mqttbridge
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// acquireChannel makes sure this node's bridge follows channel's broker
+// topic while at least one MQTT client subscribes to its MQTT topic: one
+// broker subscription per channel per node, fanned out by mochi.
+func (s *Server) acquireChannel(channel, clientID string) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	t := s.chanSubs[channel]
+	if t == nil {
+		unsub, err := s.deps.Broker.Subscribe(broker.ChannelTopic(channel), func(b []byte) {
+			s.enqueue(func() { s.relayChannel(channel, b) })
+		})
+		if err != nil {
+			s.log.Warn("mqtt channel subscribe", "channel", channel, "err", err)
+			return
+		}
+		t = &topicSub{clients: map[string]int{}, unsub: unsub}
+		s.chanSubs[channel] = t
+	}
+	t.clients[clientID] = 1
+}
+
+func (s *Server) releaseChannel(channel, clientID string) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	t := s.chanSubs[channel]
+	if t == nil {
+		return
+	}
+	delete(t.clients, clientID)
+	if len(t.clients) == 0 {
+		t.unsub()
+		delete(s.chanSubs, channel)
+	}
+}
+
+// relayChannel turns a channel frame from the broker into Message JSON on
+// unhidra/channels/C/messages. Typing and presence frames are not relayed.
+func (s *Server) relayChannel(channel string, frame []byte) {
+	var f struct {
+		Type    string          `json:"type"`
+		Message json.RawMessage `json:"message"`
+	}
+	if json.Unmarshal(frame, &f) != nil || len(f.Message) == 0 {
+		return
+	}
+	switch f.Type {
+	case wire.TypeMessage, wire.TypeMessageUpdated, wire.TypeMessageDeleted:
+	default:
+		return
+	}
+	if err := s.mq.Publish(ChannelTopic(channel), f.Message, false, 1); err != nil {
+		s.log.Warn("mqtt channel relay", "channel", channel, "err", err)
+	}
+}
+
+// acquireDeviceCommands follows the device's command topic while it has a
+// live MQTT session on this node.
+func (s *Server) acquireDeviceCommands(deviceID string) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	t := s.devCmd[deviceID]
+	if t == nil {
+		unsub, err := s.deps.Broker.Subscribe(broker.DeviceCommandTopic(deviceID), func(b []byte) {
+			s.enqueue(func() { s.deliverCommand(deviceID, b) })
+		})
+		if err != nil {
+			s.log.Warn("mqtt command subscribe", "device", deviceID, "err", err)
+			return
+		}
+		t = &topicSub{clients: map[string]int{}, unsub: unsub}
+		s.devCmd[deviceID] = t
+	}
+	t.clients[""]++
+}
+
+func (s *Server) releaseDeviceCommands(deviceID string) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	t := s.devCmd[deviceID]
+	if t == nil {
+		return
+	}
+	t.clients[""]--
+	if t.clients[""] <= 0 {
+		t.unsub()
+		delete(s.devCmd, deviceID)
+	}
+}
+
+// mqttCommand is the payload on unhidra/devices/D/commands.
+type mqttCommand struct {
+	CommandID string          `json:"command_id"`
+	Name      string          `json:"name"`
+	Params    json.RawMessage `json:"params,omitempty"`
+}
+
+// deviceListening reports whether a live MQTT client of the device
+// subscribes to its commands topic on this node.
+func (s *Server) deviceListening(deviceID string) bool {
+	subs := s.mq.Topics.Subscribers(DeviceTopic(deviceID, subCommands))
+	prefix := "d:" + deviceID + "/"
+	for id := range subs.Subscriptions {
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		if cl, ok := s.mq.Clients.Get(id); ok && !cl.Closed() {
+			return true
+		}
+	}
+	return false
+}
+
+// handCommand marks the command delivered and, when this call moved it
+// (no other connection delivered it first), publishes it to the device.
+func (s *Server) handCommand(deviceID string, c mqttCommand) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	moved, err := s.deps.Fleet.CommandDelivered(ctx, deviceID, c.CommandID)
+	if err != nil || !moved {
+		if err != nil {
+			s.log.Warn("mqtt command delivery", "device", deviceID, "command", c.CommandID, "err", err)
+		}
+		return
+	}
+	payload, _ := json.Marshal(c)
+	if err := s.mq.Publish(DeviceTopic(deviceID, subCommands), payload, false, 1); err != nil {
+		s.log.Warn("mqtt command publish", "device", deviceID, "command", c.CommandID, "err", err)
+	}
+}
+
+// deliverCommand hands a command offered on the broker to the device when
+// it listens here; otherwise it stays pending for its next subscription.
+func (s *Server) deliverCommand(deviceID string, frame []byte) {
+	var f wire.CommandFrame
+	if json.Unmarshal(frame, &f) != nil || f.CommandID == "" {
+		return
+	}
+	if !s.deviceListening(deviceID) {
+		return
+	}
+	s.handCommand(deviceID, mqttCommand{CommandID: f.CommandID, Name: f.Name, Params: f.Params})
+}
+
+// deliverPending hands every pending command to the device when it
+// listens here.
+func (s *Server) deliverPending(deviceID string) {
+	if !s.deviceListening(deviceID) {
+		return
+	}
+	ctx, cancel := s.opCtx()
+	cmds, err := s.deps.Fleet.PendingCommands(ctx, deviceID)
+	cancel()
+	if err != nil {
+		s.log.Warn("mqtt pending commands", "device", deviceID, "err", err)
+		return
+	}
+	for _, c := range cmds {
+		s.handCommand(deviceID, mqttCommand{CommandID: c.ID, Name: c.Name, Params: c.Params})
+	}
+}
+
+// sweep forgets sessions whose CONNACK never went out (the client vanished
+// between authentication and the CONNACK; mochi then calls no hook).
+func (s *Server) sweep() {
+	cutoff := s.now().Add(-time.Minute)
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for cl, ss := range s.sessions {
+		ss.mu.Lock()
+		stale := !ss.established && ss.started.Before(cutoff) && cl.Closed()
+		ss.mu.Unlock()
+		if stale {
+			delete(s.sessions, cl)
+		}
+	}
+}

@@ -1,0 +1,437 @@
+package mqttbridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// hook plugs the bridge into mochi.
+type hook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *hook) ID() string { return "unhidra" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect,
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect,
+		mqtt.OnPublish,
+		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
+		mqtt.OnPacketRead,
+		mqtt.OnPacketSent,
+	}, []byte{b})
+}
+
+// MaxCredentialBytes bounds the password (token or key) looked at.
+const MaxCredentialBytes = 8 << 10
+
+// OnConnect applies the keep-alive policy: a client that asks for no
+// keep-alive (or, in v5, for more than MaxKeepalive) gets MaxKeepalive, so
+// no connection can sit idle forever.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	max := h.s.cfg.MaxKeepalive
+	if cl.State.Keepalive == 0 || (pk.ProtocolVersion == 5 && cl.State.Keepalive > max) {
+		cl.State.Keepalive = max
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+// OnConnectAuthenticate checks username and password (SPEC §6): a device
+// id with its API key, or a username with an access token.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	s := h.s
+	who, ok := s.authenticate(string(pk.Connect.Username), pk.Connect.Password)
+	if !ok {
+		s.m.authFailures.Inc()
+		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", printable(pk.Connect.Username))
+		return false
+	}
+	if pk.Connect.WillFlag && !allowed(aclRequest{who: who, topic: pk.Connect.WillTopic, write: true}) {
+		s.m.aclDenials.Inc()
+		s.log.Info("mqtt connection refused: will topic not allowed", "remote", cl.Net.Remote, "principal", who.Principal.String())
+		return false
+	}
+	// Client ids live in a namespace per principal, so nobody can take over
+	// (or inherit the subscriptions of) another principal's session.
+	cl.ID = clientPrefix(who) + cl.ID
+	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]bool{}, owned: map[string]bool{}, started: s.now()}
+	s.sessMu.Lock()
+	s.sessions[cl] = ss
+	s.sessMu.Unlock()
+	return true
+}
+
+func clientPrefix(who unhidra.Identity) string {
+	k := "u"
+	if who.IsDevice() {
+		k = "d"
+	}
+	return k + ":" + who.Principal.ID + "/"
+}
+
+func (s *Server) authenticate(username string, password []byte) (unhidra.Identity, bool) {
+	if username == "" || len(password) == 0 || len(password) > MaxCredentialBytes {
+		return unhidra.Identity{}, false
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	pass := string(password)
+	if strings.HasPrefix(pass, device.KeyPrefix) {
+		who, err := s.deps.DeviceKeys.AuthenticateDeviceKey(ctx, pass)
+		if err != nil || !who.IsDevice() || who.Principal.ID != username {
+			return unhidra.Identity{}, false
+		}
+		return who, true
+	}
+	if s.deps.Tokens == nil {
+		return unhidra.Identity{}, false
+	}
+	who, err := s.deps.Tokens.AuthenticateToken(ctx, pass)
+	if err != nil || who.IsDevice() || !strings.EqualFold(who.Principal.ID, username) {
+		return unhidra.Identity{}, false
+	}
+	return who, true
+}
+
+// printable returns b for a log line when it is short printable ASCII.
+func printable(b []byte) string {
+	if len(b) > 64 {
+		return "(long)"
+	}
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return "(binary)"
+		}
+	}
+	return string(b)
+}
+
+// OnSessionEstablished runs once the CONNACK is sent: the connection is
+// live for presence and the fleet, commands can flow.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	s := h.s
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	remote, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		remote = cl.Net.Remote
+	}
+	ss.mu.Lock()
+	ss.established = true
+	ss.conn = &presence.Conn{
+		SessionID:   newConnID(),
+		Identity:    ss.who,
+		RemoteIP:    remote,
+		Transport:   presence.TransportMQTT,
+		ConnectedAt: s.now(),
+		Subscriptions: func() []string {
+			var out []string
+			for f := range cl.State.Subscriptions.GetAll() {
+				out = append(out, f)
+			}
+			return out
+		},
+	}
+	if !ss.who.ExpiresAt.IsZero() {
+		ss.expiry = time.AfterFunc(ss.who.ExpiresAt.Sub(s.now()), func() {
+			s.enqueue(func() {
+				s.log.Info("mqtt session ended: access token expired", "principal", ss.who.Principal.String())
+				s.disconnect(cl, packets.ErrNotAuthorized)
+			})
+		})
+	}
+	conn := ss.conn
+	ss.mu.Unlock()
+	if s.deps.Presence != nil {
+		if err := s.deps.Presence.Connect(ctx, conn); err != nil {
+			s.log.Warn("mqtt presence connect", "err", err)
+		}
+	}
+	if ss.who.IsDevice() {
+		id := ss.who.Principal.ID
+		if err := s.deps.Fleet.Connected(ctx, id); err != nil {
+			s.log.Warn("mqtt device connected", "device", id, "err", err)
+		}
+		s.acquireDeviceCommands(id)
+		s.enqueue(func() { s.deliverPending(id) })
+	}
+	s.log.Debug("mqtt session established", "principal", ss.who.Principal.String(), "remote", remote, "v", pk.ProtocolVersion)
+}
+
+// OnDisconnect ends the session.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	s := h.s
+	s.sessMu.Lock()
+	ss := s.sessions[cl]
+	delete(s.sessions, cl)
+	s.sessMu.Unlock()
+	if ss == nil {
+		return
+	}
+	ss.mu.Lock()
+	est := ss.established
+	if ss.expiry != nil {
+		ss.expiry.Stop()
+	}
+	conn := ss.conn
+	ss.mu.Unlock()
+	if !est {
+		return
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	if s.deps.Presence != nil {
+		s.deps.Presence.Disconnect(ctx, conn)
+	}
+	if ss.who.IsDevice() {
+		id := ss.who.Principal.ID
+		s.releaseDeviceCommands(id)
+		if err := s.deps.Fleet.Disconnected(ctx, id); err != nil {
+			s.log.Warn("mqtt device disconnected", "device", id, "err", err)
+		}
+	}
+}
+
+// OnACLCheck answers for subscriptions (filter), publishes and deliveries
+// (topic name).
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.s
+	ss := s.session(cl)
+	if ss == nil {
+		return false
+	}
+	ok := allowed(aclRequest{who: ss.who, topic: topic, write: write, owns: func(d string) bool { return s.owns(ss, d) }, canRead: func(c string) bool { return s.canRead(ss, c) }})
+	if !ok {
+		s.m.aclDenials.Inc()
+	}
+	return ok
+}
+
+func (s *Server) owns(ss *session, deviceID string) bool {
+	ss.mu.Lock()
+	v, ok := ss.owned[deviceID]
+	ss.mu.Unlock()
+	if ok {
+		return v
+	}
+	if s.deps.Owners == nil || device.ValidateDeviceID(deviceID) != nil {
+		return false
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	owner, err := s.deps.Owners.DeviceOwner(ctx, deviceID)
+	v = err == nil && strings.EqualFold(owner, ss.who.Principal.ID)
+	if err == nil || unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
+		ss.mu.Lock()
+		if len(ss.owned) < maxCachedPerSession {
+			ss.owned[deviceID] = v
+		}
+		ss.mu.Unlock()
+	}
+	return v
+}
+
+func (s *Server) canRead(ss *session, channel string) bool {
+	ss.mu.Lock()
+	v, ok := ss.readable[channel]
+	ss.mu.Unlock()
+	if ok {
+		return v
+	}
+	if s.deps.Chat == nil {
+		return false
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	_, err := s.deps.Chat.Subscribe(ctx, ss.who, channel, nil)
+	if err == nil {
+		ss.mu.Lock()
+		if len(ss.readable) < maxCachedPerSession {
+			ss.readable[channel] = true
+		}
+		ss.mu.Unlock()
+	}
+	return err == nil
+}
+
+const maxCachedPerSession = 1024
+
+// OnPublish makes the service call for a client's PUBLISH synchronously,
+// before mochi sends the PUBACK.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.s
+	ss := s.session(cl)
+	if ss == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	t := parseTopic(pk.TopicName)
+	who := ss.who
+	var err error
+	switch {
+	case t.kind == topicDevice && who.IsDevice() && t.id == who.Principal.ID:
+		if t.sub != subStatus {
+			pk.FixedHeader.Retain = false
+		}
+		switch t.sub {
+		case subTelemetry:
+			var p device.TelemetryPoint
+			if p, err = device.ParseTelemetry(pk.Payload); err == nil {
+				_, err = s.deps.Fleet.Telemetry(ctx, who, p)
+			}
+		case subHeartbeat:
+			var hb device.Heartbeat
+			if hb, err = device.ParseHeartbeat(pk.Payload); err == nil {
+				err = s.deps.Fleet.Heartbeat(ctx, who, hb)
+			}
+		case subStatus:
+			err = s.deps.Fleet.Status(ctx, who, pk.Payload)
+		case subCommandResult:
+			var r device.CommandResult
+			if r, err = device.ParseCommandResult(pk.Payload); err == nil {
+				err = s.deps.Fleet.CommandResult(ctx, who, r)
+			}
+		default:
+			err = unhidra.Errorf(unhidra.EFORBIDDEN, "topic not allowed")
+		}
+	case t.kind == topicChannel && t.literal && !who.IsDevice():
+		var in wire.Publish
+		if s.deps.Chat == nil {
+			err = unhidra.Errorf(unhidra.EFORBIDDEN, "channels are not available over MQTT here")
+		} else if in, err = decodeChannelPublish(pk.Payload); err == nil {
+			in.Channel = t.id
+			_, err = s.deps.Chat.Publish(ctx, who, in)
+		}
+		if err == nil {
+			// Subscribers get the stored Message through the bridge, not
+			// the raw body.
+			return pk, packets.CodeSuccessIgnore
+		}
+	default:
+		err = unhidra.Errorf(unhidra.EFORBIDDEN, "topic not allowed")
+	}
+	if err != nil {
+		return pk, s.rejectPublish(cl, pk, err)
+	}
+	return pk, nil
+}
+
+// decodeChannelPublish reads {text}|{data}|{e2ee} with optional
+// client_msg_id and thread_id.
+func decodeChannelPublish(b []byte) (wire.Publish, error) {
+	var in wire.Publish
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return in, unhidra.Errorf(unhidra.EINVALID, "payload must be a JSON object {text}|{data}|{e2ee}")
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return in, unhidra.Errorf(unhidra.EINVALID, "payload must be a JSON object {text}|{data}|{e2ee}")
+	}
+	return in, nil
+}
+
+// rejectPublish refuses a publish the service did not accept: v5 QoS > 0
+// gets a PUBACK with a failure reason; 3.1.1 QoS > 0 is disconnected without
+// a PUBACK (it has no failure PUBACK), so the client sends it again; QoS 0
+// is dropped.
+func (s *Server) rejectPublish(cl *mqtt.Client, pk packets.Packet, err error) error {
+	code := unhidra.ErrorCode(err)
+	s.m.rejected.WithLabelValues(code).Inc()
+	s.log.Debug("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "code", code, "err", err)
+	if pk.FixedHeader.Qos == 0 {
+		return packets.ErrRejectPacket
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		return reasonFor(code)
+	}
+	cl.Stop(reasonFor(code))
+	return packets.ErrRejectPacket
+}
+
+// reasonFor maps an error code to an MQTT v5 PUBACK reason code.
+func reasonFor(code string) packets.Code {
+	switch code {
+	case unhidra.EFORBIDDEN, unhidra.EUNAUTHORIZED:
+		return packets.ErrNotAuthorized
+	case unhidra.EINVALID:
+		return packets.ErrPayloadFormatInvalid
+	case unhidra.ETOOLARGE:
+		return packets.ErrPacketTooLarge
+	case unhidra.ERATELIMITED:
+		return packets.ErrQuotaExceeded
+	case unhidra.ENOTFOUND, unhidra.ECONFLICT:
+		return packets.ErrImplementationSpecificError
+	default:
+		return packets.ErrUnspecifiedError
+	}
+}
+
+// OnSubscribed wires granted channel subscriptions to the broker and
+// offers pending commands to a device that subscribed to its commands.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	s := h.s
+	ss := s.session(cl)
+	if ss == nil {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue
+		}
+		t := parseTopic(f.Filter)
+		switch {
+		case t.kind == topicChannel && t.literal:
+			s.acquireChannel(t.id, cl.ID)
+		case ss.who.IsDevice() && t.kind == topicDevice:
+			id := ss.who.Principal.ID
+			s.enqueue(func() { s.deliverPending(id) })
+		}
+	}
+}
+
+// OnUnsubscribed releases channel subscriptions.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	for _, f := range pk.Filters {
+		if t := parseTopic(f.Filter); t.kind == topicChannel && t.literal {
+			h.s.releaseChannel(t.id, cl.ID)
+		}
+	}
+}
+
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.s.m.packetsIn.Inc()
+	return pk, nil
+}
+
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte) {
+	h.s.m.packetsOut.Inc()
+}

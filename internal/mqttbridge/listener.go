@@ -1,0 +1,109 @@
+package mqttbridge
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener is a TCP (optionally TLS) listener for mochi that gives every
+// new connection a deadline for its CONNECT (mochi sets none before the
+// CONNECT is read, so a silent or half-sent connection would otherwise stay
+// open forever), logs failed connections at debug level only (malformed
+// packets are expected from the internet), and exposes the bound address
+// (port 0 in tests).
+type listener struct {
+	id             string
+	addr           string
+	tlsConfig      *tls.Config
+	connectTimeout time.Duration
+
+	mu   sync.Mutex
+	ln   net.Listener
+	log  *slog.Logger
+	done bool
+	wg   sync.WaitGroup
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func (l *listener) ID() string { return l.id }
+
+func (l *listener) Protocol() string {
+	if l.tlsConfig != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
+func (l *listener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+func (l *listener) Init(log *slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	if l.tlsConfig != nil {
+		ln = tls.NewListener(ln, l.tlsConfig)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	l.log = log
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		l.mu.Lock()
+		if l.done {
+			l.mu.Unlock()
+			conn.Close()
+			return
+		}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+		go func() {
+			defer l.wg.Done()
+			if err := establish(l.id, conn); err != nil {
+				l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	already := l.done
+	l.done = true
+	ln := l.ln
+	l.mu.Unlock()
+	if !already {
+		closeClients(l.id)
+	}
+	if ln != nil {
+		_ = ln.Close()
+	}
+}

@@ -1,0 +1,48 @@
+package mqttbridge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	packetsIn    prometheus.Counter
+	packetsOut   prometheus.Counter
+	authFailures prometheus.Counter
+	aclDenials   prometheus.Counter
+	rejected     *prometheus.CounterVec
+	revoked      prometheus.Counter
+	dropped      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
+	m := &metrics{
+		packetsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_packets_received_total", Help: "MQTT control packets received from clients.",
+		}),
+		packetsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_packets_sent_total", Help: "MQTT control packets sent to clients.",
+		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_auth_failures_total", Help: "MQTT connections refused for bad credentials.",
+		}),
+		aclDenials: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_acl_denials_total", Help: "MQTT publishes and subscriptions refused by the ACL.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_publish_rejected_total", Help: "MQTT publishes the services refused, by error code.",
+		}, []string{"code"}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_revoked_total", Help: "MQTT sessions closed because their credential was revoked.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_bridge_dropped_total", Help: "Bridge events dropped because the bridge queue was full.",
+		}),
+	}
+	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "unhidra_mqtt_connections", Help: "Authenticated MQTT connections.",
+	}, func() float64 { return float64(s.Connections()) })
+	for _, c := range []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, conns} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
