@@ -1,0 +1,603 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// benchWSConfig is `unhidra bench ws`.
+type benchWSConfig struct {
+	URL, AuthURL          string
+	Conns, Channels       int
+	Publishers            int
+	Rate                  float64 // messages per second, all publishers together
+	Size                  int
+	Duration              time.Duration
+	ServerPID             int
+	Spawn, Idle           bool
+	Token                 string
+	AdminUser, AdminPass  string
+	PerUser               int
+	SrcIPs                int
+	Concurrency           int
+	Centrifugo            bool
+	CentrifugoAPI         string
+	CentrifugoAPIKey      string
+	CentrifugoSecret      string
+	CentrifugoChannelPref string
+}
+
+func parseBenchWS(e env) (benchWSConfig, error) {
+	c := benchWSConfig{}
+	fs := flag.NewFlagSet("bench ws", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:9000/ws", "the gateway's WebSocket URL (Centrifugo: ws://127.0.0.1:8000/connection/websocket)")
+	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "the auth API (users and tokens)")
+	fs.IntVar(&c.Conns, "conns", 1000, "connections")
+	fs.IntVar(&c.Channels, "channels", 10, "channels; connection i subscribes to channel i mod M")
+	fs.IntVar(&c.Publishers, "publishers", 10, "connections that also publish (round robin over the channels)")
+	fs.Float64Var(&c.Rate, "rate", 100, "messages per second, all publishers together (≤ 50 per publisher: the gateway's per-connection frame limit)")
+	fs.IntVar(&c.Size, "size", 128, "message size in bytes (JSON data object)")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long to publish (with --idle: how long to hold the connections)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its RSS per connection")
+	fs.BoolVar(&c.Spawn, "spawn", false, "start `unhidra serve` in a temporary directory, with limits raised, and bench it")
+	fs.BoolVar(&c.Idle, "idle", false, "only connect, measure the server's memory per connection, and hold")
+	fs.StringVar(&c.Token, "token", "", "access token for every connection (the server's MAX_CONNECTIONS_PER_USER must allow --conns)")
+	fs.StringVar(&c.AdminUser, "admin-user", "admin", "admin user, to create channels and bench users")
+	fs.StringVar(&c.AdminPass, "admin-password", e.getenv("UNHIDRA_ADMIN_PASSWORD"), "admin password (default $UNHIDRA_ADMIN_PASSWORD)")
+	fs.IntVar(&c.PerUser, "per-user", 10, "connections per bench user (the server's MAX_CONNECTIONS_PER_USER); 0: all connections as the admin")
+	fs.IntVar(&c.SrcIPs, "src-ips", 0, "loopback source addresses to spread connections over (0: one per 20,000 connections, at least the per-IP handshake limit needs)")
+	fs.IntVar(&c.Concurrency, "connect-concurrency", 100, "handshakes in flight while connecting")
+	fs.BoolVar(&c.Centrifugo, "centrifugo", false, "bench a Centrifugo v6 server with the same load (JSON protocol)")
+	fs.StringVar(&c.CentrifugoAPI, "centrifugo-api", "http://127.0.0.1:8000/api", "Centrifugo's HTTP API (publish)")
+	fs.StringVar(&c.CentrifugoAPIKey, "centrifugo-api-key", e.getenv("CENTRIFUGO_HTTP_API_KEY"), "Centrifugo http_api.key")
+	fs.StringVar(&c.CentrifugoSecret, "centrifugo-secret", e.getenv("CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY"), "Centrifugo client.token.hmac_secret_key (signs connection JWTs)")
+	fs.StringVar(&c.CentrifugoChannelPref, "centrifugo-channel-prefix", "bench", "Centrifugo channel name prefix")
+	if err := fs.Parse(e.args); err != nil {
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	var errs []error
+	if c.Conns < 1 || c.Channels < 1 || c.Publishers < 0 || c.Publishers > c.Conns || c.Size < 64 || c.Size > 60<<10 {
+		errs = append(errs, errors.New("need --conns ≥ 1, --channels ≥ 1, 0 ≤ --publishers ≤ --conns, 64 ≤ --size ≤ 61440"))
+	}
+	if c.Rate < 0 || c.Duration <= 0 {
+		errs = append(errs, errors.New("--rate must be ≥ 0 and --duration positive"))
+	}
+	if c.Centrifugo && (c.CentrifugoSecret == "" || (c.CentrifugoAPIKey == "" && !c.Idle && c.Publishers > 0)) {
+		errs = append(errs, errors.New("--centrifugo needs --centrifugo-secret and --centrifugo-api-key"))
+	}
+	if c.Centrifugo && c.Spawn {
+		errs = append(errs, errors.New("--spawn starts unhidra; start Centrifugo yourself"))
+	}
+	if c.SrcIPs == 0 {
+		c.SrcIPs = max(1, (c.Conns+19999)/20000)
+	}
+	if c.SrcIPs > 250 {
+		errs = append(errs, errors.New("--src-ips at most 250"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// wsProto is what differs between Unhidra and Centrifugo.
+type wsProto interface {
+	// open dials connection i, authenticates and subscribes it.
+	open(ctx context.Context, i int, channel string) (*websocket.Conn, error)
+	// publish sends one message from publisher conn (nil for HTTP publishing).
+	publish(ctx context.Context, conn *websocket.Conn, channel string, payload []byte, id int64) error
+}
+
+func runBenchWS(ctx context.Context, e env) error {
+	cfg, err := parseBenchWS(e)
+	if err != nil {
+		return err
+	}
+	out := e.stdout
+	if cfg.Spawn {
+		srv, err := spawnServer(ctx, e.stderr)
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		cfg.URL, cfg.AuthURL, cfg.AdminPass, cfg.ServerPID = srv.WSURL, srv.AuthURL, srv.AdminPassword, srv.PID()
+		cfg.PerUser = 0
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return fmt.Errorf("--url: %w", err)
+	}
+
+	var proto wsProto
+	channels := make([]string, cfg.Channels)
+	setupStart := time.Now()
+	if cfg.Centrifugo {
+		for j := range channels {
+			channels[j] = fmt.Sprintf("%s%d", cfg.CentrifugoChannelPref, j)
+		}
+		proto = &centrifugoProto{cfg: cfg, host: u.Host, hc: &http.Client{Timeout: 10 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	} else {
+		up, err := setupUnhidraWS(ctx, cfg, channels, e)
+		if err != nil {
+			return err
+		}
+		proto = up
+	}
+	fmt.Fprintf(out, "setup: %s\n", time.Since(setupStart).Round(time.Millisecond))
+
+	var rss0 int64
+	if cfg.ServerPID > 0 {
+		if rss0, err = readRSS(cfg.ServerPID); err != nil {
+			return fmt.Errorf("--server-pid: %w", err)
+		}
+	}
+
+	// Connect.
+	conns := make([]*websocket.Conn, cfg.Conns)
+	lat := newLatencies(1_000_000)
+	var delivered, connErrs, readErrs atomic.Int64
+	var firstErr atomic.Value
+	readCtx, stopReaders := context.WithCancel(context.Background())
+	defer stopReaders()
+	var readers sync.WaitGroup
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	connectStart := time.Now()
+	for i := 0; i < cfg.Conns; i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			c, err := proto.open(cctx, i, channels[i%len(channels)])
+			if err != nil {
+				connErrs.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			conns[i] = c
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for {
+					_, b, err := c.Read(readCtx)
+					if err != nil {
+						if readCtx.Err() == nil {
+							readErrs.Add(1)
+						}
+						return
+					}
+					if cfg.Centrifugo && len(b) <= 3 && bytes.Equal(bytes.TrimSpace(b), []byte("{}")) {
+						// Centrifugo's application-level ping wants a pong.
+						_ = c.Write(readCtx, websocket.MessageText, []byte("{}"))
+						continue
+					}
+					now := time.Now()
+					delivered.Add(int64(benchTimestamps(b, func(t time.Time) { lat.add(now.Sub(t)) })))
+				}
+			}()
+		}(i)
+	}
+	wg.Wait()
+	connectDur := time.Since(connectStart)
+	ok := int64(cfg.Conns) - connErrs.Load()
+	fmt.Fprintf(out, "connected: %d of %d in %s (%.0f conn/s) over %d source address(es)\n",
+		ok, cfg.Conns, connectDur.Round(time.Millisecond), float64(ok)/connectDur.Seconds(), cfg.SrcIPs)
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Fprintf(out, "connect errors: %d (first: %v)\n", connErrs.Load(), err)
+	}
+	if ok == 0 {
+		return errors.New("no connection succeeded")
+	}
+	if cfg.ServerPID > 0 {
+		time.Sleep(2 * time.Second)
+		rss1, err := readRSS(cfg.ServerPID)
+		if err == nil {
+			fmt.Fprintf(out, "server RSS: %s before, %s after connecting: %s per connection\n",
+				fmtBytes(rss0), fmtBytes(rss1), fmtBytes((rss1-rss0)/ok))
+		}
+	}
+
+	if cfg.Idle {
+		fmt.Fprintf(out, "idle: holding %d connections for %s\n", ok, cfg.Duration)
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Duration):
+		}
+		if cfg.ServerPID > 0 {
+			if rss, err := readRSS(cfg.ServerPID); err == nil {
+				fmt.Fprintf(out, "server RSS after holding: %s (%s per connection)\n", fmtBytes(rss), fmtBytes((rss-rss0)/ok))
+			}
+		}
+		fmt.Fprintf(out, "dropped while idle: %d\n", readErrs.Load())
+		closeAll(conns)
+		return nil
+	}
+
+	// Publish.
+	var published, pubErrs atomic.Int64
+	pubLat := newLatencies(200_000)
+	pubCtx, stopPub := context.WithTimeout(ctx, cfg.Duration)
+	defer stopPub()
+	perPub := 0.0
+	if cfg.Publishers > 0 {
+		perPub = cfg.Rate / float64(cfg.Publishers)
+	}
+	if perPub > 50 && !cfg.Centrifugo {
+		fmt.Fprintf(e.stderr, "bench: warning: %.0f msg/s per publisher is above the gateway's 50 frames/s per connection; raise --publishers\n", perPub)
+	}
+	subsPerChannel := make([]int64, cfg.Channels)
+	for i, c := range conns {
+		if c != nil {
+			subsPerChannel[i%cfg.Channels]++
+		}
+	}
+	var expected atomic.Int64
+	var pwg sync.WaitGroup
+	pubStart := time.Now()
+	for p := 0; p < cfg.Publishers && perPub > 0; p++ {
+		c := conns[p]
+		if c == nil && !cfg.Centrifugo {
+			continue
+		}
+		pwg.Add(1)
+		go func(p int, c *websocket.Conn) {
+			defer pwg.Done()
+			interval := time.Duration(float64(time.Second) / perPub)
+			// Spread the publishers' phases over one interval.
+			next := time.Now().Add(time.Duration(float64(interval) * float64(p) / float64(cfg.Publishers)))
+			for seq := int64(0); ; seq++ {
+				if d := time.Until(next); d > 0 {
+					select {
+					case <-pubCtx.Done():
+						return
+					case <-time.After(d):
+					}
+				}
+				if pubCtx.Err() != nil {
+					return
+				}
+				next = next.Add(interval)
+				ch := (p + int(seq)*cfg.Publishers) % cfg.Channels
+				t0 := time.Now()
+				err := proto.publish(pubCtx, c, channels[ch], benchPayload(t0, seq, cfg.Size), seq)
+				if err != nil {
+					if pubCtx.Err() != nil {
+						return
+					}
+					pubErrs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				pubLat.add(time.Since(t0))
+				published.Add(1)
+				expected.Add(subsPerChannel[ch])
+			}
+		}(p, c)
+	}
+	// Live counts.
+	tick := time.NewTicker(5 * time.Second)
+	go func() {
+		for {
+			select {
+			case <-pubCtx.Done():
+				return
+			case <-tick.C:
+				fmt.Fprintf(e.stderr, "bench: %s published=%d delivered=%d errors=%d dropped=%d\n",
+					time.Since(pubStart).Round(time.Second), published.Load(), delivered.Load(), pubErrs.Load(), readErrs.Load())
+			}
+		}
+	}()
+	pwg.Wait()
+	tick.Stop()
+	pubDur := time.Since(pubStart)
+	// Let in-flight deliveries land.
+	deadline := time.Now().Add(5 * time.Second)
+	for delivered.Load() < expected.Load() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "published: %d in %s (%.0f msg/s, target %.0f), errors %d; publish→ack %s\n",
+		published.Load(), pubDur.Round(time.Millisecond), float64(published.Load())/pubDur.Seconds(), cfg.Rate, pubErrs.Load(), pubLat.summary())
+	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d\n",
+		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load())
+	fmt.Fprintf(out, "end-to-end latency: %s\n", lat.summary())
+	if cfg.ServerPID > 0 {
+		if rss, err := readRSS(cfg.ServerPID); err == nil {
+			fmt.Fprintf(out, "server RSS at the end: %s\n", fmtBytes(rss))
+		}
+	}
+	if err, _ := firstErr.Load().(error); err != nil && pubErrs.Load() > 0 {
+		fmt.Fprintf(out, "first error: %v\n", err)
+	}
+	stopReaders()
+	closeAll(conns)
+	readers.Wait()
+	return nil
+}
+
+func closeAll(conns []*websocket.Conn) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(c *websocket.Conn) {
+			defer func() { <-sem; wg.Done() }()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			c.Close(websocket.StatusNormalClosure, "")
+			_ = ctx
+		}(c)
+	}
+	wg.Wait()
+}
+
+// ---- Unhidra ----
+
+type unhidraProto struct {
+	cfg    benchWSConfig
+	host   string
+	tokens []string // token of connection i: tokens[i % len] or by user
+	per    int
+	ids    atomic.Int64
+}
+
+// setupUnhidraWS logs in, creates channels and bench users as needed.
+func setupUnhidraWS(ctx context.Context, cfg benchWSConfig, channels []string, e env) (*unhidraProto, error) {
+	u, _ := url.Parse(cfg.URL)
+	api := newAPIClient(cfg.AuthURL, restFromWS(cfg.URL), nil)
+	p := &unhidraProto{cfg: cfg, host: u.Host}
+	admin := cfg.Token
+	if admin == "" {
+		if cfg.AdminPass == "" {
+			return nil, errors.New("bench ws needs --token, --admin-password (or $UNHIDRA_ADMIN_PASSWORD), or --spawn")
+		}
+		t, err := api.login(ctx, cfg.AdminUser, cfg.AdminPass)
+		if err != nil {
+			return nil, err
+		}
+		admin = t
+	}
+	run := randomHex(4)
+	for j := range channels {
+		id, err := api.createChannel(ctx, admin, fmt.Sprintf("bench-%s-%d", run, j))
+		if err != nil {
+			return nil, err
+		}
+		channels[j] = id
+	}
+	if cfg.Token != "" || cfg.PerUser == 0 {
+		p.tokens = []string{admin}
+		p.per = cfg.Conns
+		return p, nil
+	}
+	users := (cfg.Conns + cfg.PerUser - 1) / cfg.PerUser
+	fmt.Fprintf(e.stderr, "bench: creating %d users (%d connections each; raise MAX_CONNECTIONS_PER_USER and pass --per-user to need fewer)\n", users, cfg.PerUser)
+	p.tokens = make([]string, users)
+	p.per = cfg.PerUser
+	pass := randomHex(12)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for i := 0; i < users; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			// Logins are limited per client IP: spread them over loopback addresses.
+			a := api.withSource(i / 8)
+			name := fmt.Sprintf("bench-%s-%d", run, i)
+			if err := a.register(ctx, name, pass); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			t, err := a.login(ctx, name, pass)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			for _, ch := range channels {
+				if err := a.joinChannel(ctx, t, ch); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+			p.tokens[i] = t
+		}(i)
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *unhidraProto) open(ctx context.Context, i int, channel string) (*websocket.Conn, error) {
+	token := p.tokens[min(i/p.per, len(p.tokens)-1)]
+	d := sourceDialer(p.host, i, p.cfg.SrcIPs)
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	c, resp, err := websocket.Dial(ctx, p.cfg.URL, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"unhidra.v1", "bearer." + token}})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("handshake: HTTP %d", resp.StatusCode)
+		}
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	_, b, err := c.Read(ctx)
+	if err != nil || !bytes.Contains(b, []byte(`"welcome"`)) {
+		c.CloseNow()
+		return nil, fmt.Errorf("no welcome: %v", err)
+	}
+	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "id": "s", "channel": channel})
+	if err := c.Write(ctx, websocket.MessageText, sub); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			c.CloseNow()
+			return nil, fmt.Errorf("subscribe: %w", err)
+		}
+		var f struct{ Type, Code, Message string }
+		_ = json.Unmarshal(b, &f)
+		switch f.Type {
+		case "subscribed":
+			return c, nil
+		case "error":
+			c.CloseNow()
+			return nil, fmt.Errorf("subscribe: %s: %s", f.Code, f.Message)
+		}
+	}
+}
+
+// publish writes a publish frame; the ack arrives on the reader (not
+// awaited: publish→ack latency is then the write time only).
+func (p *unhidraProto) publish(ctx context.Context, c *websocket.Conn, channel string, payload []byte, seq int64) error {
+	f := make([]byte, 0, len(payload)+128)
+	f = append(f, `{"type":"publish","id":`...)
+	f = strconv.AppendInt(f, p.ids.Add(1), 10)
+	f = append(f, `,"channel":`...)
+	f = strconv.AppendQuote(f, channel)
+	f = append(f, `,"data":`...)
+	f = append(f, payload...)
+	f = append(f, '}')
+	return c.Write(ctx, websocket.MessageText, f)
+}
+
+// ---- Centrifugo v6 ----
+
+// centrifugoProto speaks Centrifugo's JSON client protocol: a connect
+// command with a JWT (HS256, client.token.hmac_secret_key), then subscribe;
+// publications come as pushes. Publishing goes through its HTTP API.
+//
+// Centrifugo needs, for this bench:
+//
+//	{"client": {"token": {"hmac_secret_key": "<secret>"}, "allowed_origins": ["*"]},
+//	 "http_api": {"key": "<api key>"},
+//	 "channel": {"without_namespace": {"allow_subscribe_for_client": true}}}
+type centrifugoProto struct {
+	cfg  benchWSConfig
+	host string
+	hc   *http.Client
+}
+
+func (p *centrifugoProto) token(i int) (string, error) {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "bench-" + strconv.Itoa(i),
+		"exp": time.Now().Add(24 * time.Hour).Unix(),
+	})
+	return t.SignedString([]byte(p.cfg.CentrifugoSecret))
+}
+
+// centrifugoReply reads replies until the one with id, skipping pushes.
+func centrifugoReply(ctx context.Context, c *websocket.Conn, id int) error {
+	want := fmt.Sprintf(`"id":%d`, id)
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if !bytes.Contains(line, []byte(want)) {
+				continue
+			}
+			var r struct {
+				Error *struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			_ = json.Unmarshal(line, &r)
+			if r.Error != nil {
+				return fmt.Errorf("centrifugo error %d: %s", r.Error.Code, r.Error.Message)
+			}
+			return nil
+		}
+	}
+}
+
+func (p *centrifugoProto) open(ctx context.Context, i int, channel string) (*websocket.Conn, error) {
+	tok, err := p.token(i)
+	if err != nil {
+		return nil, err
+	}
+	d := sourceDialer(p.host, i, p.cfg.SrcIPs)
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	c, resp, err := websocket.Dial(ctx, p.cfg.URL, &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("handshake: HTTP %d", resp.StatusCode)
+		}
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	msg, _ := json.Marshal(map[string]any{"id": 1, "connect": map[string]any{"token": tok, "name": "unhidra-bench"}})
+	if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	if err := centrifugoReply(ctx, c, 1); err != nil {
+		c.CloseNow()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	msg, _ = json.Marshal(map[string]any{"id": 2, "subscribe": map[string]any{"channel": channel}})
+	if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	if err := centrifugoReply(ctx, c, 2); err != nil {
+		c.CloseNow()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	// Centrifugo pings with an empty JSON object and expects one back; the
+	// bench's read loop answers them.
+	return c, nil
+}
+
+func (p *centrifugoProto) publish(ctx context.Context, _ *websocket.Conn, channel string, payload []byte, _ int64) error {
+	body := make([]byte, 0, len(payload)+64)
+	body = append(body, `{"channel":`...)
+	body = strconv.AppendQuote(body, channel)
+	body = append(body, `,"data":`...)
+	body = append(body, payload...)
+	body = append(body, '}')
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(p.cfg.CentrifugoAPI, "/")+"/publish", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", p.cfg.CentrifugoAPIKey)
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != 200 || bytes.Contains(b, []byte(`"error"`)) {
+		return fmt.Errorf("centrifugo publish: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return nil
+}
