@@ -122,8 +122,11 @@ func (f *fakeChat) Publish(ctx context.Context, who unhidra.Identity, in wire.Pu
 }
 
 func (f *fakeChat) Subscribe(ctx context.Context, who unhidra.Identity, channel string, since *int64) (chat.Recovery, error) {
-	if f.beforeSnapshot != nil {
-		f.beforeSnapshot()
+	f.mu.Lock()
+	before, after := f.beforeSnapshot, f.beforeReturn
+	f.mu.Unlock()
+	if before != nil {
+		before()
 	}
 	f.mu.Lock()
 	if f.forbidden[channel] {
@@ -140,8 +143,8 @@ func (f *fakeChat) Subscribe(ctx context.Context, who unhidra.Identity, channel 
 		}
 	}
 	f.mu.Unlock()
-	if f.beforeReturn != nil {
-		f.beforeReturn()
+	if after != nil {
+		after()
 	}
 	return rec, nil
 }
@@ -149,6 +152,12 @@ func (f *fakeChat) Subscribe(ctx context.Context, who unhidra.Identity, channel 
 func (f *fakeChat) Typing(ctx context.Context, who unhidra.Identity, channel string) error {
 	b, _ := json.Marshal(wire.TypingFrame{Type: wire.TypeTyping, Channel: channel, User: who.Principal.ID})
 	return f.b.Publish(ctx, broker.ChannelTopic(channel), b)
+}
+
+func (f *fakeChat) setHooks(beforeSnapshot, beforeReturn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.beforeSnapshot, f.beforeReturn = beforeSnapshot, beforeReturn
 }
 
 func (f *fakeChat) stored(channel string) []wire.Message {
