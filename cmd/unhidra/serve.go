@@ -36,23 +36,34 @@ import (
 )
 
 func runServe(ctx context.Context, e env) error {
+	a, err := startApp(ctx, e, appOptions{})
+	if err != nil || a == nil {
+		return err
+	}
+	defer a.Close()
+	return a.Run(ctx)
+}
+
+// startApp loads and validates the configuration, builds the logger and the
+// app. Tests use it to hold the app while it runs.
+func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 	cfg, err := config.Load(e.args, e.getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	generated, err := cfg.EnsureDevSecret(rand.Read)
 	if err != nil {
-		return fmt.Errorf("JWT secret: %w", err)
+		return nil, fmt.Errorf("JWT secret: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(e.stderr, "unhidra: the configuration has problems:")
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(e.stderr, "  - %s\n", line)
 		}
-		return errors.New("refusing to start with an invalid configuration")
+		return nil, errors.New("refusing to start with an invalid configuration")
 	}
 	log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 	if generated {
@@ -60,12 +71,7 @@ func runServe(ctx context.Context, e env) error {
 	} else if cfg.JWTSecretGenerated {
 		log.Warn("no JWT_SECRET set: using the one generated earlier in the data dir", "path", filepath.Join(cfg.DataDir, "jwt_secret"))
 	}
-	a, err := newApp(ctx, cfg, log, e.stdout, appOptions{})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	return a.Run(ctx)
+	return newApp(ctx, cfg, log, e.stdout, opts)
 }
 
 // component is one long-running part of the process. Run serves until ctx

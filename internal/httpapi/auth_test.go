@@ -233,7 +233,7 @@ func TestAuthAPIDeviceKeysCannotCallUserRoutes(t *testing.T) {
 	key := "Bearer " + d.APIKey
 	for _, c := range []struct{ method, path string }{
 		{"GET", "/me"}, {"PATCH", "/me"}, {"POST", "/me/password"}, {"POST", "/logout"},
-		{"GET", "/devices"}, {"POST", "/devices"}, {"GET", "/devices/s1"}, {"DELETE", "/devices/s1"},
+		{"GET", "/devices"}, {"POST", "/devices"}, {"GET", "/devices/s2"}, {"DELETE", "/devices/s1"},
 		{"POST", "/devices/s1/rotate-key"}, {"GET", "/admin/users"}, {"POST", "/admin/users/alice/disable"},
 	} {
 		r := e.do(t, c.method, c.path, `{"display_name":"x","name":"x","current_password":"x","new_password":"yyyyyyyy"}`, "Authorization", key)
@@ -241,8 +241,11 @@ func TestAuthAPIDeviceKeysCannotCallUserRoutes(t *testing.T) {
 			t.Errorf("%s %s with a device key: %d %s, want 403", c.method, c.path, r.status, r.body)
 		}
 	}
-	if r := e.do(t, "GET", "/devices/s1", nil, "Authorization", "Bearer "+p.AccessToken); r.status != 200 {
-		t.Fatalf("device still there: %d", r.status)
+	if r := e.do(t, "GET", "/devices/s1", nil, "Authorization", key); r.status != 200 || !strings.Contains(string(r.body), `"device_id":"s1"`) {
+		t.Errorf("a device reading its own record: %d %s", r.status, r.body)
+	}
+	if r := e.do(t, "GET", "/devices/s1", nil, "Authorization", "Bearer "+p.AccessToken); r.status != 200 || strings.Contains(string(r.body), `"revoked":true`) {
+		t.Fatalf("the device was changed by its own key: %d %s", r.status, r.body)
 	}
 }
 
