@@ -84,9 +84,11 @@ type Service struct {
 	mu    sync.Mutex
 	conns map[*Conn]struct{}
 	users map[wire.Principal]*state
-	// pubMu orders announcements: they are published one at a time, and an
-	// announcement overtaken by a newer transition is dropped.
+	// pubMu orders announcements: they are published one at a time, an
+	// announcement overtaken by a newer transition is dropped, and a status
+	// equal to the last one published for the user is not repeated.
 	pubMu sync.Mutex
+	sent  map[wire.Principal]string // guarded by pubMu
 }
 
 // NewService returns a presence Service.
@@ -95,7 +97,8 @@ func NewService(opts Options) *Service {
 		opts.MaxFanoutChannels = 100
 	}
 	s := &Service{opts: opts, log: opts.Logger, now: opts.Now,
-		conns: make(map[*Conn]struct{}), users: make(map[wire.Principal]*state)}
+		conns: make(map[*Conn]struct{}), users: make(map[wire.Principal]*state),
+		sent: make(map[wire.Principal]string)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -228,7 +231,11 @@ func (s *Service) announce(ctx context.Context, p wire.Principal, gen uint64) {
 		}
 	}
 	s.mu.Unlock()
-	if !current || len(chans) == 0 {
+	if !current || s.sent[p] == frame.Status {
+		return
+	}
+	s.sent[p] = frame.Status // one small entry per user seen since start
+	if len(chans) == 0 {
 		return
 	}
 	b, err := json.Marshal(frame)

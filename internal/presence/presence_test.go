@@ -1,0 +1,323 @@
+package presence_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/inmem"
+	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/wire"
+)
+
+type fixture struct {
+	db   *sqlite.DB
+	st   *sqlite.ChatStore
+	bus  *inmem.Broker
+	chat *chat.Service
+	now  time.Time
+	mu   sync.Mutex
+}
+
+func (f *fixture) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fixture) advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "unhidra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.NewChatStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := inmem.NewBroker()
+	f := &fixture{db: db, st: st, bus: bus, chat: chat.NewService(st, bus, chat.Options{}),
+		now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	t.Cleanup(func() {
+		f.chat.Wait()
+		st.Close()
+		db.Close()
+	})
+	return f
+}
+
+func (f *fixture) service(opts presence.Options) *presence.Service {
+	opts.Store, opts.Channels, opts.Publisher, opts.Now = f.st, f.st, f.bus, f.clock
+	return presence.NewService(opts)
+}
+
+func ident(kind, id string, roles ...string) unhidra.Identity {
+	return unhidra.Identity{Principal: wire.Principal{Kind: kind, ID: id}, Roles: roles}
+}
+
+func conn(who unhidra.Identity, session string) *presence.Conn {
+	return &presence.Conn{SessionID: session, Identity: who, RemoteIP: "127.0.0.1", Transport: presence.TransportWS,
+		ConnectedAt: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+type tap struct {
+	mu     sync.Mutex
+	frames []wire.PresenceFrame
+}
+
+func (tp *tap) statuses() []string {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	var out []string
+	for _, f := range tp.frames {
+		out = append(out, f.User+"="+f.Status)
+	}
+	return out
+}
+
+func (f *fixture) tap(t *testing.T, channel string) *tap {
+	tp := &tap{}
+	unsub, err := f.bus.Subscribe(broker.ChannelTopic(channel), func(p []byte) {
+		var fr wire.PresenceFrame
+		if err := json.Unmarshal(p, &fr); err == nil && fr.Type == wire.TypePresence {
+			tp.mu.Lock()
+			tp.frames = append(tp.frames, fr)
+			tp.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	return tp
+}
+
+var (
+	alice = ident(wire.KindUser, "alice")
+	bob   = ident(wire.KindUser, "bob")
+)
+
+func TestPresenceFollowsConnectionsOnEveryTransport(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{})
+	ws, mq := conn(alice, "s1"), conn(alice, "s2")
+	mq.Transport = presence.TransportMQTT
+	if err := s.Connect(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(ctx, mq); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(ctx, ws); unhidra.ErrorCode(err) != unhidra.ECONFLICT {
+		t.Errorf("registering a connection twice: %v, want conflict", err)
+	}
+	if got := s.Get(ctx, []string{"alice"}); got[0].Status != wire.StatusOnline {
+		t.Errorf("with two connections: %+v, want online", got)
+	}
+	s.Disconnect(ctx, ws)
+	if got := s.Get(ctx, []string{"alice"}); got[0].Status != wire.StatusOnline {
+		t.Errorf("with the MQTT connection left: %+v, want online", got)
+	}
+	f.advance(time.Minute)
+	s.Disconnect(ctx, mq)
+	s.Disconnect(ctx, mq) // a second disconnect is a no-op
+	got := s.Get(ctx, []string{"alice", "bob"})
+	if got[0].Status != wire.StatusOffline || got[0].LastSeen == nil || !got[0].LastSeen.Equal(f.clock()) {
+		t.Errorf("after the last disconnect: %+v, want offline with last_seen %v", got[0], f.clock())
+	}
+	if got[1].Status != wire.StatusOffline || got[1].LastSeen != nil {
+		t.Errorf("a user never seen: %+v, want offline without last_seen", got[1])
+	}
+	// last_seen is persisted: a new service (a restart) still knows it.
+	s2 := f.service(presence.Options{})
+	if got := s2.Get(ctx, []string{"alice"}); got[0].LastSeen == nil || !got[0].LastSeen.Equal(f.clock()) {
+		t.Errorf("after a restart: %+v, want the persisted last_seen", got[0])
+	}
+}
+
+func TestSetStatus(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{})
+	if err := s.SetStatus(ctx, alice, wire.StatusAway); unhidra.ErrorCode(err) != unhidra.ECONFLICT {
+		t.Errorf("setting a status with no connection: %v, want conflict", err)
+	}
+	c := conn(alice, "s1")
+	if err := s.Connect(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"offline", "busy", ""} {
+		if err := s.SetStatus(ctx, alice, bad); unhidra.ErrorCode(err) != unhidra.EINVALID {
+			t.Errorf("SetStatus(%q) = %v, want invalid", bad, err)
+		}
+	}
+	if err := s.SetStatus(ctx, ident(wire.KindDevice, "d1"), wire.StatusAway); unhidra.ErrorCode(err) != unhidra.EFORBIDDEN {
+		t.Errorf("a device setting a status: %v, want forbidden", err)
+	}
+	if err := s.SetStatus(ctx, alice, wire.StatusDND); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get(ctx, []string{"alice"}); got[0].Status != wire.StatusDND {
+		t.Errorf("status = %q, want dnd", got[0].Status)
+	}
+	s.Disconnect(ctx, c)
+	if err := s.Connect(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get(ctx, []string{"alice"}); got[0].Status != wire.StatusOnline {
+		t.Errorf("after reconnecting: %q, want online", got[0].Status)
+	}
+}
+
+func TestPresenceFramesReachPrivateAndDirectChannelsInOrder(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{})
+	priv, _, err := f.chat.CreateChannel(ctx, bob, chat.CreateChannel{Name: "p", Kind: chat.KindPrivate, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, _, err := f.chat.CreateChannel(ctx, bob, chat.CreateChannel{Kind: chat.KindDirect, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: "pub", Kind: chat.KindPublic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, td, tpub := f.tap(t, priv.ID), f.tap(t, dm.ID), f.tap(t, pub.ID)
+	c1, c2 := conn(alice, "s1"), conn(alice, "s2")
+	_ = s.Connect(ctx, c1)
+	_ = s.Connect(ctx, c2) // not a transition: no frame
+	_ = s.SetStatus(ctx, alice, wire.StatusAway)
+	_ = s.SetStatus(ctx, alice, wire.StatusAway) // unchanged: no frame
+	s.Disconnect(ctx, c1)
+	s.Disconnect(ctx, c2)
+	want := fmt.Sprint([]string{"alice=online", "alice=away", "alice=offline"})
+	for name, tp := range map[string]*tap{"private": tp, "direct": td} {
+		if got := fmt.Sprint(tp.statuses()); got != want {
+			t.Errorf("%s channel saw %s, want %s", name, got, want)
+		}
+	}
+	if got := tpub.statuses(); len(got) != 0 {
+		t.Errorf("the public channel saw %v, want nothing", got)
+	}
+	tp.mu.Lock()
+	last := tp.frames[len(tp.frames)-1]
+	tp.mu.Unlock()
+	if last.LastSeen == nil {
+		t.Errorf("the offline frame has no last_seen")
+	}
+}
+
+func TestPresenceFanOutIsBounded(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{MaxFanoutChannels: 2})
+	var taps []*tap
+	for i := 0; i < 3; i++ {
+		ch, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: fmt.Sprint("p", i), Kind: chat.KindPrivate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taps = append(taps, f.tap(t, ch.ID))
+	}
+	_ = s.Connect(ctx, conn(alice, "s1"))
+	reached := 0
+	for _, tp := range taps {
+		if len(tp.statuses()) > 0 {
+			reached++
+		}
+	}
+	if reached != 2 {
+		t.Errorf("presence reached %d channels, want the bound of 2", reached)
+	}
+}
+
+func TestConcurrentConnectsEndInOneConsistentState(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{})
+	ch, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: "p", Kind: chat.KindPrivate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := f.tap(t, ch.ID)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				c := conn(alice, fmt.Sprint(i, "-", j))
+				_ = s.Connect(ctx, c)
+				s.Disconnect(ctx, c)
+			}
+		}()
+	}
+	wg.Wait()
+	if s.Online(alice.Principal) || s.Count() != 0 {
+		t.Errorf("after every connection closed: online=%v count=%d", s.Online(alice.Principal), s.Count())
+	}
+	got := tp.statuses()
+	if len(got) == 0 || got[len(got)-1] != "alice=offline" {
+		t.Errorf("the last presence frame is %v, want offline", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] == got[i-1] {
+			t.Errorf("frames %d and %d repeat %s: transitions out of order", i-1, i, got[i])
+		}
+	}
+}
+
+func TestAdminConnections(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s := f.service(presence.Options{})
+	d := conn(ident(wire.KindDevice, "d1"), "s-dev")
+	d.Transport = presence.TransportMQTT
+	d.Subscriptions = func() []string { return []string{"device:d1"} }
+	d.MsgsIn.Add(3)
+	u := conn(alice, "s-user")
+	u.ConnectedAt = u.ConnectedAt.Add(time.Second)
+	_ = s.Connect(ctx, d)
+	_ = s.Connect(ctx, u)
+	if !s.Online(d.Identity.Principal) {
+		t.Errorf("the device is not online")
+	}
+	if _, err := s.AdminConnections(alice); unhidra.ErrorCode(err) != unhidra.EFORBIDDEN {
+		t.Errorf("a user listing connections: %v, want forbidden", err)
+	}
+	got, err := s.AdminConnections(ident(wire.KindUser, "root", unhidra.RoleAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].SessionID != "s-dev" || got[0].MsgsIn != 3 || fmt.Sprint(got[0].Subscriptions) != "[device:d1]" ||
+		got[1].SessionID != "s-user" || len(got[1].Subscriptions) != 0 || got[1].Subscriptions == nil {
+		t.Errorf("connections = %+v", got)
+	}
+	s.Disconnect(ctx, d)
+	ls, err := f.st.LastSeen(ctx, wire.KindDevice, []string{"d1"})
+	if err != nil || ls["d1"].IsZero() {
+		t.Errorf("a device's last_seen is not recorded: %v %v", ls, err)
+	}
+}
