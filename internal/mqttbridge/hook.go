@@ -62,11 +62,22 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if !ok {
 		s.m.authFailures.Inc()
 		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", printable(pk.Connect.Username))
+		if pk.ProtocolVersion < 5 {
+			// mochi would answer 3.1.1 clients 0x05 (not authorized); SPEC
+			// §6 says 0x04 (bad user name or password).
+			refuse(cl, 0x04)
+		}
 		return false
 	}
 	if pk.Connect.WillFlag && !allowed(aclRequest{who: who, topic: pk.Connect.WillTopic, write: true}) {
 		s.m.aclDenials.Inc()
 		s.log.Info("mqtt connection refused: will topic not allowed", "remote", cl.Net.Remote, "principal", who.Principal.String())
+		if pk.ProtocolVersion < 5 {
+			refuse(cl, 0x05) // not authorized
+		} else {
+			_ = s.mq.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+			cl.Stop(packets.ErrNotAuthorized)
+		}
 		return false
 	}
 	// Client ids live in a namespace per principal, so nobody can take over
@@ -77,6 +88,13 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	s.sessions[cl] = ss
 	s.sessMu.Unlock()
 	return true
+}
+
+// refuse answers a 3.1.1 CONNECT with return code rc and closes the
+// connection; mochi's own CONNACK then finds it closed and is not sent.
+func refuse(cl *mqtt.Client, rc byte) {
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: rc})
+	cl.Stop(packets.ErrBadUsernameOrPassword)
 }
 
 func clientPrefix(who unhidra.Identity) string {

@@ -23,11 +23,14 @@ type listener struct {
 	tlsConfig      *tls.Config
 	connectTimeout time.Duration
 
-	mu   sync.Mutex
-	ln   net.Listener
-	log  *slog.Logger
-	done bool
-	wg   sync.WaitGroup
+	mu    sync.Mutex
+	ln    net.Listener
+	log   *slog.Logger
+	done  bool
+	conns map[net.Conn]struct{}
+	// wg counts connection goroutines; Close waits for them so that mochi's
+	// ClientsWg.Wait never runs concurrently with a ClientsWg.Add.
+	wg sync.WaitGroup
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -83,10 +86,19 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		l.wg.Add(1)
+		if l.conns == nil {
+			l.conns = make(map[net.Conn]struct{})
+		}
+		l.conns[conn] = struct{}{}
 		l.mu.Unlock()
 		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 		go func() {
 			defer l.wg.Done()
+			defer func() {
+				l.mu.Lock()
+				delete(l.conns, conn)
+				l.mu.Unlock()
+			}()
 			if err := establish(l.id, conn); err != nil {
 				l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
@@ -100,10 +112,18 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.done = true
 	ln := l.ln
 	l.mu.Unlock()
-	if !already {
-		closeClients(l.id)
-	}
 	if ln != nil {
 		_ = ln.Close()
 	}
+	if already {
+		return
+	}
+	closeClients(l.id)
+	// Connections that never completed a CONNECT are not mochi clients yet.
+	l.mu.Lock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
 }

@@ -163,8 +163,8 @@ type session struct {
 	mu          sync.Mutex
 	established bool
 	readable    map[string]bool // channel id → may read (cache for delivery checks)
-	owned    map[string]bool // device id → owned by this user
-	expiry   *time.Timer
+	owned       map[string]bool // device id → owned by this user
+	expiry      *time.Timer
 }
 
 // New builds the broker and opens its listeners (so Addr is known at once);
