@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
@@ -88,7 +89,12 @@ func (s *Service) commitBatch(batch []*pending) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
+	start := time.Now()
 	results, err := s.store.AppendMessages(ctx, apps)
+	if s.m != nil {
+		s.m.commit.Observe(time.Since(start).Seconds())
+		s.m.batch.Observe(float64(len(apps)))
+	}
 	if err == nil && len(results) != len(live) {
 		err = unhidra.Errorf(unhidra.EINTERNAL, "store returned %d results for %d appends", len(results), len(live))
 	}
@@ -98,6 +104,9 @@ func (s *Service) commitBatch(batch []*pending) {
 		} else {
 			s.log.Warn("chat: group commit refused", "messages", len(live), "err", err)
 		}
+		if s.m != nil {
+			s.m.failures.WithLabelValues(unhidra.ErrorCode(err)).Inc()
+		}
 		for _, p := range live {
 			p.done <- AppendResult{Err: err}
 		}
@@ -105,8 +114,14 @@ func (s *Service) commitBatch(batch []*pending) {
 	}
 	// Publish in batch order (= offset order per channel), then ack.
 	for _, r := range results {
+		if r.Duplicate && s.m != nil {
+			s.m.duplicates.Inc()
+		}
 		if r.Err != nil || r.Duplicate {
 			continue
+		}
+		if s.m != nil {
+			s.m.stored.Inc()
 		}
 		s.publishFrame(broker.ChannelTopic(r.Msg.Channel), wire.MessageFrame{
 			Type: wire.TypeMessage, Channel: r.Msg.Channel, Offset: r.Msg.Offset, Message: r.Msg,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/wire"
@@ -48,7 +49,9 @@ type Options struct {
 	Events        Events
 	Users         Users
 	Logger        *slog.Logger
-	Now           func() time.Time
+	// Registerer receives the service's metrics (unhidra_chat_*); optional.
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Service is the chat domain service. Create it with NewService.
@@ -60,6 +63,7 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	opts   Options
+	m      *metrics
 
 	typingMu sync.Mutex
 	typing   map[string]time.Time
@@ -97,6 +101,7 @@ func NewService(store Store, pub Publisher, opts Options) *Service {
 		now:    opts.Now,
 		opts:   opts,
 		typing: make(map[string]time.Time),
+		m:      newMetrics(opts.Registerer),
 	}
 	if s.events == nil {
 		s.events = noEvents{}
