@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -408,4 +409,36 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 }
 func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{h: f.h.WithGroup(n), min: f.min}
+}
+
+// SessionInfo describes one live MQTT session.
+type SessionInfo struct {
+	// ClientID is the client identifier the client chose (or was assigned).
+	ClientID  string
+	Principal wire.Principal
+	// Protocol is 4 for MQTT 3.1.1, 5 for MQTT 5.
+	Protocol byte
+	Remote   string
+}
+
+// Sessions lists the established MQTT sessions.
+func (s *Server) Sessions() []SessionInfo {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for cl, ss := range s.sessions {
+		ss.mu.Lock()
+		est := ss.established
+		ss.mu.Unlock()
+		if !est {
+			continue
+		}
+		out = append(out, SessionInfo{
+			ClientID:  strings.TrimPrefix(cl.ID, clientPrefix(ss.who)),
+			Principal: ss.who.Principal,
+			Protocol:  cl.Properties.ProtocolVersion,
+			Remote:    cl.Net.Remote,
+		})
+	}
+	return out
 }
