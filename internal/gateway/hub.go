@@ -143,19 +143,22 @@ func (h *hub) deliver(t *topic, payload []byte) {
 // message, so the fast path reads it without decoding the message; anything
 // else is decoded properly.
 func eventOffset(payload []byte) int64 {
+	const prefix = `{"type":"message","channel":"`
 	if !bytes.HasPrefix(payload, []byte(`{"type":"message",`)) {
 		return 0
 	}
-	if i := bytes.Index(payload, []byte(`"offset":`)); i > 0 {
-		if m := bytes.Index(payload, []byte(`"message":`)); m < 0 || i < m {
+	if bytes.HasPrefix(payload, []byte(prefix)) {
+		rest := payload[len(prefix):]
+		i := bytes.IndexByte(rest, '"')
+		if i >= 0 && bytes.IndexByte(rest[:i], '\\') < 0 && bytes.HasPrefix(rest[i:], []byte(`","offset":`)) {
+			rest = rest[i+len(`","offset":`):]
 			var n int64
-			j := i + len(`"offset":`)
 			digits := 0
-			for ; j < len(payload) && payload[j] >= '0' && payload[j] <= '9' && digits < 18; j++ {
-				n = n*10 + int64(payload[j]-'0')
+			for digits < len(rest) && digits < 18 && rest[digits] >= '0' && rest[digits] <= '9' {
+				n = n*10 + int64(rest[digits]-'0')
 				digits++
 			}
-			if digits > 0 && j < len(payload) && (payload[j] == ',' || payload[j] == '}') {
+			if digits > 0 && digits < len(rest) && rest[digits] == ',' {
 				return n
 			}
 		}
