@@ -143,7 +143,11 @@ func (s *Service) accessTo(ctx context.Context, who unhidra.Identity, id string)
 	if err := ValidateChannelID(id); err != nil {
 		return access{}, err
 	}
-	ch, err := s.store.GetChannel(ctx, id)
+	user := ""
+	if who.Principal.Kind == wire.KindUser {
+		user = who.Principal.ID
+	}
+	ch, role, err := s.store.ChannelAccess(ctx, id, user)
 	if err != nil {
 		if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
 			return access{}, errNoAccess
@@ -158,16 +162,10 @@ func (s *Service) accessTo(ctx context.Context, who unhidra.Identity, id string)
 		}
 		return access{}, errNoAccess
 	}
-	if who.Principal.Kind != wire.KindUser || who.Principal.ID == "" {
+	if user == "" {
 		return access{}, errNoAccess
 	}
-	m, err := s.store.GetMember(ctx, id, who.Principal.ID)
-	switch {
-	case err == nil:
-		a.role = m.Role
-	case unhidra.ErrorCode(err) != unhidra.ENOTFOUND:
-		return access{}, err
-	}
+	a.role = role
 	member := a.role != ""
 	admin := who.IsAdmin()
 	switch ch.Kind {
@@ -459,10 +457,7 @@ func (s *Service) Members(ctx context.Context, who unhidra.Identity, id string) 
 	if err != nil {
 		return nil, err
 	}
-	if a.role == "" && a.ch.Kind == KindPublic && who.IsDevice() {
-		return nil, errNoAccess
-	}
-	return s.store.Members(ctx, id)
+	return s.store.Members(ctx, a.ch.ID)
 }
 
 // PutMember adds user to a public or private channel or changes their role

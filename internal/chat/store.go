@@ -21,6 +21,9 @@ type Store interface {
 	// is a conflict.
 	CreateChannel(ctx context.Context, ch Channel, directKey string, members []Member) error
 	GetChannel(ctx context.Context, id string) (Channel, error)
+	// ChannelAccess returns channel id and user's role there ("" when user
+	// is not a member, or user is ""), in one read.
+	ChannelAccess(ctx context.Context, id, user string) (Channel, string, error)
 	// FindDirect returns the direct channel with the given DirectKey.
 	FindDirect(ctx context.Context, directKey string) (Channel, error)
 	// ListChannels returns the channels user is a member of plus every

@@ -29,8 +29,8 @@ type ChatStore struct {
 	db *DB
 
 	// reader statements
-	getChannel, findDirect, getMember, listMembers, listChannels, presenceChannels *sql.Stmt
-	after, historyDesc, getMessage, thread, lastSeen                               *sql.Stmt
+	getChannel, channelAccess, findDirect, getMember, listMembers, listChannels, presenceChannels *sql.Stmt
+	after, historyDesc, getMessage, thread, lastSeen                                              *sql.Stmt
 	// writer statements (used through tx.StmtContext)
 	wChannelOff, wIdem, wThreadRoot, wInsert, wFTSInsert, wFTSDelete, wSetOff *sql.Stmt
 }
@@ -49,6 +49,8 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 		q    string
 	}{
 		{&s.getChannel, r, `SELECT ` + chanCols + ` FROM channels WHERE id = ?`},
+		{&s.channelAccess, r, `SELECT c.id, c.name, c.kind, c.e2ee, c.topic, c.created_by, c.created_at, c.last_offset, coalesce(m.role, '')
+			FROM channels c LEFT JOIN channel_members m ON m.channel_id = c.id AND m.user_id = ? WHERE c.id = ?`},
 		{&s.findDirect, r, `SELECT ` + chanCols + ` FROM channels WHERE direct_key = ?`},
 		{&s.getMember, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? AND user_id = ?`},
 		{&s.listMembers, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY user_id`},
@@ -86,7 +88,7 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 
 // Close releases the prepared statements (not the database).
 func (s *ChatStore) Close() error {
-	for _, st := range []*sql.Stmt{s.getChannel, s.findDirect, s.getMember, s.listMembers, s.listChannels, s.presenceChannels,
+	for _, st := range []*sql.Stmt{s.getChannel, s.channelAccess, s.findDirect, s.getMember, s.listMembers, s.listChannels, s.presenceChannels,
 		s.after, s.historyDesc, s.getMessage, s.thread, s.lastSeen,
 		s.wChannelOff, s.wIdem, s.wThreadRoot, s.wInsert, s.wFTSInsert, s.wFTSDelete, s.wSetOff} {
 		if st != nil {
@@ -229,6 +231,25 @@ func (s *ChatStore) GetChannel(ctx context.Context, id string) (chat.Channel, er
 		return chat.Channel{}, errChannelNotFound
 	}
 	return c, Err(err)
+}
+
+// ChannelAccess implements chat.Store.
+func (s *ChatStore) ChannelAccess(ctx context.Context, id, user string) (chat.Channel, string, error) {
+	var c chat.Channel
+	var e2ee int
+	var created, role string
+	err := s.channelAccess.QueryRowContext(ctx, user, id).Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return chat.Channel{}, "", errChannelNotFound
+	}
+	if err != nil {
+		return chat.Channel{}, "", Err(err)
+	}
+	c.E2EE = e2ee != 0
+	if c.CreatedAt, err = ParseTime(created); err != nil {
+		return chat.Channel{}, "", fmt.Errorf("sqlite: channel %s: created_at: %w", c.ID, err)
+	}
+	return c, role, nil
 }
 
 // FindDirect implements chat.Store.

@@ -121,6 +121,15 @@ func testChannels(t *testing.T, s chat.Store) {
 	if _, err := s.GetChannel(ctx, "nope"); code(err) != unhidra.ENOTFOUND {
 		t.Errorf("GetChannel(missing) error = %v, want not_found", err)
 	}
+	for _, tc := range []struct{ user, role string }{{"alice", chat.RoleOwner}, {"bob", chat.RoleMember}, {"carol", ""}, {"", ""}} {
+		c, role, err := s.ChannelAccess(ctx, priv.ID, tc.user)
+		if err != nil || c.ID != priv.ID || !c.E2EE || role != tc.role {
+			t.Errorf("ChannelAccess(%q) = %s role %q, %v; want role %q", tc.user, c.ID, role, err, tc.role)
+		}
+	}
+	if _, _, err := s.ChannelAccess(ctx, "nope", "alice"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("ChannelAccess(missing) error = %v, want not_found", err)
+	}
 
 	ids := func(cs []chat.Channel) []string {
 		var out []string
