@@ -164,6 +164,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		return nil, err
 	}
 
+	go a.authSvc.Warm()
 	created, pw, err := a.authSvc.EnsureAdmin(ctx, cfg.AdminPassword)
 	if err != nil {
 		return nil, fmt.Errorf("create the admin user: %w", err)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -66,11 +67,13 @@ type Service struct {
 	ipLimit  *WindowLimiter
 	accounts *AccountLimiter
 	sessions *sessionCache
-	dummy    string // a hash no password matches, for unknown users
+	// dummy is a hash no password matches, verified for unknown users so
+	// they cost the same as a wrong password. Made on first need (inside a
+	// pool slot), so administration commands start without hashing.
+	dummy func() string
 }
 
-// New returns a Service. It computes one dummy hash (with cfg.Params), so it
-// takes as long as one password hash.
+// New returns a Service.
 func New(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil {
 		return nil, errors.New("auth: a Store is required")
@@ -125,15 +128,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 		accounts: NewAccountLimiter(MaxAccountFailures, time.Hour, cfg.Now),
 		sessions: newSessionCache(cfg.RevocationTTL, cfg.AccessTTL+TokenLeeway, cfg.Now),
 	}
-	pw := make([]byte, 32)
-	if _, err := rand.Read(pw); err != nil {
-		return nil, err
-	}
-	dummy, err := hashPassword(pw, cfg.Params)
-	if err != nil {
-		return nil, err
-	}
-	s.dummy = dummy
+	s.dummy = sync.OnceValue(func() string {
+		pw := make([]byte, 32)
+		_, _ = rand.Read(pw)
+		h, _ := hashPassword(pw, cfg.Params)
+		return h
+	})
 	if d.Registerer != nil {
 		d.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "unhidra_auth_active_sessions",
@@ -151,11 +151,15 @@ func New(cfg Config, d Deps) (*Service, error) {
 	return s, nil
 }
 
+// Warm makes the dummy hash now rather than at the first login of an
+// unknown user, so that one is not slower than the rest.
+func (s *Service) Warm() { s.dummy() }
+
 // PasswordParams returns the Argon2id parameters of new hashes.
 func (s *Service) PasswordParams() Params { return s.cfg.Params }
 
 // HashCount returns how many password hashes and verifications ran on the
-// pool (the dummy hash made by New is not counted).
+// pool.
 func (s *Service) HashCount() int64 { return s.pool.Count() }
 
 // HashPeak returns the largest number of password hashes that ran at once.
@@ -183,9 +187,18 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 	return h, herr
 }
 
+// verify checks password against encoded on the pool; encoded "" means the
+// dummy hash (an unknown user).
 func (s *Service) verify(ctx context.Context, encoded, password string) (ok bool, params Params, err error) {
 	var perr error
-	if err := s.pool.do(ctx, func() { ok, params, perr = verifyPHC(encoded, []byte(password)) }); err != nil {
+	if err := s.pool.do(ctx, func() {
+		if encoded == "" {
+			ok, params, perr = verifyPHC(s.dummy(), []byte(password))
+			ok = false
+			return
+		}
+		ok, params, perr = verifyPHC(encoded, []byte(password))
+	}); err != nil {
 		return false, Params{}, err
 	}
 	if perr != nil {
@@ -373,7 +386,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		failed = false
 		return TokenPair{}, err
 	}
-	encoded := s.dummy
+	encoded := "" // the dummy hash
 	if known {
 		encoded = u.PasswordHash
 	}

@@ -1,0 +1,557 @@
+package main
+
+// End-to-end tests: the real server started in-process on free ports, used
+// over real HTTP as clients use it, with the administration commands
+// running beside it on the same database. Every log line of these tests is
+// captured; TestMain fails the suite if any test password, token or key
+// appears in them.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/auth"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// The suite's captured logs and the secrets that must never be in them.
+var suite struct {
+	mu      sync.Mutex
+	logs    []*syncBuffer
+	secrets map[string]string // secret → what it is
+}
+
+func captureLogs() *syncBuffer {
+	b := &syncBuffer{}
+	suite.mu.Lock()
+	suite.logs = append(suite.logs, b)
+	suite.mu.Unlock()
+	return b
+}
+
+func secret(what, s string) string {
+	if len(s) < 8 {
+		return s
+	}
+	suite.mu.Lock()
+	if suite.secrets == nil {
+		suite.secrets = map[string]string{}
+	}
+	suite.secrets[s] = what
+	suite.mu.Unlock()
+	return s
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	suite.mu.Lock()
+	leaks := 0
+	total := 0
+	for _, b := range suite.logs {
+		logs := b.String()
+		total += len(logs)
+		for s, what := range suite.secrets {
+			if strings.Contains(logs, s) {
+				fmt.Fprintf(os.Stderr, "FAIL: a %s appears in the captured logs\n", what)
+				leaks++
+			}
+		}
+	}
+	suite.mu.Unlock()
+	if leaks > 0 && code == 0 {
+		code = 1
+	}
+	if code == 0 && len(suite.secrets) > 0 {
+		fmt.Fprintf(os.Stderr, "log check: %d secrets, %d bytes of logs from %d servers and commands, no leak\n", len(suite.secrets), total, len(suite.logs))
+	}
+	os.Exit(code)
+}
+
+// testServer is a running `unhidra serve`.
+type testServer struct {
+	app    *app
+	url    string
+	dir    string
+	env    map[string]string
+	stdout *syncBuffer
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (s *testServer) getenv(k string) string { return s.env[k] }
+
+// startServer runs serve (auth only) on a free port with a fresh data dir
+// unless env names one. Extra variables override the defaults.
+func startServer(t *testing.T, extra map[string]string, opts appOptions) *testServer {
+	t.Helper()
+	s := &testServer{stdout: &syncBuffer{}, logs: captureLogs(), done: make(chan error, 1)}
+	s.env = map[string]string{
+		"UNHIDRA_DATA_DIR": t.TempDir(), "AUTH_PORT": "0", "GATEWAY_PORT": "0", "MQTT_PORT": "0", "MQTT_TLS_PORT": "0",
+		"UNHIDRA_SERVICES": "auth", "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "5s",
+	}
+	for k, v := range extra {
+		s.env[k] = v
+	}
+	s.dir = s.env["UNHIDRA_DATA_DIR"]
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	a, err := startApp(ctx, env{getenv: s.getenv, stdout: s.stdout, stderr: s.logs}, opts)
+	if err != nil {
+		cancel()
+		t.Fatalf("start: %v\n%s", err, s.logs)
+	}
+	s.app = a
+	s.url = "http://" + a.AuthAddr()
+	go func() { s.done <- a.Run(ctx) }()
+	t.Cleanup(func() { s.stop(t) })
+	// The readiness line tells operators (and scripts) where to connect.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), "auth API listening on "+a.AuthAddr()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no readiness log line; logs:\n%s", s.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *testServer) stop(t *testing.T) {
+	if s.app == nil {
+		return
+	}
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("serve did not stop within 10 s")
+	}
+	s.app.Close()
+	s.app = nil
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (s *testServer) call(t *testing.T, method, path, bearer string, body any) reply {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return reply{res.StatusCode, res.Header, b}
+}
+
+func (s *testServer) login(t *testing.T, user, pw string) auth.TokenPair {
+	t.Helper()
+	r := s.call(t, "POST", "/login", "", map[string]string{"username": user, "password": pw})
+	if r.status != 200 {
+		t.Fatalf("login %s: %d %s", user, r.status, r.body)
+	}
+	var p auth.TokenPair
+	r.json(t, &p)
+	secret("access token", p.AccessToken)
+	secret("refresh token", p.RefreshToken)
+	return p
+}
+
+func (s *testServer) want(t *testing.T, r reply, status int, what string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: got %d %s, want %d", what, r.status, r.body, status)
+	}
+}
+
+// cli runs an administration command in-process against the server's data.
+func (s *testServer) cli(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	errs := captureLogs()
+	err := run(context.Background(), env{args: args, getenv: s.getenv, stdin: strings.NewReader(stdin), stdout: &out, stderr: errs})
+	return out.String(), err
+}
+
+var adminPasswordLine = regexp.MustCompile(`admin password: (\S+)`)
+
+func TestServeEndToEnd(t *testing.T) {
+	s := startServer(t, nil, appOptions{}) // real Argon2id parameters
+	m := adminPasswordLine.FindStringSubmatch(s.stdout.String())
+	if m == nil {
+		t.Fatalf("no admin password on stdout:\n%s", s.stdout)
+	}
+	adminPW := secret("admin password", m[1])
+
+	s.want(t, s.call(t, "GET", "/health", "", nil), 200, "health")
+	var params map[string]any
+	s.call(t, "GET", "/debug/password-params", "", nil).json(t, &params)
+	if params["memory_kib"] != 49152.0 || params["iterations"] != 3.0 || params["parallelism"] != 1.0 {
+		t.Fatalf("password params %v", params)
+	}
+	s.login(t, "admin", adminPW)
+
+	alicePW := secret("password", "correct horse battery staple")
+	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "alice", "password": alicePW}), 201, "register")
+
+	// Login, refresh with rotation, and reuse detection.
+	first := s.login(t, "alice", alicePW)
+	s.want(t, s.call(t, "GET", "/me", first.AccessToken, nil), 200, "me")
+	r := s.call(t, "POST", "/token/refresh", "", map[string]string{"refresh_token": first.RefreshToken})
+	s.want(t, r, 200, "refresh")
+	var second auth.TokenPair
+	r.json(t, &second)
+	secret("access token", second.AccessToken)
+	secret("refresh token", second.RefreshToken)
+	if second.RefreshToken == first.RefreshToken {
+		t.Fatal("the refresh token was not rotated")
+	}
+	s.want(t, s.call(t, "POST", "/token/refresh", "", map[string]string{"refresh_token": first.RefreshToken}), 401, "reuse of the rotated refresh token")
+	s.want(t, s.call(t, "POST", "/token/refresh", "", map[string]string{"refresh_token": second.RefreshToken}), 401, "the newer refresh token after reuse")
+	s.want(t, s.call(t, "GET", "/me", second.AccessToken, nil), 401, "the family's access token after reuse")
+
+	// Logout refuses the session's access token at once.
+	third := s.login(t, "alice", alicePW)
+	s.want(t, s.call(t, "POST", "/logout", third.AccessToken, nil), 204, "logout")
+	s.want(t, s.call(t, "GET", "/me", third.AccessToken, nil), 401, "the access token right after logout")
+
+	// A password change ends every other session.
+	keep := s.login(t, "alice", alicePW)
+	other := s.login(t, "alice", alicePW)
+	newPW := secret("password", "a brand new passphrase")
+	s.want(t, s.call(t, "POST", "/me/password", keep.AccessToken, map[string]string{"current_password": alicePW, "new_password": newPW}), 204, "password change")
+	s.want(t, s.call(t, "GET", "/me", other.AccessToken, nil), 401, "another session after the password change")
+	s.want(t, s.call(t, "GET", "/me", keep.AccessToken, nil), 200, "the changing session")
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": "alice", "password": alicePW}), 401, "the old password")
+
+	// Devices: register, the key works, revoke, the key is refused.
+	r = s.call(t, "POST", "/devices", keep.AccessToken, map[string]string{"name": "greenhouse", "device_id": "gh-1"})
+	s.want(t, r, 201, "device register")
+	var dev struct {
+		DeviceID string `json:"device_id"`
+		APIKey   string `json:"api_key"`
+		Owner    string `json:"owner"`
+	}
+	r.json(t, &dev)
+	secret("device API key", dev.APIKey)
+	if dev.DeviceID != "gh-1" || dev.Owner != "alice" || !strings.HasPrefix(dev.APIKey, "unhidra_dk_") {
+		t.Fatalf("device %+v", dev)
+	}
+	s.want(t, s.call(t, "GET", "/devices/gh-1", dev.APIKey, nil), 200, "the device key")
+	s.want(t, s.call(t, "GET", "/me", dev.APIKey, nil), 403, "the device key on a user route")
+	s.want(t, s.call(t, "GET", "/devices/gh-1?api_key="+dev.APIKey, "", nil), 400, "the device key in a URL")
+	r = s.call(t, "GET", "/devices", keep.AccessToken, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"online":false`) || !strings.Contains(string(r.body), `"last_seen":null`) {
+		t.Fatalf("device list: %d %s", r.status, r.body)
+	}
+	r = s.call(t, "POST", "/devices/gh-1/rotate-key", keep.AccessToken, nil)
+	s.want(t, r, 200, "rotate key")
+	var rot struct {
+		APIKey string `json:"api_key"`
+	}
+	r.json(t, &rot)
+	secret("device API key", rot.APIKey)
+	s.want(t, s.call(t, "GET", "/devices/gh-1", dev.APIKey, nil), 401, "the rotated-out key")
+	s.want(t, s.call(t, "GET", "/devices/gh-1", rot.APIKey, nil), 200, "the new key")
+	s.want(t, s.call(t, "DELETE", "/devices/gh-1", keep.AccessToken, nil), 204, "device revoke")
+	s.want(t, s.call(t, "GET", "/devices/gh-1", rot.APIKey, nil), 401, "the revoked device's key")
+
+	// Bad input gets a clear 4xx and nothing else.
+	s.want(t, s.call(t, "POST", "/login", "", `{"username":`), 400, "invalid JSON")
+	s.want(t, s.call(t, "POST", "/login", "", `{"username":"`+strings.Repeat("a", 10<<20)+`"}`), 413, "a 10 MiB body")
+	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "bob\r\nadmin", "password": "whatever password"}), 400, "CR LF in a username")
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": "alice", "password": strings.Repeat("p", 1025)}), 400, "an over-long password")
+
+	// The metrics saw it all.
+	r = s.call(t, "GET", "/metrics", "", nil)
+	for _, want := range []string{`unhidra_auth_login_attempts_total{outcome="success"}`, `unhidra_http_requests_total{code="201",route="POST /register",server="auth"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
+	s := startServer(t, nil, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+	bobPW := secret("password", "bob's long password")
+	out, err := s.cli(t, bobPW+"\n", "user", "create", "bob", "--password-stdin")
+	if err != nil || !strings.Contains(out, "created user bob") || strings.Contains(out, bobPW) {
+		t.Fatalf("user create: %q %v", out, err)
+	}
+	bob := s.login(t, "bob", bobPW)
+
+	out, err = s.cli(t, "", "user", "create", "Carol", "--admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no generated password in %q", out)
+	}
+	carol := s.login(t, "carol", secret("password", m[1]))
+	if len(carol.User.Roles) != 1 || carol.User.Roles[0] != "admin" {
+		t.Errorf("carol's roles %v", carol.User.Roles)
+	}
+	if _, err := s.cli(t, "", "user", "create", "bob"); err == nil || !strings.Contains(err.Error(), "taken") {
+		t.Errorf("creating bob twice: %v", err)
+	}
+	out, _ = s.cli(t, "", "user", "list")
+	for _, name := range []string{"admin", "bob", "carol"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("user list lacks %s:\n%s", name, out)
+		}
+	}
+
+	out, err = s.cli(t, "", "device", "register", "thermostat", "--owner", "bob", "--id", "th-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := regexp.MustCompile(`api_key: (unhidra_dk_[A-Za-z0-9_-]+)`).FindStringSubmatch(out)
+	if km == nil {
+		t.Fatalf("no key in %q", out)
+	}
+	key := secret("device API key", km[1])
+	s.want(t, s.call(t, "GET", "/devices/th-1", key, nil), 200, "a key registered by the command line")
+	if out, _ := s.cli(t, "", "device", "list"); !strings.Contains(out, "th-1") || strings.Contains(out, key) {
+		t.Errorf("device list: %q", out)
+	}
+	if _, err := s.cli(t, "", "device", "revoke", "th-1"); err != nil {
+		t.Fatal(err)
+	}
+	s.want(t, s.call(t, "GET", "/devices/th-1", key, nil), 401, "a key revoked by the command line")
+
+	newPW := secret("password", "bob's newer password")
+	if _, err := s.cli(t, newPW+"\n", "user", "set-password", "bob", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	s.login(t, "bob", newPW)
+
+	// A disable by another process reaches the server within its cache TTL.
+	fresh := s.login(t, "bob", newPW)
+	_ = bob
+	if _, err := s.cli(t, "", "user", "disable", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.call(t, "GET", "/me", fresh.AccessToken, nil).status != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server still accepts a disabled user's token 10 s after `user disable`")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": "bob", "password": newPW}), 403, "login of a disabled user")
+
+	for _, args := range [][]string{{"user"}, {"user", "frobnicate"}, {"user", "create"}, {"user", "set-password", "bob"}, {"device", "register", "x"}, {"device"}, {"migrate", "extra"}} {
+		if _, err := s.cli(t, "", args...); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+	if out, err := s.cli(t, "", "migrate"); err != nil || !strings.Contains(out, "up to date") {
+		t.Errorf("migrate: %q %v", out, err)
+	}
+}
+
+func TestServeKeepsTheDevSecretAndAdminAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	cheap := appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}}
+	s := startServer(t, map[string]string{"UNHIDRA_DATA_DIR": dir}, cheap)
+	if !strings.Contains(s.logs.String(), "generated one and kept it in the data dir") {
+		t.Error("no warning about the generated JWT secret")
+	}
+	st, err := os.Stat(filepath.Join(dir, "jwt_secret"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("jwt_secret: %v %v, want mode 0600", st, err)
+	}
+	m := adminPasswordLine.FindStringSubmatch(s.stdout.String())
+	if m == nil {
+		t.Fatal("no admin password printed")
+	}
+	tok := s.login(t, "admin", secret("admin password", m[1]))
+	s.stop(t)
+
+	s2 := startServer(t, map[string]string{"UNHIDRA_DATA_DIR": dir}, cheap)
+	if strings.Contains(s2.stdout.String(), "admin password") {
+		t.Error("the admin password was printed again on a second start")
+	}
+	s2.want(t, s2.call(t, "GET", "/me", tok.AccessToken, nil), 200, "a token from before the restart")
+}
+
+func TestServeTakesTheAdminPasswordFromTheEnvironment(t *testing.T) {
+	pw := secret("admin password", "admin password from env")
+	s := startServer(t, map[string]string{"UNHIDRA_ADMIN_PASSWORD": pw}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+	if strings.Contains(s.stdout.String(), "password") {
+		t.Errorf("stdout mentions a password: %q", s.stdout)
+	}
+	s.login(t, "admin", pw)
+}
+
+func TestServeRefusesUnsafeProductionSettings(t *testing.T) {
+	var stderr bytes.Buffer
+	getenv := func(k string) string {
+		return map[string]string{"UNHIDRA_ENV": "production", "UNHIDRA_DATA_DIR": t.TempDir(), "JWT_SECRET": "supersecret-supersecret-supersecret"}[k]
+	}
+	err := run(context.Background(), env{args: []string{"serve"}, getenv: getenv, stdout: io.Discard, stderr: &stderr})
+	if err == nil {
+		t.Fatal("serve started in production with unsafe settings")
+	}
+	for _, want := range []string{"supersecret", "ALLOWED_ORIGINS", "TLS"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the problem list lacks %s:\n%s", want, stderr.String())
+		}
+	}
+	stderr.Reset()
+	getenv2 := func(k string) string {
+		return map[string]string{"UNHIDRA_ENV": "production", "UNHIDRA_DATA_DIR": t.TempDir()}[k]
+	}
+	if err := run(context.Background(), env{args: []string{"serve"}, getenv: getenv2, stdout: io.Discard, stderr: &stderr}); err == nil || !strings.Contains(stderr.String(), "JWT_SECRET must be set") {
+		t.Errorf("missing secret: %v\n%s", err, stderr.String())
+	}
+}
+
+func TestServeRefusesPostgresForNow(t *testing.T) {
+	getenv := func(k string) string {
+		return map[string]string{"UNHIDRA_DATA_DIR": t.TempDir(), "DATABASE_URL": "postgres://u:pw@localhost/db", "AUTH_PORT": "0"}[k]
+	}
+	err := run(context.Background(), env{args: []string{"serve"}, getenv: getenv, stdout: io.Discard, stderr: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "not supported yet") || strings.Contains(err.Error(), "pw@") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestLoginFloodIsBoundedAndHealthStaysUp is AUTH-6, shortened: 200
+// concurrent bad logins for a few seconds with the real parameters.
+func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
+	s := startServer(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"}, appOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var statuses sync.Map
+	var busySlowest atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"username":"flood%d","password":"not the password"}`, i)
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "POST", s.url+"/login", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				start := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				n, _ := statuses.LoadOrStore(res.StatusCode, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+				if res.StatusCode == 503 || res.StatusCode == 429 {
+					if d := int64(time.Since(start)); d > busySlowest.Load() {
+						busySlowest.Store(d)
+					}
+					// The attackers share this process's CPUs with the
+					// server; a short pause keeps the test about the
+					// server, not about 200 goroutines spinning.
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	var health []time.Duration
+	for ctx.Err() == nil {
+		start := time.Now()
+		res, err := http.Get(s.url + "/health")
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("/health during the flood: %v %v", res, err)
+		}
+		res.Body.Close()
+		health = append(health, time.Since(start))
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	got := map[int]int64{}
+	statuses.Range(func(k, v any) bool { got[k.(int)] = v.(*atomic.Int64).Load(); return true })
+	for code := range got {
+		if code != 401 && code != 503 && code != 429 {
+			t.Errorf("status %d during the flood; want only 401, 503, 429", code)
+		}
+	}
+	if got[503]+got[429] == 0 {
+		t.Errorf("no request was shed: %v", got)
+	}
+	peak := s.app.authSvc.HashPeak()
+	if peak > int64(runtime.GOMAXPROCS(0)) {
+		t.Errorf("%d hashes ran at once, more than GOMAXPROCS=%d", peak, runtime.GOMAXPROCS(0))
+	}
+	slowestHealth := time.Duration(0)
+	for _, d := range health {
+		slowestHealth = max(slowestHealth, d)
+	}
+	t.Logf("answers %v; peak concurrent hashes %d; slowest 503 %v; /health polled %d times, slowest %v",
+		got, peak, time.Duration(busySlowest.Load()), len(health), slowestHealth)
+	if slowestHealth > 2*time.Second {
+		t.Errorf("/health took %v during the flood", slowestHealth)
+	}
+}
