@@ -49,7 +49,7 @@ func (l *WindowLimiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	r := l.keys[key]
 	if r == nil {
 		l.makeRoom(now)
-		r = &ring{times: make([]time.Time, l.limit)}
+		r = &ring{times: make([]time.Time, 0, min(l.limit, 16))}
 		l.keys[key] = r
 	}
 	if r.n == l.limit {
@@ -57,10 +57,12 @@ func (l *WindowLimiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		if wait := oldest.Add(l.window).Sub(now); wait > 0 {
 			return false, wait
 		}
+		r.times[r.next] = now
 	} else {
+		// The ring grows as events come, up to limit entries.
+		r.times = append(r.times, now)
 		r.n++
 	}
-	r.times[r.next] = now
 	r.next = (r.next + 1) % l.limit
 	return true, 0
 }
@@ -77,7 +79,7 @@ func (l *WindowLimiter) makeRoom(now time.Time) {
 		return
 	}
 	for k, r := range l.keys {
-		newest := r.times[(r.next+l.limit-1)%l.limit]
+		newest := r.times[(r.next+r.n-1)%r.n]
 		if now.Sub(newest) >= l.window {
 			delete(l.keys, k)
 		}
@@ -88,6 +90,21 @@ func (l *WindowLimiter) makeRoom(now time.Time) {
 		}
 		delete(l.keys, k)
 	}
+}
+
+// maxExactLimit is the largest limit kept as an exact sliding log per key.
+const maxExactLimit = 1000
+
+// newLoginLimiter limits events per minute per key: exactly (a sliding log)
+// for ordinary limits, and with a token bucket of the same rate and burst
+// for very large ones, whose logs would cost too much memory per key.
+func newLoginLimiter(perMinute int, now func() time.Time) interface {
+	Allow(string) (bool, time.Duration)
+} {
+	if perMinute <= maxExactLimit {
+		return NewWindowLimiter(perMinute, time.Minute, now)
+	}
+	return NewBucketLimiter(perMinute, perMinute, now)
 }
 
 // BucketLimiter is a token bucket per key: Rate tokens per minute, holding at

@@ -172,3 +172,20 @@ func TestHashPoolGivesUpWhenTheCallerLeaves(t *testing.T) {
 	}
 	close(release)
 }
+
+func TestVeryLargeLoginLimitsStayCheap(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	for _, n := range []int{1000, 1001, 1 << 30} {
+		l := newLoginLimiter(n, clk.Now)
+		for i := range 1000 {
+			if ok, _ := l.Allow("ip"); !ok {
+				t.Fatalf("limit %d: attempt %d refused", n, i+1)
+			}
+		}
+	}
+	w := NewWindowLimiter(1<<30, time.Minute, clk.Now)
+	w.Allow("ip")
+	if c := cap(w.keys["ip"].times); c > 16 {
+		t.Errorf("one event reserved room for %d", c)
+	}
+}

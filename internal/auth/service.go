@@ -64,7 +64,7 @@ type Service struct {
 	metrics  *Metrics
 	tokens   *tokens
 	pool     *hashPool
-	ipLimit  *WindowLimiter
+	ipLimit  interface{ Allow(string) (bool, time.Duration) }
 	accounts *AccountLimiter
 	sessions *sessionCache
 	// dummy is a hash no password matches, verified for unknown users so
@@ -124,7 +124,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		metrics:  m,
 		tokens:   newTokens(cfg.Secret, cfg.PreviousSecret, cfg.AccessTTL, cfg.Now),
 		pool:     newHashPool(cfg.HashWorkers, cfg.HashQueue, m),
-		ipLimit:  NewWindowLimiter(cfg.LoginPerMinute, time.Minute, cfg.Now),
+		ipLimit:  newLoginLimiter(cfg.LoginPerMinute, cfg.Now),
 		accounts: NewAccountLimiter(MaxAccountFailures, time.Hour, cfg.Now),
 		sessions: newSessionCache(cfg.RevocationTTL, cfg.AccessTTL+TokenLeeway, cfg.Now),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -618,4 +619,33 @@ func BenchmarkAuthenticateToken(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLoginThroughput measures successful password logins per second
+// through the bounded pool with the production parameters, against the
+// limit the pool allows: pool workers ÷ the time of one hash.
+func BenchmarkLoginThroughput(b *testing.B) {
+	e := newEnv(b, auth.Config{Params: auth.DefaultParams, LoginPerMinute: 1 << 30, HashQueue: 4096})
+	e.mustRegister(b, "alice", "alice password")
+	one := time.Duration(1 << 62)
+	for range 3 {
+		start := time.Now()
+		e.mustLogin(b, "alice", "alice password")
+		one = min(one, time.Since(start))
+	}
+	workers := runtime.GOMAXPROCS(0)
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.svc.Login(context.Background(), auth.LoginInput{Username: "alice", Password: "alice password", IP: ip1}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
+	b.ReportMetric(float64(workers)/one.Seconds(), "limit-logins/s")
+	b.ReportMetric(float64(one.Milliseconds()), "ms/hash")
+	b.ReportMetric(float64(e.svc.HashPeak()), "peak-hashes")
 }
