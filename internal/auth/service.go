@@ -56,15 +56,17 @@ type Deps struct {
 
 // Service is the auth domain service.
 type Service struct {
-	cfg      Config
-	store    Store
-	pub      Publisher
-	audit    Auditor
-	log      *slog.Logger
-	metrics  *Metrics
-	tokens   *tokens
-	pool     *hashPool
-	ipLimit  interface{ Allow(string) (bool, time.Duration) }
+	cfg     Config
+	store   Store
+	pub     Publisher
+	audit   Auditor
+	log     *slog.Logger
+	metrics *Metrics
+	tokens  *tokens
+	pool    *hashPool
+	ipLimit interface {
+		Allow(string) (bool, time.Duration)
+	}
 	accounts *AccountLimiter
 	sessions *sessionCache
 	// dummy is a hash no password matches, verified for unknown users so
