@@ -442,3 +442,6 @@ func (s *Server) Sessions() []SessionInfo {
 	}
 	return out
 }
+
+// Name names the component in logs ("mqtt").
+func (s *Server) Name() string { return "mqtt" }
