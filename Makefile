@@ -35,11 +35,13 @@ check: deps fmt-check vet test
 soak:
 	CGO_ENABLED=1 UNHIDRA_SOAK=1 $(GO) test -race -count=1 -timeout 45m -run 'Soak' $(PKGS)
 
+# The embedded SQLite (modernc.org/libc) has no linux/mipsle port: those
+# devices get the agent alone (cmd/unhidra-agent).
 cross:
 	@mkdir -p bin
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o bin/unhidra-linux-arm ./cmd/unhidra
 	GOOS=linux GOARCH=arm64 $(GO) build -o bin/unhidra-linux-arm64 ./cmd/unhidra
-	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -o bin/unhidra-linux-mipsle ./cmd/unhidra
+	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -o bin/unhidra-agent-linux-mipsle ./cmd/unhidra-agent
 	GOOS=linux GOARCH=riscv64 $(GO) build -o bin/unhidra-linux-riscv64 ./cmd/unhidra
 
 bench:

@@ -427,3 +427,17 @@ func mqttConnectWill(ctx context.Context, brokerURL string, d benchDevice, willT
 		&paho.WillMessage{Topic: willTopic, QoS: 1, Retain: true, Payload: []byte(`{"online":false}`)})
 	return c, err
 }
+
+func orEmpty(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 || string(b) == "null" {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

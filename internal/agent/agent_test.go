@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/unhidra/unhidra/client"
 )
 
-func testAgent(allow ...string) *agent {
-	return newAgent(agentConfig{Interval: time.Minute, ExecTimeout: 5 * time.Second, AllowCmds: allow}, slog.New(slog.DiscardHandler))
+func testAgent(allow ...string) *Agent {
+	return New(Config{Interval: time.Minute, ExecTimeout: 5 * time.Second, AllowCmds: allow}, slog.New(slog.DiscardHandler))
 }
 
 func TestAgentCommands(t *testing.T) {
@@ -76,7 +76,7 @@ func TestSetIntervalChangesTheTelemetryInterval(t *testing.T) {
 }
 
 func TestExecStopsACommandThatRunsTooLong(t *testing.T) {
-	a := newAgent(agentConfig{Interval: time.Minute, ExecTimeout: 200 * time.Millisecond, AllowCmds: []string{"sleep"}}, slog.New(slog.DiscardHandler))
+	a := New(Config{Interval: time.Minute, ExecTimeout: 200 * time.Millisecond, AllowCmds: []string{"sleep"}}, slog.New(slog.DiscardHandler))
 	_, err := a.handleCommand(context.Background(), client.Command{Name: "exec", Params: json.RawMessage(`{"cmd":"sleep","args":["30"]}`)})
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want a time-out", err)
@@ -89,7 +89,7 @@ func TestTelemetryCmdOutputBecomesTelemetry(t *testing.T) {
 	os.WriteFile(script, []byte("#!/bin/sh\necho '{\"temp_c\": 21.5}'\n"), 0o700)
 	bad := filepath.Join(dir, "bad.sh")
 	os.WriteFile(bad, []byte("#!/bin/sh\necho 'not json'\n"), 0o700)
-	a := newAgent(agentConfig{Interval: time.Minute, ExecTimeout: 5 * time.Second, TelemetryCmd: script}, slog.New(slog.DiscardHandler))
+	a := New(Config{Interval: time.Minute, ExecTimeout: 5 * time.Second, TelemetryCmd: script}, slog.New(slog.DiscardHandler))
 	got, err := a.collect(context.Background())
 	if err != nil || got["temp_c"] != 21.5 {
 		t.Fatalf("collect = %v, %v; want temp_c 21.5", got, err)
@@ -134,8 +134,8 @@ func TestBuiltInMetricsReadProc(t *testing.T) {
 func TestAgentConfig(t *testing.T) {
 	envOf := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	t.Run("environment and flags combine", func(t *testing.T) {
-		c, err := loadAgentConfig(env{getenv: envOf(map[string]string{"GATEWAY_URL": "ws://h/ws", "DEVICE_API_KEY": "unhidra_dk_x", "TELEMETRY_INTERVAL": "5s"}),
-			args: []string{"--allow-cmd", "uptime", "--allow-cmd", "df"}, stderr: os.Stderr})
+		c, err := LoadConfig([]string{"--allow-cmd", "uptime", "--allow-cmd", "df"},
+			envOf(map[string]string{"GATEWAY_URL": "ws://h/ws", "DEVICE_API_KEY": "unhidra_dk_x", "TELEMETRY_INTERVAL": "5s"}), os.Stderr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func TestAgentConfig(t *testing.T) {
 		}
 	})
 	t.Run("every problem is reported at once", func(t *testing.T) {
-		_, err := loadAgentConfig(env{getenv: envOf(map[string]string{"TELEMETRY_INTERVAL": "soon"}), stderr: os.Stderr})
+		_, err := LoadConfig(nil, envOf(map[string]string{"TELEMETRY_INTERVAL": "soon"}), os.Stderr)
 		if err == nil {
 			t.Fatal("no error")
 		}
@@ -155,7 +155,7 @@ func TestAgentConfig(t *testing.T) {
 		}
 	})
 	t.Run("the key is not a flag, so it never shows in ps", func(t *testing.T) {
-		_, err := loadAgentConfig(env{getenv: envOf(nil), args: []string{"--api-key", "x"}, stderr: new(strings.Builder)})
+		_, err := LoadConfig([]string{"--api-key", "x"}, envOf(nil), new(strings.Builder))
 		if err == nil {
 			t.Error("an --api-key flag was accepted")
 		}
