@@ -52,7 +52,7 @@ func parseBenchMQTT(e env) (benchMQTTConfig, error) {
 	fs.StringVar(&c.AdminPass, "admin-password", e.getenv("UNHIDRA_ADMIN_PASSWORD"), "Unhidra admin password (default $UNHIDRA_ADMIN_PASSWORD)")
 	fs.StringVar(&c.KeysFile, "keys-file", "", "reuse devices: a file of id,key lines")
 	fs.StringVar(&c.PubTopic, "pub-topic", "unhidra/devices/{id}/telemetry", "topic each device publishes to")
-	fs.StringVar(&c.SubTopic, "sub-topic", "", "subscription ({id} per device); default: unhidra/channels/device:{id}/messages, or unhidra/devices/+/telemetry with --plain")
+	fs.StringVar(&c.SubTopic, "sub-topic", "", "the subscriber's filter ({id}: one subscription per device); default: the publish topic with {id} as + (Unhidra lets admins use it)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the broker's process id, to report its RSS")
 	fs.BoolVar(&c.Spawn, "spawn", false, "start `unhidra serve` in a temporary directory and bench it")
 	fs.IntVar(&c.SrcIPs, "src-ips", 1, "loopback source addresses to spread connections over")
@@ -67,11 +67,7 @@ func parseBenchMQTT(e env) (benchMQTTConfig, error) {
 		errs = append(errs, errors.New("need --devices ≥ 1, --duration > 0, --rate ≥ 0, 64 ≤ --size ≤ 61440"))
 	}
 	if c.SubTopic == "" {
-		if c.Plain {
-			c.SubTopic = strings.ReplaceAll(c.PubTopic, "{id}", "+")
-		} else {
-			c.SubTopic = "unhidra/channels/device:{id}/messages"
-		}
+		c.SubTopic = strings.ReplaceAll(c.PubTopic, "{id}", "+")
 	}
 	return c, errors.Join(errs...)
 }
