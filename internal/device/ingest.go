@@ -56,6 +56,9 @@ type FleetStore interface {
 	// reports whether the online state changed. An unknown device is
 	// not_found.
 	SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (changed bool, err error)
+	// ResetOnline marks every device offline and returns how many were
+	// online.
+	ResetOnline(ctx context.Context) (int64, error)
 
 	CreateCommand(ctx context.Context, c Command) error
 	GetCommand(ctx context.Context, deviceID, commandID string) (Command, error)
@@ -104,6 +107,11 @@ type FleetOptions struct {
 	// Retention is how long telemetry is kept (TELEMETRY_RETENTION).
 	// Default 30 days.
 	Retention time.Duration
+	// OfflineGrace delays marking a device offline after its last
+	// connection ends; a reconnect within it writes nothing. It keeps a
+	// device that reconnects in a loop from costing two commits per
+	// connection. Zero: offline at once.
+	OfflineGrace time.Duration
 }
 
 // Fleet is the device runtime service. It is safe for concurrent use; the
@@ -120,7 +128,8 @@ type Fleet struct {
 	mu      sync.Mutex
 	pending []*telemetryWrite
 	writing bool
-	conns   map[string]int // live transport connections per device, this node
+	conns   map[string]*liveDevice // devices with live connections on this node
+	grace   time.Duration
 
 	ensure  func(ctx context.Context, deviceID, owner string) error
 	ensured sync.Map // device id → struct{}
@@ -159,7 +168,8 @@ func NewFleet(o FleetOptions) *Fleet {
 		log:       o.Logger,
 		now:       o.Now,
 		retention: o.Retention,
-		conns:     make(map[string]int),
+		conns:     make(map[string]*liveDevice),
+		grace:     o.OfflineGrace,
 		ensure:    o.EnsureChannel,
 		entropy:   ulid.Monotonic(rand.Reader, 0),
 	}
@@ -373,30 +383,77 @@ func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte
 	return err
 }
 
+// liveDevice is a device's connection state on this node.
+type liveDevice struct {
+	n       int // live connections
+	gen     uint64
+	offline *time.Timer // pending offline after the grace period
+}
+
 // Connected records that a transport accepted a connection of the device:
 // the device is online. Call Disconnected when it ends.
 func (f *Fleet) Connected(ctx context.Context, deviceID string) error {
 	f.mu.Lock()
-	f.conns[deviceID]++
+	d := f.conns[deviceID]
+	wasOnline := d != nil
+	if d == nil {
+		d = &liveDevice{}
+		f.conns[deviceID] = d
+	}
+	d.n++
+	if d.offline != nil {
+		d.offline.Stop()
+		d.offline = nil
+		d.gen++
+	}
 	f.mu.Unlock()
+	if wasOnline {
+		return nil
+	}
 	return f.setOnline(ctx, deviceID, true)
 }
 
 // Disconnected records the end of a connection of the device; when it was
-// the device's last live connection on this node, the device goes offline.
+// the device's last live connection on this node, the device goes offline
+// (after OfflineGrace, unless it connects again before).
 func (f *Fleet) Disconnected(ctx context.Context, deviceID string) error {
 	f.mu.Lock()
-	n := f.conns[deviceID] - 1
-	if n <= 0 {
-		delete(f.conns, deviceID)
-	} else {
-		f.conns[deviceID] = n
-	}
-	f.mu.Unlock()
-	if n > 0 {
+	d := f.conns[deviceID]
+	if d == nil {
+		f.mu.Unlock()
 		return nil
 	}
-	return f.setOnline(ctx, deviceID, false)
+	d.n--
+	if d.n > 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.grace <= 0 {
+		delete(f.conns, deviceID)
+		f.mu.Unlock()
+		return f.setOnline(ctx, deviceID, false)
+	}
+	d.gen++
+	gen := d.gen
+	d.offline = time.AfterFunc(f.grace, func() { f.goOffline(deviceID, gen) })
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *Fleet) goOffline(deviceID string, gen uint64) {
+	f.mu.Lock()
+	d := f.conns[deviceID]
+	if d == nil || d.gen != gen || d.n > 0 {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.conns, deviceID)
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.setOnline(ctx, deviceID, false); err != nil {
+		f.log.Warn("device offline", "device", deviceID, "err", err)
+	}
 }
 
 func (f *Fleet) setOnline(ctx context.Context, deviceID string, online bool) error {
@@ -411,6 +468,17 @@ func (f *Fleet) setOnline(ctx context.Context, deviceID string, online bool) err
 		}
 	}
 	return nil
+}
+
+// ResetOnline marks every device offline. A single node calls it at start,
+// before its transports accept connections: devices marked online by a
+// process that died are not connected any more.
+func (f *Fleet) ResetOnline(ctx context.Context) error {
+	n, err := f.store.ResetOnline(ctx)
+	if n > 0 {
+		f.log.Info("devices marked offline at start", "devices", n)
+	}
+	return err
 }
 
 // Run prunes telemetry older than the retention every hour (and once at

@@ -24,7 +24,7 @@ type fleetClock struct {
 func (c *fleetClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fleetClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// fleetPosts records what the fleet fleetPosts into device channels, standing in for
+// fleetPosts records what the fleet posts into device channels, standing in for
 // the chat service (another package's job) at the edge.
 type fleetPosts struct {
 	mu   sync.Mutex

@@ -8,6 +8,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/sqlite"
 )
 
 func TestHeartbeatSetsOnlineAndLastSeenAndRelaysAnEvent(t *testing.T) {
@@ -95,6 +96,63 @@ func TestStatusPayloadSetsOnlineState(t *testing.T) {
 	for _, bad := range []string{`"x"`, `{"online":"yes"}`, `nope`} {
 		if err := e.fleet.Status(ctx, asDevice("d2"), []byte(bad)); unhidra.ErrorCode(err) != unhidra.EINVALID {
 			t.Fatalf("status %s: %v, want invalid", bad, err)
+		}
+	}
+}
+
+func TestOfflineGraceAbsorbsAQuickReconnect(t *testing.T) {
+	e := newFleetEnv(t)
+	ctx := context.Background()
+	f := device.NewFleet(device.FleetOptions{Store: sqlite.NewFleetStore(e.db), Broker: e.broker, Channels: e.fleetPosts, Now: e.fleetClock.Now, OfflineGrace: time.Hour})
+	if err := f.Connected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Disconnected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Connected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if online, _ := e.deviceRow(t, "d1"); !online {
+		t.Fatal("offline during the grace period")
+	}
+	if types := e.fleetPosts.types(); len(types) != 1 {
+		t.Fatalf("events %v, want only the first online status", types)
+	}
+
+	short := device.NewFleet(device.FleetOptions{Store: sqlite.NewFleetStore(e.db), Broker: e.broker, Channels: e.fleetPosts, Now: e.fleetClock.Now, OfflineGrace: 10 * time.Millisecond})
+	if err := short.Connected(ctx, "d2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := short.Disconnected(ctx, "d2"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if online, _ := e.deviceRow(t, "d2"); !online {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("d2 still online 5 s after a 10 ms grace")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestResetOnlineMarksEveryDeviceOffline(t *testing.T) {
+	e := newFleetEnv(t)
+	ctx := context.Background()
+	for _, d := range []string{"d1", "d2"} {
+		if err := e.fleet.Connected(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.fleet.ResetOnline(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"d1", "d2"} {
+		if online, _ := e.deviceRow(t, d); online {
+			t.Fatalf("%s still online after ResetOnline", d)
 		}
 	}
 }

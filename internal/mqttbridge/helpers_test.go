@@ -82,6 +82,7 @@ const testSecret = "0123456789abcdef0123456789abcdef-test"
 type harnessOpts struct {
 	cfg     mqttbridge.Config
 	devices int // extra devices dev-0 … dev-(n-1), owned by alice
+	grace   time.Duration
 }
 
 // newHarness starts the real stack on a temp SQLite database: device
@@ -117,10 +118,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}
 	h.chat = chat.NewService(cs, h.broker, chat.Options{Users: users})
 	h.fleet = device.NewFleet(device.FleetOptions{
-		Store:    sqlite.NewFleetStore(db),
-		Broker:   h.broker,
-		Channels: h.chat,
-		Owners:   h.registry,
+		Store:        sqlite.NewFleetStore(db),
+		Broker:       h.broker,
+		Channels:     h.chat,
+		Owners:       h.registry,
+		OfflineGrace: o.grace,
 		EnsureChannel: func(ctx context.Context, d, owner string) error {
 			_, err := h.chat.EnsureDeviceChannel(ctx, d, owner)
 			return err

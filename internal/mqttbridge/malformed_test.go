@@ -129,7 +129,7 @@ func TestSoakMalformedPackets(t *testing.T) {
 }
 
 func malformedStorm(t *testing.T, total int) {
-	h := newHarness(t, harnessOpts{cfg: mqttbridge.Config{ConnectTimeout: time.Second}})
+	h := newHarness(t, harnessOpts{cfg: mqttbridge.Config{ConnectTimeout: time.Second}, grace: 5 * time.Second})
 	key := h.keys["d1"]
 	cases := handcrafted(key)
 	base := seeds(key)

@@ -136,3 +136,17 @@ func (s *FleetStore) SetOnline(ctx context.Context, deviceID string, online bool
 	})
 	return changed, err
 }
+
+// ResetOnline marks every device offline.
+func (s *FleetStore) ResetOnline(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET online = 0 WHERE online <> 0`)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
