@@ -1,3 +1,9 @@
+// Package device is Unhidra's device domain: the registry of devices, their
+// owners and API keys (registry.go), and the fleet runtime shared by every
+// transport — heartbeats and online state, telemetry ingestion and queries,
+// and commands (ingest.go, telemetry.go, commands.go). Services authorize
+// every call, so the WebSocket gateway, MQTT and REST get the same rules.
+// Both services are safe for concurrent use.
 package device
 
 // This file holds device.Fleet: the live side of devices (heartbeats,

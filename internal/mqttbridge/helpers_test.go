@@ -24,6 +24,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/mqttbridge"
+	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/sqlite"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -70,6 +71,7 @@ type harness struct {
 	chat     *chat.Service
 	fleet    *device.Fleet
 	srv      *mqttbridge.Server
+	presence *presence.Service
 	reg      *prometheus.Registry
 	keys     map[string]string // device id → API key
 	tokens   *tokens
@@ -138,6 +140,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	for i := 0; i < o.devices; i++ {
 		h.register(fmt.Sprintf("dev-%d", i), "alice")
 	}
+	h.presence = presence.NewService(presence.Options{})
 	logger := slog.New(slog.DiscardHandler)
 	if os.Getenv("UNHIDRA_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -148,6 +151,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		Tokens:     h.tokens,
 		Chat:       h.chat,
 		Owners:     h.registry,
+		Presence:   h.presence,
 		Broker:     h.broker,
 		Logger:     logger,
 		Registerer: h.reg,

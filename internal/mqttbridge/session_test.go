@@ -3,6 +3,7 @@ package mqttbridge_test
 import (
 	"context"
 	"encoding/json"
+	paho "github.com/eclipse/paho.golang/paho"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,44 @@ func TestOversizedPacketClosesTheConnection(t *testing.T) {
 	if n := h.count(`SELECT COUNT(*) FROM telemetry`); n != 0 {
 		t.Fatalf("%d rows stored from an oversized packet", n)
 	}
+}
+
+// TestUserSessionEndsWhenItsTokenExpires: MQTT has no in-band refresh, so
+// a user's session closes when the access token expires.
+func TestUserSessionEndsWhenItsTokenExpires(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.tokens.mu.Lock()
+	h.tokens.m["tok-short"] = unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "bob"}, SessionID: "s-short", ExpiresAt: time.Now().Add(time.Second)}
+	h.tokens.mu.Unlock()
+	c := dialRaw(t, h.srv.Addr())
+	if code := c.connack(t, connectPkt(5, "short", "bob", "tok-short", 30, nil)); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	if !c.closedWithin(6 * time.Second) {
+		t.Fatal("session outlived its token by 5 s")
+	}
+}
+
+// TestMQTTConnectionsAreRegisteredWithPresence: live MQTT connections show
+// in the presence service (GET /api/v1/admin/connections) with transport
+// mqtt and leave it on disconnect.
+func TestMQTTConnectionsAreRegisteredWithPresence(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := mustV5(t, h.srv.Addr(), "esp", "d1", h.keys["d1"])
+	c.sub(t, "unhidra/devices/d1/commands", 1)
+	var found bool
+	waitFor(t, 2*time.Second, "presence connection", func() bool {
+		for _, ci := range h.presence.Connections() {
+			if ci.Principal.ID == "d1" && ci.Transport == "mqtt" {
+				found = len(ci.Subscriptions) == 1 && ci.Subscriptions[0] == "unhidra/devices/d1/commands"
+				return true
+			}
+		}
+		return false
+	})
+	if !found {
+		t.Fatalf("connection listed without its subscription: %+v", h.presence.Connections())
+	}
+	_ = c.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, 2*time.Second, "presence cleared", func() bool { return len(h.presence.Connections()) == 0 })
 }

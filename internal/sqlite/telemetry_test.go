@@ -1,0 +1,185 @@
+package sqlite_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/sqlite"
+)
+
+var fleetT0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+
+// fleetTestDB is a migrated database with user alice and devices d1, d2.
+func fleetTestDB(t *testing.T) (*sqlite.DB, *sqlite.FleetStore) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) {
+		if _, err := db.Writer().ExecContext(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO users (username, display_name, password_hash, created_at, updated_at) VALUES ('alice', 'alice', 'x', ?, ?)`, sqlite.Time(fleetT0), sqlite.Time(fleetT0))
+	for _, d := range []string{"d1", "d2"} {
+		exec(`INSERT INTO devices (id, name, owner, key_hash, created_at) VALUES (?, ?, 'alice', ?, ?)`, d, d, []byte("h"+d), sqlite.Time(fleetT0))
+	}
+	return db, sqlite.NewFleetStore(db)
+}
+
+func point(dev string, ts time.Time, i int) device.TelemetryPoint {
+	seq := int64(i)
+	return device.TelemetryPoint{DeviceID: dev, TS: ts, Seq: &seq, Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), ReceivedAt: ts}
+}
+
+func TestFleetStoreTelemetryRangeIsHalfOpenAndOrdered(t *testing.T) {
+	_, st := fleetTestDB(t)
+	ctx := context.Background()
+	var batch []device.TelemetryPoint
+	for i := 9; i >= 0; i-- { // stored out of order
+		batch = append(batch, point("d1", fleetT0.Add(time.Duration(i)*time.Second), i))
+	}
+	batch = append(batch, point("d2", fleetT0.Add(3*time.Second), 99))
+	if err := st.AppendTelemetry(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.QueryTelemetry(ctx, "d1", fleetT0.Add(2*time.Second), fleetT0.Add(5*time.Second), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || *got[0].Seq != 2 || *got[2].Seq != 4 {
+		t.Fatalf("got %d points starting at seq %v, want seq 2, 3, 4 (since inclusive, until exclusive)", len(got), got)
+	}
+	if got, _ := st.QueryTelemetry(ctx, "d1", time.Time{}, fleetT0.Add(time.Hour), 4); len(got) != 4 || *got[3].Seq != 3 {
+		t.Fatalf("limit 4: %d points", len(got))
+	}
+}
+
+func TestFleetStoreTelemetryMovesLastSeenOnlyForward(t *testing.T) {
+	db, st := fleetTestDB(t)
+	ctx := context.Background()
+	if err := st.AppendTelemetry(ctx, []device.TelemetryPoint{point("d1", fleetT0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendTelemetry(ctx, []device.TelemetryPoint{point("d1", fleetT0.Add(-time.Hour), 2)}); err != nil {
+		t.Fatal(err)
+	}
+	var ls string
+	if err := db.Reader().QueryRow(`SELECT last_seen FROM devices WHERE id = 'd1'`).Scan(&ls); err != nil {
+		t.Fatal(err)
+	}
+	if ls != sqlite.Time(fleetT0) {
+		t.Fatalf("last_seen = %s, want %s", ls, sqlite.Time(fleetT0))
+	}
+}
+
+func TestFleetStorePrunesInChunks(t *testing.T) {
+	db, st := fleetTestDB(t)
+	ctx := context.Background()
+	// 12,000 points one millisecond apart from fleetT0, written in one
+	// statement (in the format sqlite.Time writes).
+	if _, err := db.Writer().ExecContext(ctx, `INSERT INTO telemetry (device_id, ts, seq, data, received_at)
+		WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 11999)
+		SELECT 'd1', printf('2026-05-01T08:%02d:%02d.%09dZ', i / 60000, (i / 1000) % 60, (i % 1000) * 1000000), i, '{}', ?
+		FROM n`, sqlite.Time(fleetT0)); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := st.QueryTelemetry(ctx, "d1", fleetT0.Add(1500*time.Millisecond), fleetT0.Add(time.Hour), 1); len(first) != 1 || *first[0].Seq != 1500 {
+		t.Fatalf("generated timestamps do not match sqlite.Time: %+v", first)
+	}
+	n, err := st.PruneTelemetry(ctx, fleetT0.Add(11000*time.Millisecond))
+	if err != nil || n != 11000 {
+		t.Fatalf("pruned %d (%v), want 11000 across three chunks", n, err)
+	}
+	left, _ := st.QueryTelemetry(ctx, "d1", time.Time{}, fleetT0.Add(time.Hour), 5000)
+	if len(left) != 1000 || *left[0].Seq != 11000 {
+		t.Fatalf("%d left starting at %v", len(left), *left[0].Seq)
+	}
+}
+
+func TestFleetStoreSetOnline(t *testing.T) {
+	_, st := fleetTestDB(t)
+	ctx := context.Background()
+	steps := []struct {
+		name        string
+		online      bool
+		wantChanged bool
+	}{
+		{"going online from the initial offline state changes it", true, true},
+		{"staying online does not", true, false},
+		{"going offline does", false, true},
+	}
+	for i, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			changed, err := st.SetOnline(ctx, "d1", s.online, fleetT0.Add(time.Duration(i)*time.Second))
+			if err != nil || changed != s.wantChanged {
+				t.Fatalf("changed = %v (%v), want %v", changed, err, s.wantChanged)
+			}
+		})
+	}
+	t.Run("an unknown device is not found", func(t *testing.T) {
+		if _, err := st.SetOnline(ctx, "nope", true, fleetT0); unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
+			t.Fatalf("err = %v, want not_found", err)
+		}
+	})
+}
+
+func TestFleetStoreCommandTransitions(t *testing.T) {
+	_, st := fleetTestDB(t)
+	ctx := context.Background()
+	mk := func(id, dev string, deadline time.Duration) device.Command {
+		c := device.Command{ID: id, DeviceID: dev, Name: "ping", Params: json.RawMessage(`{"a":1}`), Status: device.CommandPending,
+			CreatedBy: "alice", CreatedAt: fleetT0, Deadline: fleetT0.Add(deadline)}
+		if err := st.CreateCommand(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	mk("c1", "d1", time.Minute)
+	mk("c2", "d1", 2*time.Minute)
+	mk("c3", "d2", time.Minute)
+	if err := st.CreateCommand(ctx, device.Command{ID: "c1", DeviceID: "d1", Name: "x", Status: "pending", CreatedBy: "a", CreatedAt: fleetT0, Deadline: fleetT0}); unhidra.ErrorCode(err) != unhidra.ECONFLICT {
+		t.Fatalf("duplicate id: %v, want conflict", err)
+	}
+	pend, err := st.PendingCommands(ctx, "d1", fleetT0, 10)
+	if err != nil || len(pend) != 2 || pend[0].ID != "c1" || string(pend[0].Params) != `{"a":1}` {
+		t.Fatalf("pending %+v (%v)", pend, err)
+	}
+	if _, err := st.GetCommand(ctx, "d2", "c1"); unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
+		t.Fatalf("command of another device: %v, want not_found", err)
+	}
+	c, moved, err := st.TransitionCommand(ctx, "d1", "c1", []string{device.CommandPending}, device.CommandDelivered, nil, fleetT0.Add(time.Second))
+	if err != nil || !moved || c.Status != device.CommandDelivered || c.DeliveredAt == nil {
+		t.Fatalf("deliver: %+v moved %v err %v", c, moved, err)
+	}
+	if _, moved, _ := st.TransitionCommand(ctx, "d1", "c1", []string{device.CommandPending}, device.CommandDelivered, nil, fleetT0); moved {
+		t.Fatal("a delivered command moved from pending again")
+	}
+	c, moved, err = st.TransitionCommand(ctx, "d1", "c1", []string{device.CommandPending, device.CommandDelivered}, device.CommandError, json.RawMessage(`"boom"`), fleetT0.Add(2*time.Second))
+	if err != nil || !moved || c.Status != device.CommandError || string(c.Result) != `"boom"` || c.CompletedAt == nil {
+		t.Fatalf("result: %+v moved %v err %v", c, moved, err)
+	}
+	stored, _ := st.GetCommand(ctx, "d1", "c1")
+	if stored.Status != device.CommandError || string(stored.Result) != `"boom"` || stored.DeliveredAt == nil || stored.CompletedAt == nil {
+		t.Fatalf("stored: %+v", stored)
+	}
+	exp, err := st.ExpireCommands(ctx, fleetT0.Add(time.Minute), 10)
+	if err != nil || len(exp) != 1 || exp[0].ID != "c3" || exp[0].Status != device.CommandTimeout {
+		t.Fatalf("expired %+v (%v), want c3 only (c1 is final, c2 not due)", exp, err)
+	}
+	if exp, _ := st.ExpireCommands(ctx, fleetT0.Add(time.Minute), 10); len(exp) != 0 {
+		t.Fatalf("expired again: %+v", exp)
+	}
+}
