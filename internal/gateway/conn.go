@@ -43,6 +43,7 @@ type outFrame struct {
 type sub struct {
 	topic     string
 	channel   string // "" for the device command topic
+	active    bool   // false once removed from the connection
 	buffering bool
 	buf       []event
 	bufBytes  int
@@ -148,7 +149,7 @@ func (c *conn) start(resp []byte) {
 	}
 	if c.principal.IsDevice() {
 		t := broker.DeviceCommandTopic(c.principal.ID)
-		sb := &sub{topic: t}
+		sb := &sub{topic: t, active: true}
 		c.mu.Lock()
 		c.subs = map[string]*sub{t: sb}
 		c.mu.Unlock()
@@ -538,6 +539,7 @@ func (c *conn) subscribe(ctx context.Context, who unhidra.Identity, f wire.Clien
 	if c.subs == nil {
 		c.subs = make(map[string]*sub)
 	}
+	sb.active = true
 	c.subs[t] = sb
 	c.mu.Unlock()
 	if err := s.hub.add(t, c, sb); err != nil {
@@ -567,7 +569,7 @@ func (c *conn) subscribe(ctx context.Context, who unhidra.Identity, f wire.Clien
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.subs[t] != sb {
+	if !sb.active {
 		return // unsubscribed or closed meanwhile
 	}
 	c.enqueueLocked(opText, ack, true)
@@ -593,6 +595,7 @@ func (c *conn) dropSub(t string, sb *sub) {
 	if c.subs[t] == sb {
 		delete(c.subs, t)
 	}
+	sb.active = false
 	c.mu.Unlock()
 	c.srv.hub.remove(t, c)
 }
@@ -600,7 +603,10 @@ func (c *conn) dropSub(t string, sb *sub) {
 func (c *conn) unsubscribe(channel string) {
 	t := broker.ChannelTopic(channel)
 	c.mu.Lock()
-	_, ok := c.subs[t]
+	sb, ok := c.subs[t]
+	if ok {
+		sb.active = false
+	}
 	delete(c.subs, t)
 	c.mu.Unlock()
 	if ok {
@@ -612,7 +618,7 @@ func (c *conn) unsubscribe(channel string) {
 func (c *conn) deliver(sb *sub, ev event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeSent || c.dead || c.subs[sb.topic] != sb {
+	if c.closeSent || c.dead || !sb.active {
 		return
 	}
 	if sb.buffering {
@@ -909,6 +915,9 @@ func (c *conn) finish() {
 		}
 	}
 	subs := c.subs
+	for _, sb := range subs {
+		sb.active = false
+	}
 	c.subs = nil
 	why := c.closeReason
 	ident := c.ident

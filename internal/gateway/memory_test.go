@@ -136,48 +136,67 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	}
 }
 
-// TestMemoryServerProcess measures the server alone: it starts this test
-// binary again as a gateway-only process (TestHelperGatewayProcess), opens
-// UNHIDRA_WS_MEM_PROCESS idle authenticated connections to it and reads the
-// child's RSS from /proc. Skipped unless that variable is set (it needs one
-// file descriptor per connection on each side).
-func TestMemoryServerProcess(t *testing.T) {
-	n, err := strconv.Atoi(os.Getenv("UNHIDRA_WS_MEM_PROCESS"))
-	if err != nil || n <= 0 {
-		t.Skip("set UNHIDRA_WS_MEM_PROCESS=10000 to measure RSS per connection in a separate server process")
-	}
+// helper is a gateway running in a child process (TestHelperGatewayProcess).
+type helper struct {
+	cmd  *exec.Cmd
+	addr string
+	tok  string
+}
+
+// startHelper starts this test binary again as a gateway-only process.
+func startHelper(t testing.TB, maxConns int) *helper {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGatewayProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), "UNHIDRA_GATEWAY_HELPER=1", "UNHIDRA_GATEWAY_HELPER_CONNS="+strconv.Itoa(n+10))
+	cmd.Env = append(os.Environ(), "UNHIDRA_GATEWAY_HELPER=1", "UNHIDRA_GATEWAY_HELPER_CONNS="+strconv.Itoa(maxConns))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
 	sc := bufio.NewScanner(stdout)
-	var addr, tok string
+	h := &helper{cmd: cmd}
 	for sc.Scan() {
 		if a, ok := strings.CutPrefix(sc.Text(), "HELPER "); ok {
-			addr, tok, _ = strings.Cut(a, " ")
+			h.addr, h.tok, _ = strings.Cut(a, " ")
 			break
 		}
 	}
-	if addr == "" {
+	if h.addr == "" {
 		t.Fatal("helper did not start")
 	}
 	go io.Copy(io.Discard, stdout)
+	return h
+}
+
+// rssKiB reads the helper's resident set size.
+func (h *helper) rssKiB() float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+// TestMemoryServerProcess measures the server alone: it starts this test
+// binary again as a gateway-only process, opens UNHIDRA_WS_MEM_PROCESS idle
+// authenticated connections to it and reads the child's RSS from /proc.
+// Skipped unless that variable is set (it needs one file descriptor per
+// connection on each side).
+func TestMemoryServerProcess(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv("UNHIDRA_WS_MEM_PROCESS"))
+	if err != nil || n <= 0 {
+		t.Skip("set UNHIDRA_WS_MEM_PROCESS=10000 to measure RSS per connection in a separate server process")
+	}
+	h := startHelper(t, n+10)
 	rss := func() float64 {
 		time.Sleep(500 * time.Millisecond) // let the helper's GC settle
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-				return kb
-			}
-		}
-		return 0
+		return h.rssKiB()
 	}
-	warm, err := rawHandshake(addr, tok)
+	warm, err := rawHandshake(h.addr, h.tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +210,7 @@ func TestMemoryServerProcess(t *testing.T) {
 	}()
 	start := time.Now()
 	for range n {
-		c, err := rawHandshake(addr, tok)
+		c, err := rawHandshake(h.addr, h.tok)
 		if err != nil {
 			t.Fatalf("after %d connections: %v", len(conns), err)
 		}
@@ -203,14 +222,19 @@ func TestMemoryServerProcess(t *testing.T) {
 		n, r0, r1, (r1-r0)/float64(n), float64(n)/el.Seconds())
 }
 
-// TestHelperGatewayProcess is the server of TestMemoryServerProcess.
+// TestHelperGatewayProcess is the server of the separate-process
+// measurements.
 func TestHelperGatewayProcess(t *testing.T) {
 	if os.Getenv("UNHIDRA_GATEWAY_HELPER") != "1" {
 		t.Skip("helper process only")
 	}
 	max, _ := strconv.Atoi(os.Getenv("UNHIDRA_GATEWAY_HELPER_CONNS"))
-	e := newEnv(t, func(c *Config, _ *Deps) { c.MaxConnsPerUser = max; c.PingInterval = time.Hour })
-	tok := e.user("idle", "s", 24*time.Hour)
+	e := newEnv(t, func(c *Config, _ *Deps) {
+		c.MaxConnsPerUser = max
+		c.PingInterval = time.Hour
+		c.InboundRate, c.InboundBurst = 1e9, 1e9 // the load publisher
+	})
+	tok := e.user("load", "s", 24*time.Hour)
 	fmt.Printf("HELPER %s %s\n", e.srv.Addr(), tok)
 	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
 }
