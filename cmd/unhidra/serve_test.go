@@ -505,6 +505,7 @@ func TestServeRefusesPostgresForNow(t *testing.T) {
 // concurrent bad logins for a few seconds with the real parameters.
 func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
 	s := startServer(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"}, appOptions{})
+	rssBefore := selfRSS()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -570,8 +571,14 @@ func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
 	for _, d := range health {
 		slowestHealth = max(slowestHealth, d)
 	}
-	t.Logf("answers %v; peak concurrent hashes %d; slowest 503 %v; /health polled %d times, slowest %v",
-		got, peak, time.Duration(busySlowest.Load()), len(health), slowestHealth)
+	growth := selfRSS() - rssBefore
+	t.Logf("answers %v; peak concurrent hashes %d; slowest 503 %v; /health polled %d times, slowest %v; RSS growth %d MiB (test client included)",
+		got, peak, time.Duration(busySlowest.Load()), len(health), slowestHealth, growth>>20)
+	// The race detector's shadow memory multiplies every allocation, so
+	// the memory bound holds only for ordinary builds.
+	if !raceEnabled && rssBefore > 0 && growth > 256<<20 {
+		t.Errorf("RSS grew by %d MiB during the flood, want < 256 MiB", growth>>20)
+	}
 	// The attackers run in this process on the same cores (and under -race
 	// on a shared machine), so only a generous bound is asserted; the log
 	// line above carries the figures.
@@ -609,4 +616,20 @@ func TestServeSpeaksTLS12AndNewerWithACertificate(t *testing.T) {
 			t.Fatal("plain HTTP is served on the TLS port")
 		}
 	}
+}
+
+// selfRSS returns this process's resident set size in bytes (Linux), or 0.
+func selfRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
