@@ -149,7 +149,7 @@ func runBenchWS(ctx context.Context, e env) error {
 	// Connect.
 	conns := make([]*websocket.Conn, cfg.Conns)
 	lat := newLatencies(1_000_000)
-	var delivered, connErrs, readErrs atomic.Int64
+	var delivered, connErrs, readErrs, errFrames atomic.Int64
 	var firstErr atomic.Value
 	readCtx, stopReaders := context.WithCancel(context.Background())
 	defer stopReaders()
@@ -191,7 +191,13 @@ func runBenchWS(ctx context.Context, e env) error {
 						continue
 					}
 					now := time.Now()
-					delivered.Add(int64(benchTimestamps(b, func(t time.Time) { lat.add(now.Sub(t)) })))
+					n := benchTimestamps(b, func(t time.Time) { lat.add(now.Sub(t)) })
+					delivered.Add(int64(n))
+					if n == 0 && bytes.Contains(b, []byte(`"type":"error"`)) {
+						if errFrames.Add(1) == 1 {
+							firstErr.CompareAndSwap(nil, fmt.Errorf("error frame: %s", b))
+						}
+					}
 				}
 			}()
 		}(i)
@@ -316,15 +322,15 @@ func runBenchWS(ctx context.Context, e env) error {
 	}
 	fmt.Fprintf(out, "published: %d in %s (%.0f msg/s, target %.0f), errors %d; publish→ack %s\n",
 		published.Load(), pubDur.Round(time.Millisecond), float64(published.Load())/pubDur.Seconds(), cfg.Rate, pubErrs.Load(), pubLat.summary())
-	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d\n",
-		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load())
+	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d, error frames %d\n",
+		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load(), errFrames.Load())
 	fmt.Fprintf(out, "end-to-end latency: %s\n", lat.summary())
 	if cfg.ServerPID > 0 {
 		if rss, err := readRSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "server RSS at the end: %s\n", fmtBytes(rss))
 		}
 	}
-	if err, _ := firstErr.Load().(error); err != nil && pubErrs.Load() > 0 {
+	if err, _ := firstErr.Load().(error); err != nil && pubErrs.Load()+errFrames.Load() > 0 {
 		fmt.Fprintf(out, "first error: %v\n", err)
 	}
 	stopReaders()
