@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/httpapi"
@@ -165,6 +166,17 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	}
 
 	go a.authSvc.Warm()
+	// Every node applies every node's revocations to its session cache.
+	if _, err := a.broker.Subscribe(broker.RevocationTopic, a.authSvc.OnRevocation); err != nil {
+		return nil, err
+	}
+	a.components = append(a.components, &ticker{name: "session pruning", every: time.Hour, log: log, fn: func(ctx context.Context) error {
+		n, err := a.authSvc.PruneSessions(ctx)
+		if n > 0 {
+			log.Info("pruned ended sessions", "sessions", n)
+		}
+		return err
+	}})
 	created, pw, err := a.authSvc.EnsureAdmin(ctx, cfg.AdminPassword)
 	if err != nil {
 		return nil, fmt.Errorf("create the admin user: %w", err)
@@ -246,6 +258,31 @@ func (a *app) Close() error {
 		a.db = nil
 	}
 	return errors.Join(errs...)
+}
+
+// ticker runs fn every period until ctx ends; errors are logged, not fatal.
+type ticker struct {
+	name  string
+	every time.Duration
+	log   *slog.Logger
+	fn    func(ctx context.Context) error
+}
+
+func (t *ticker) Name() string { return t.name }
+
+func (t *ticker) Run(ctx context.Context) error {
+	tk := time.NewTicker(t.every)
+	defer tk.Stop()
+	for {
+		if err := t.fn(ctx); err != nil && ctx.Err() == nil {
+			t.log.Warn(t.name+" failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+		}
+	}
 }
 
 // httpServer is an HTTP listener as a component.

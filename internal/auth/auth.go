@@ -87,6 +87,9 @@ type Store interface {
 	RevokeSession(ctx context.Context, sid, reason string, at time.Time) (bool, error)
 	SessionState(ctx context.Context, sid string) (SessionState, error)
 	CountActiveSessions(ctx context.Context, now time.Time) (int, error)
+	// PruneSessions deletes sessions (and their refresh tokens) that
+	// expired or were revoked before before, and returns how many.
+	PruneSessions(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Publisher publishes revocation events (broker.RevocationTopic) to every

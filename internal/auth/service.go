@@ -153,6 +153,33 @@ func New(cfg Config, d Deps) (*Service, error) {
 	return s, nil
 }
 
+// OnRevocation applies a revocation event from the broker (published by this
+// or another node) to the session cache, so other nodes' logouts and
+// disables take effect here at once instead of after RevocationTTL. It is a
+// broker handler: quick and non-blocking.
+func (s *Service) OnRevocation(payload []byte) {
+	var r broker.Revocation
+	if json.Unmarshal(payload, &r) != nil || r.ID == "" {
+		return
+	}
+	switch r.Kind {
+	case broker.RevokeSession:
+		s.sessions.revoke(r.ID)
+	case broker.RevokeUser:
+		s.sessions.revokeUser(r.ID, "")
+	case broker.RevokeUserExcept:
+		s.sessions.revokeUser(r.ID, r.Except)
+	}
+}
+
+// PruneSessions deletes sessions that ended (expired or revoked) more than
+// an access-token lifetime ago, with their refresh tokens. Until then their
+// rows answer reuse detection and token checks; afterwards an unknown
+// session or token is refused just the same.
+func (s *Service) PruneSessions(ctx context.Context) (int64, error) {
+	return s.store.PruneSessions(ctx, s.cfg.Now().Add(-s.cfg.AccessTTL-TokenLeeway))
+}
+
 // Warm makes the dummy hash now rather than at the first login of an
 // unknown user, so that one is not slower than the rest.
 func (s *Service) Warm() { s.dummy() }

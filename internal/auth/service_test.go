@@ -649,3 +649,53 @@ func BenchmarkLoginThroughput(b *testing.B) {
 	b.ReportMetric(float64(one.Milliseconds()), "ms/hash")
 	b.ReportMetric(float64(e.svc.HashPeak()), "peak-hashes")
 }
+
+func TestRevocationsFromAnotherNodeApplyAtOnce(t *testing.T) {
+	e := newEnv(t, auth.Config{RevocationTTL: time.Hour})
+	ctx := context.Background()
+	e.mustRegister(t, "alice", "alice password")
+	// A second node: same database and broker, its own cache.
+	other, err := auth.New(auth.Config{Secret: secret, Params: cheap, Now: e.clock.Now, RevocationTTL: time.Hour},
+		auth.Deps{Store: sqlite.NewAuthStore(e.db), Publisher: e.broker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.broker.Subscribe(broker.RevocationTopic, other.OnRevocation)
+	p := e.mustLogin(t, "alice", "alice password")
+	who, err := other.AuthenticateToken(ctx, p.AccessToken) // cached as valid for an hour
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Logout(ctx, who); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.AuthenticateToken(ctx, p.AccessToken); code(err) != unhidra.EUNAUTHORIZED {
+		t.Fatalf("the other node still accepts the logged-out token: %v", err)
+	}
+	other.OnRevocation([]byte(`not json`)) // ignored, not a panic
+}
+
+func TestEndedSessionsArePrunedAfterAnAccessTokenLifetime(t *testing.T) {
+	e := newEnv(t, auth.Config{AccessTTL: 15 * time.Minute})
+	ctx := context.Background()
+	e.mustRegister(t, "alice", "alice password")
+	ended := e.mustLogin(t, "alice", "alice password")
+	live := e.mustLogin(t, "alice", "alice password")
+	who, _ := e.svc.AuthenticateToken(ctx, ended.AccessToken)
+	if err := e.svc.Logout(ctx, who); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.svc.PruneSessions(ctx); err != nil || n != 0 {
+		t.Fatalf("pruned %d (%v) right after logout, want 0", n, err)
+	}
+	e.clock.Add(16*time.Minute + time.Second)
+	if n, err := e.svc.PruneSessions(ctx); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want the one ended session", n, err)
+	}
+	if _, err := e.svc.Refresh(ctx, ended.RefreshToken, ip1); code(err) != unhidra.EUNAUTHORIZED {
+		t.Errorf("a pruned session's refresh token: %v", err)
+	}
+	if _, err := e.svc.Refresh(ctx, live.RefreshToken, ip1); err != nil {
+		t.Errorf("the live session was pruned: %v", err)
+	}
+}

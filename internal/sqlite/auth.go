@@ -276,3 +276,19 @@ func (s *AuthStore) CountActiveSessions(ctx context.Context, now time.Time) (int
 	err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?`, Time(now)).Scan(&n)
 	return n, Err(err)
 }
+
+// PruneSessions deletes sessions expired or revoked before before; their
+// refresh tokens go with them (ON DELETE CASCADE).
+func (s *AuthStore) PruneSessions(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		b := Time(before)
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?`, b, b)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
+}
