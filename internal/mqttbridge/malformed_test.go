@@ -129,7 +129,7 @@ func TestSoakMalformedPackets(t *testing.T) {
 }
 
 func malformedStorm(t *testing.T, total int) {
-	h := newHarness(t, harnessOpts{cfg: mqttbridge.Config{ConnectTimeout: time.Second}, grace: 5 * time.Second})
+	h := newHarness(t, harnessOpts{cfg: mqttbridge.Config{ConnectTimeout: 750 * time.Millisecond}, grace: 5 * time.Second})
 	key := h.keys["d1"]
 	cases := handcrafted(key)
 	base := seeds(key)
@@ -227,7 +227,7 @@ func malformedStorm(t *testing.T, total int) {
 				if el > time.Duration(worst.Load()) {
 					worst.Store(int64(el))
 				}
-				if el > 1100*time.Millisecond {
+				if el > time.Second {
 					slow.Add(1)
 				}
 				c.Close()

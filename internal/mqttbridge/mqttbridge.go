@@ -216,6 +216,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = wire.MaxMQTTPacketBytes
 	caps.MaximumClientWritesPending = 4096
+	// Bounds the QoS > 0 messages kept per client (also for offline
+	// persistent sessions).
+	caps.MaximumInflight = 1024
 	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
 	caps.ReceiveMaximum = 1024
