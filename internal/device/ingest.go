@@ -516,3 +516,42 @@ func (f *Fleet) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Frames adapts a Fleet to a transport that hands it decoded WebSocket
+// client frames (the gateway's Devices interface): the same Fleet calls, the
+// same rules.
+type Frames struct{ Fleet *Fleet }
+
+// Heartbeat handles a `heartbeat` frame; extra fields of the frame are kept.
+func (fr Frames) Heartbeat(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error {
+	var hb Heartbeat
+	var err error
+	if len(f.Raw) > 0 {
+		if hb, err = ParseHeartbeat(f.Raw); err != nil {
+			return err
+		}
+	} else {
+		hb = Heartbeat{DeviceID: f.DeviceID, Fields: map[string]json.RawMessage{}}
+		if hb.TS, err = ParseTS(f.TS); err != nil {
+			return err
+		}
+	}
+	if f.DeviceID != "" {
+		hb.DeviceID = f.DeviceID
+	}
+	return fr.Fleet.Heartbeat(ctx, who, hb)
+}
+
+// Telemetry handles a `telemetry` frame; the ack is sent once stored.
+func (fr Frames) Telemetry(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) (wire.Ack, error) {
+	ts, err := ParseTS(f.TS)
+	if err != nil {
+		return wire.Ack{}, err
+	}
+	return fr.Fleet.Telemetry(ctx, who, TelemetryPoint{TS: ts, Data: f.Data, Seq: f.Seq})
+}
+
+// CommandResult handles a `command_result` frame.
+func (fr Frames) CommandResult(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error {
+	return fr.Fleet.CommandResult(ctx, who, CommandResult{CommandID: f.CommandID, Status: f.Status, Result: f.Result})
+}
