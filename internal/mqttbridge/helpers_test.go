@@ -220,6 +220,7 @@ func (h *harness) count(q string, args ...any) int {
 // ---- paho (MQTT 5) ----
 
 type v5client struct {
+	conn net.Conn
 	c    *paho.Client
 	msgs chan *paho.Publish
 	disc chan *paho.Disconnect
@@ -234,7 +235,7 @@ func dialV5(t testing.TB, addr, clientID, user, pass string, mod func(*paho.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &v5client{msgs: make(chan *paho.Publish, 4096), disc: make(chan *paho.Disconnect, 1), errs: make(chan error, 8)}
+	v := &v5client{conn: conn, msgs: make(chan *paho.Publish, 4096), disc: make(chan *paho.Disconnect, 1), errs: make(chan error, 8)}
 	v.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
 		Conn:     conn,
