@@ -549,8 +549,10 @@ func (s *Service) AuthenticateToken(ctx context.Context, token string) (unhidra.
 		st, err := s.store.SessionState(ctx, c.SessionID)
 		switch {
 		case err == nil:
-			ok = !st.Revoked && !st.UserDisabled && st.Username == c.Subject
-			s.sessions.put(c.SessionID, st.Username, ok)
+			// Cache the session's own state; the subject must match it too.
+			usable := !st.Revoked && !st.UserDisabled
+			s.sessions.put(c.SessionID, st.Username, usable)
+			ok = usable && st.Username == c.Subject
 		case unhidra.ErrorCode(err) == unhidra.ENOTFOUND:
 			ok = false
 		default:
