@@ -633,3 +633,54 @@ func selfRSS() int64 {
 	}
 	return 0
 }
+
+// TestAccountCapHoldsAcrossManyLoopbackSourceAddresses is AUTH-4 over real
+// connections: 500 failed logins on one account from 200 distinct source
+// addresses (127.0.1.1–127.0.1.200, no X-Forwarded-For involved).
+func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
+	s := startServer(t, map[string]string{"RATE_LIMIT_IP_PER_MINUTE": "100000"}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, hashQueue: 1000})
+	victimPW := secret("password", "the victim's password")
+	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "victim", "password": victimPW}), 201, "register victim")
+	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "bystander", "password": "bystander password"}), 201, "register bystander")
+	clientFrom := func(i int) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	if _, err := clientFrom(0).Get(s.url + "/health"); err != nil {
+		t.Skipf("cannot use 127.0.1.x source addresses here: %v", err)
+	}
+	before := s.app.authSvc.HashCount()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	sem := make(chan struct{}, 50)
+	for i := range 500 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			body := fmt.Sprintf(`{"username":"victim","password":"guess number %d"}`, i)
+			res, err := clientFrom(i).Post(s.url+"/login", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			mu.Lock()
+			codes[res.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	hashed := s.app.authSvc.HashCount() - before
+	t.Logf("answers %v; %d attempts hashed", codes, hashed)
+	if hashed > auth.MaxAccountFailures {
+		t.Fatalf("%d attempts on one account were hashed, want at most %d", hashed, auth.MaxAccountFailures)
+	}
+	if codes[401]+codes[429] != 500 || codes[429] < 480 {
+		t.Errorf("answers %v, want at most 20 × 401 and the rest 429", codes)
+	}
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": "victim", "password": victimPW}), 429, "the locked account, right password")
+	s.login(t, "bystander", "bystander password")
+}
