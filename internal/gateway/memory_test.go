@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/wire"
 	"io"
 	"net"
 	"os"
@@ -144,10 +146,13 @@ type helper struct {
 }
 
 // startHelper starts this test binary again as a gateway-only process.
-func startHelper(t testing.TB, maxConns int) *helper {
+// env adds variables: UNHIDRA_GATEWAY_HELPER_ADDR (listen address) and
+// UNHIDRA_GATEWAY_HELPER_TOKEN (a fixed access token).
+func startHelper(t testing.TB, maxConns int, env ...string) *helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGatewayProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), "UNHIDRA_GATEWAY_HELPER=1", "UNHIDRA_GATEWAY_HELPER_CONNS="+strconv.Itoa(maxConns))
+	cmd.Env = append(cmd.Env, env...)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -233,8 +238,15 @@ func TestHelperGatewayProcess(t *testing.T) {
 		c.MaxConnsPerUser = max
 		c.PingInterval = time.Hour
 		c.InboundRate, c.InboundBurst = 1e9, 1e9 // the load publisher
+		if a := os.Getenv("UNHIDRA_GATEWAY_HELPER_ADDR"); a != "" {
+			c.Addr = a
+		}
 	})
 	tok := e.user("load", "s", 24*time.Hour)
+	if fixed := os.Getenv("UNHIDRA_GATEWAY_HELPER_TOKEN"); fixed != "" {
+		tok = fixed
+		e.auth.add(tok, unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "storm"}, SessionID: "s", ExpiresAt: time.Now().Add(24 * time.Hour)})
+	}
 	fmt.Printf("HELPER %s %s\n", e.srv.Addr(), tok)
 	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
 }
