@@ -814,6 +814,11 @@ func (c *conn) kickLocked() {
 func (c *conn) flush() {
 	defer c.srv.wg.Done()
 	s := c.srv
+	// spare and bufs are reused while this flusher lives, so a busy
+	// connection does not reallocate its queue for every batch; both are
+	// dropped when the flusher exits, so an idle connection holds neither.
+	var spare []outFrame
+	var bufs net.Buffers
 	for {
 		c.mu.Lock()
 		if c.dead || len(c.out) == 0 {
@@ -823,10 +828,10 @@ func (c *conn) flush() {
 			return
 		}
 		batch := c.out
-		c.out = nil
+		c.out = spare
 		c.mu.Unlock()
 
-		bufs := make(net.Buffers, 0, 2*len(batch))
+		bufs = bufs[:0]
 		n, data, wroteClose := 0, 0, false
 		for i := range batch {
 			f := &batch[i]
@@ -843,7 +848,11 @@ func (c *conn) flush() {
 			}
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		_, err := bufs.WriteTo(c.nc)
+		w := bufs // WriteTo consumes its receiver
+		_, err := w.WriteTo(c.nc)
+		clear(bufs)
+		clear(batch)
+		spare = batch[:0]
 		c.mu.Lock()
 		c.outBytes -= n
 		c.mu.Unlock()
@@ -930,8 +939,8 @@ func (c *conn) finish() {
 		s.deps.Presence.Disconnect(ctx, c.pc)
 		cancel()
 	}
-	s.unregister(c)
 	s.met.connections.WithLabelValues(c.principal.Kind).Dec()
 	s.met.closes.WithLabelValues(why).Inc()
 	s.events.Closed(ident, c.id, why)
+	s.unregister(c) // last: a drain waits for this
 }

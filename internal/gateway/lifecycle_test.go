@@ -155,12 +155,18 @@ func TestMetricsAreServedWithThePrefix(t *testing.T) {
 	e := newEnv(t, nil)
 	e.dial(t, e.user("alice", "s", time.Hour))
 	e.handshake(t, e.url, wstest.Options{})
-	resp, err := http.Get("http://" + e.srv.Addr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	// The gauge moves once the welcome write has returned, which may be
+	// just after the client read it.
+	var b []byte
+	eventually(t, 5*time.Second, "the connection counted", func() bool {
+		resp, err := http.Get("http://" + e.srv.Addr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ = io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `unhidra_gateway_connections{kind="user"} 1`)
+	})
 	for _, want := range []string{
 		`unhidra_gateway_connections{kind="user"} 1`,
 		`unhidra_gateway_handshakes_refused_total{reason="unauthorized"} 1`,

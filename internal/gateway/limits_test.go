@@ -300,22 +300,27 @@ func TestPresenceConnTracksSubscriptionsAndCounters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.pres.mu.Lock()
-	var info []byte
-	for pc := range e.pres.conns {
-		info, _ = json.Marshal(pc.Info())
-	}
-	e.pres.mu.Unlock()
 	var got struct {
 		Subscriptions []string `json:"subscriptions"`
 		MsgsIn        int64    `json:"msgs_in"`
 		MsgsOut       int64    `json:"msgs_out"`
 		Transport     string   `json:"transport"`
 	}
-	if err := json.Unmarshal(info, &got); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got.Subscriptions) != "[a b]" || got.MsgsIn != 2 || got.MsgsOut < 3 || got.Transport != "ws" {
+	var info []byte
+	// MsgsOut counts a frame once its write has returned, which may be just
+	// after the client read it.
+	eventually(t, 5*time.Second, "three frames counted out", func() bool {
+		e.pres.mu.Lock()
+		for pc := range e.pres.conns {
+			info, _ = json.Marshal(pc.Info())
+		}
+		e.pres.mu.Unlock()
+		if err := json.Unmarshal(info, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.MsgsOut >= 3
+	})
+	if fmt.Sprint(got.Subscriptions) != "[a b]" || got.MsgsIn != 2 || got.MsgsOut != 3 || got.Transport != "ws" {
 		t.Errorf("conn info = %s", info)
 	}
 	c.WriteClose(1000, "")
