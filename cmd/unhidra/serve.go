@@ -165,7 +165,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		return nil, err
 	}
 
-	go a.authSvc.Warm()
+	// One hash now, so the first unknown-user login costs what the rest do.
+	a.authSvc.Warm()
 	// Every node applies every node's revocations to its session cache.
 	if _, err := a.broker.Subscribe(broker.RevocationTopic, a.authSvc.OnRevocation); err != nil {
 		return nil, err
