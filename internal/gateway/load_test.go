@@ -138,7 +138,10 @@ type publishFunc func(channel, text string) error
 // publish-to-receive latency. Clients read with a plain bufio.Reader and
 // look only at the offset and at the timestamp the publisher put in the
 // text.
-func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channels, perChannel, messages, window, size int) loadResult {
+//
+// rate, when positive, paces the publisher at rate messages per second per
+// channel (to measure latency below saturation).
+func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channels, perChannel, messages, window, size int, rate float64) loadResult {
 	tb.Helper()
 	type client struct {
 		nc  net.Conn
@@ -253,6 +256,12 @@ func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channel
 			time.Sleep(100 * time.Microsecond)
 		}
 		for ch := range channels {
+			if rate > 0 { // spread evenly, not in bursts of one per channel
+				k := float64(i*channels + ch)
+				if d := time.Until(start.Add(time.Duration(k / (rate * float64(channels)) * float64(time.Second)))); d > 0 {
+					time.Sleep(d)
+				}
+			}
 			text := strconv.FormatInt(time.Now().UnixNano(), 10) + " " + pad
 			if err := publish(fmt.Sprint("load", ch), text); err != nil {
 				tb.Fatal(err)
@@ -329,7 +338,7 @@ func clientFrame(p []byte) []byte {
 // check, so the figures' harness itself is tested.
 func TestLoopbackFanoutSmall(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *Deps) { c.MaxConnsPerUser = 1000 })
-	r := runFanoutLoad(t, e.srv.Addr(), e.user("load", "s", time.Hour), chatPublisher(e), 4, 10, 50, 20, 100)
+	r := runFanoutLoad(t, e.srv.Addr(), e.user("load", "s", time.Hour), chatPublisher(e), 4, 10, 50, 20, 100, 0)
 	if r.deliveries != 4*10*50 {
 		t.Fatalf("deliveries = %d, want %d", r.deliveries, 4*10*50)
 	}
@@ -346,12 +355,20 @@ func TestLoopbackFanoutFigures(t *testing.T) {
 		t.Skip("set UNHIDRA_WS_LOAD=1 to measure fan-out figures")
 	}
 	h := startHelper(t, 20000)
-	t.Run("1 channel x 1000 subscribers", func(t *testing.T) {
-		r := runFanoutLoad(t, h.addr, h.tok, wsPublisher(t, h.addr, h.tok), 1, 1000, 2000, 200, 100)
-		t.Logf("%v; server RSS %.0f MiB", r, h.rssKiB()/1024)
-	})
-	t.Run("1000 channels x 10 subscribers", func(t *testing.T) {
-		r := runFanoutLoad(t, h.addr, h.tok, wsPublisher(t, h.addr, h.tok), 1000, 10, 100, 20, 100)
-		t.Logf("%v; server RSS %.0f MiB", r, h.rssKiB()/1024)
-	})
+	tests := []struct {
+		name                                   string
+		channels, perChannel, messages, window int
+		rate                                   float64
+	}{
+		{"1 channel x 1000 subscribers, saturated", 1, 1000, 5000, 200, 0},
+		{"1 channel x 1000 subscribers, 200 msg/s", 1, 1000, 2000, 200, 200},
+		{"1000 channels x 10 subscribers, saturated", 1000, 10, 50, 10, 0},
+		{"1000 channels x 10 subscribers, 2 msg/s per channel", 1000, 10, 20, 10, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runFanoutLoad(t, h.addr, h.tok, wsPublisher(t, h.addr, h.tok), tt.channels, tt.perChannel, tt.messages, tt.window, 100, tt.rate)
+			t.Logf("%v; server RSS %.0f MiB", r, h.rssKiB()/1024)
+		})
+	}
 }
