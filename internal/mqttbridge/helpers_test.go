@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,7 +191,9 @@ func (h *harness) stop() {
 	select {
 	case <-h.done:
 	case <-time.After(10 * time.Second):
-		h.t.Error("server did not stop within 10 s")
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		h.t.Errorf("server did not stop within 10 s; goroutines:\n%s", b.String())
 	}
 	h.chat.Wait()
 	h.db.Close()
