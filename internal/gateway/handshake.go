@@ -175,6 +175,10 @@ func (p originPolicy) check(origins []string, host string) bool {
 		}
 		return false
 	}
+	_, rest, found := strings.Cut(origin, "://")
+	if !found || !isHostPort(rest) {
+		return false
+	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return false
@@ -197,6 +201,24 @@ func (p originPolicy) check(origins []string, host string) bool {
 		return false
 	}
 	return strings.EqualFold(oh, hh) && op == hp
+}
+
+// isHostPort reports whether s has only the characters of a host[:port]
+// (names, IPv4, bracketed IPv6): no path, query, fragment or userinfo.
+func isHostPort(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '-', c == ':', c == '[', c == ']':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // splitHostPortDefault splits host[:port], filling in the scheme's default
