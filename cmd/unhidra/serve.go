@@ -27,13 +27,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/httpapi"
 	"github.com/unhidra/unhidra/internal/inmem"
+	"github.com/unhidra/unhidra/internal/mqttbridge"
+	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/web"
 )
 
 func runServe(ctx context.Context, e env) error {
@@ -101,11 +107,25 @@ type app struct {
 	httpm     *httpapi.HTTPMetrics
 	authSvc   *auth.Service
 	deviceSvc *device.Service
+	chatSvc   *chat.Service
+	presence  *presence.Service
+	fleet     *device.Fleet
+	gateway   *gateway.Server
+	mqtt      *mqttbridge.Server
 
 	components []component
 	draining   atomic.Bool
 	authAddr   string
 }
+
+// runner adapts a Run function to a component.
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+func (r runner) Name() string                  { return r.name }
+func (r runner) Run(ctx context.Context) error { return r.run(ctx) }
 
 // openDatabase picks the store by the DATABASE_URL scheme.
 func openDatabase(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
@@ -192,6 +212,48 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		}
 	}
 
+	chatStore, err := sqlite.NewChatStore(ctx, a.db)
+	if err != nil {
+		return nil, err
+	}
+	a.chatSvc = chat.NewService(chatStore, a.broker, chat.Options{
+		E2EEEnforced: cfg.E2EEEnforced,
+		Users:        userDirectory{a.authSvc},
+		Logger:       log.With("service", "chat"),
+		Registerer:   a.registry,
+	})
+	a.presence = presence.NewService(presence.Options{
+		Store: chatStore, Channels: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
+	})
+	a.fleet = device.NewFleet(device.FleetOptions{
+		Store:    sqlite.NewFleetStore(a.db),
+		Broker:   a.broker,
+		Channels: a.chatSvc,
+		Owners:   a.deviceSvc,
+		EnsureChannel: func(ctx context.Context, deviceID, owner string) error {
+			_, err := a.chatSvc.EnsureDeviceChannel(ctx, deviceID, owner)
+			return err
+		},
+		Logger:       log.With("service", "fleet"),
+		Retention:    cfg.TelemetryRetention,
+		OfflineGrace: 2 * time.Second,
+	})
+	if err := a.fleet.ResetOnline(ctx); err != nil {
+		return nil, fmt.Errorf("reset device online state: %w", err)
+	}
+	a.components = append(a.components, runner{"fleet", a.fleet.Run})
+
+	if cfg.Runs("gateway") {
+		if err := a.startGateway(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Runs("mqtt") {
+		if err := a.startMQTT(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+
 	if cfg.Runs("auth") {
 		api := &httpapi.AuthAPI{
 			Auth:           a.authSvc,
@@ -214,6 +276,134 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		a.components = append(a.components, srv)
 	}
 	return a, nil
+}
+
+// tlsConfig loads the configured certificate for the gateway and MQTT
+// listeners (TLS 1.2 and 1.3 only), or returns nil without one.
+func tlsConfig(cfg *config.Config) (*tls.Config, error) {
+	if !cfg.TLS() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// startGateway opens the gateway listener: WebSocket, REST API, web client.
+func (a *app) startGateway(cfg *config.Config, log *slog.Logger) error {
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	api := httpapi.NewAPI(httpapi.APIDeps{
+		Chat:     a.chatSvc,
+		Presence: a.presence,
+		Users:    a.authSvc,
+		Devices:  a.deviceSvc,
+		Log:      log.With("server", "api"),
+		Routes:   httpapi.DeviceRoutes(a.fleet, log.With("server", "api")),
+	})
+	// The REST API shares the auth API's per-IP request budget rule (ten
+	// times RATE_LIMIT_IP_PER_MINUTE); WebSocket handshakes have their own,
+	// exact RATE_LIMIT_IP_PER_MINUTE limit in the gateway.
+	apiLog := log.With("server", "api")
+	var apiHandler http.Handler = httpapi.RefuseURLCredentials(apiLog, api)
+	apiHandler = httpapi.LimitByIP(auth.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil), cfg.TrustedProxies, nil, apiLog, apiHandler)
+	apiHandler = httpapi.Recover(apiLog, a.httpm.Instrument("api", apiLog, apiHandler))
+	a.gateway, err = gateway.New(gateway.Config{
+		Addr:                 net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.GatewayPort)),
+		TLS:                  tc,
+		TrustProxyTLS:        cfg.TrustProxyTLS,
+		TrustedProxies:       cfg.TrustedProxies,
+		AllowedOrigins:       cfg.AllowedOrigins,
+		RateLimitIPPerMinute: cfg.RateLimitIPPerMin,
+		MaxConnsPerUser:      cfg.MaxConnsPerUser,
+		ShutdownTimeout:      cfg.ShutdownTimeout,
+	}, gateway.Deps{
+		Tokens:     a.authSvc,
+		DeviceKeys: a.deviceSvc,
+		Chat:       a.chatSvc,
+		Presence:   a.presence,
+		Devices:    device.Frames{Fleet: a.fleet},
+		Broker:     a.broker,
+		Log:        log.With("server", "gateway"),
+		Registerer: a.registry,
+		Gatherer:   a.registry,
+		Health:     a.db.Ping,
+		API:        apiHandler,
+		Web:        web.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.gateway.Listen(); err != nil {
+		return err
+	}
+	a.components = append(a.components, runner{"gateway", a.gateway.Run})
+	return nil
+}
+
+// startMQTT opens the embedded MQTT broker's listeners.
+func (a *app) startMQTT(cfg *config.Config, log *slog.Logger) error {
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	a.mqtt, err = mqttbridge.New(mqttbridge.Config{
+		BindAddr: cfg.BindAddr,
+		Port:     cfg.MQTTPort,
+		TLSPort:  cfg.MQTTTLSPort,
+		TLS:      tc,
+	}, mqttbridge.Deps{
+		Fleet:      a.fleet,
+		DeviceKeys: a.deviceSvc,
+		Tokens:     a.authSvc,
+		Chat:       a.chatSvc,
+		Owners:     a.deviceSvc,
+		Presence:   a.presence,
+		Broker:     a.broker,
+		Logger:     log.With("server", "mqtt"),
+		Registerer: a.registry,
+	})
+	if err != nil {
+		return err
+	}
+	a.components = append(a.components, a.mqtt)
+	return nil
+}
+
+// userDirectory answers the chat service's "does this user exist" from the
+// auth service.
+type userDirectory struct{ auth *auth.Service }
+
+func (u userDirectory) UserExists(ctx context.Context, name string) (bool, error) {
+	_, err := u.auth.User(ctx, name)
+	switch unhidra.ErrorCode(err) {
+	case "":
+		return true, nil
+	case unhidra.ENOTFOUND:
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// GatewayAddr returns the gateway's listening address, or "".
+func (a *app) GatewayAddr() string {
+	if a.gateway == nil {
+		return ""
+	}
+	return a.gateway.Addr()
+}
+
+// MQTTAddr returns the MQTT listener's address, or "".
+func (a *app) MQTTAddr() string {
+	if a.mqtt == nil {
+		return ""
+	}
+	return a.mqtt.Addr()
 }
 
 // authRequestsPerMinute is the auth API's per-IP request limit: ten times
