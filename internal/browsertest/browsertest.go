@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +66,9 @@ func Open(t testing.TB, url string) *Browser {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
 		"--user-data-dir="+dir, url)
+	// Its own process group, so close can stop the renderer and helper
+	// processes too (they write to the profile directory until they exit).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
@@ -95,8 +99,13 @@ func (b *Browser) close() {
 		b.conn.Close(websocket.StatusNormalClosure, "")
 	}
 	if b.cmd.Process != nil {
+		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		_ = b.cmd.Process.Kill()
 		_ = b.cmd.Wait()
+		// Children of the group may take a moment to go away.
+		for i := 0; i < 100 && syscall.Kill(-b.cmd.Process.Pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 
