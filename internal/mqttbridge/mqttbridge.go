@@ -45,6 +45,7 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/wire"
@@ -448,3 +449,18 @@ func (s *Server) Sessions() []SessionInfo {
 
 // Name names the component in logs ("mqtt").
 func (s *Server) Name() string { return "mqtt" }
+
+// ConfigFrom takes the listener settings from the process configuration:
+// BIND_ADDR, MQTT_PORT and, when TLS_CERT_FILE and TLS_KEY_FILE are set,
+// MQTT_TLS_PORT with that certificate.
+func ConfigFrom(c *config.Config) (Config, error) {
+	out := Config{BindAddr: c.BindAddr, Port: c.MQTTPort, TLSPort: c.MQTTTLSPort}
+	if c.TLS() {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("mqtt: TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+		}
+		out.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return out, nil
+}

@@ -19,6 +19,7 @@ import (
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/mqttbridge"
 )
 
@@ -131,5 +132,37 @@ func TestTLSListener(t *testing.T) {
 	c := dialRaw(t, h.srv.Addr())
 	if code := c.connack(t, connectPkt(4, "plain", "d2", h.keys["d2"], 30, nil)); code != 0 {
 		t.Fatalf("plain listener: 0x%02x", code)
+	}
+}
+
+func TestConfigFromLoadsTheCertificate(t *testing.T) {
+	ca := newCA(t, "cfg-ca")
+	cert := ca.serverCert(t)
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	c, err := config.Load(nil, func(k string) string {
+		return map[string]string{"MQTT_PORT": "0", "MQTT_TLS_PORT": "0", "TLS_CERT_FILE": certPath, "TLS_KEY_FILE": keyPath}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := mqttbridge.ConfigFrom(c)
+	if err != nil || mc.TLS == nil || len(mc.TLS.Certificates) != 1 || mc.BindAddr != "127.0.0.1" {
+		t.Fatalf("ConfigFrom: %+v %v", mc, err)
+	}
+	c.TLSKeyFile = filepath.Join(dir, "missing.pem")
+	if _, err := mqttbridge.ConfigFrom(c); err == nil {
+		t.Fatal("a missing key file was accepted")
+	}
+	c.TLSCertFile, c.TLSKeyFile = "", ""
+	if mc, err := mqttbridge.ConfigFrom(c); err != nil || mc.TLS != nil {
+		t.Fatalf("without a certificate: %+v %v", mc, err)
 	}
 }
