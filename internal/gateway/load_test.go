@@ -131,17 +131,46 @@ func (r loadResult) String() string {
 // publishFunc publishes one text message on a channel.
 type publishFunc func(channel, text string) error
 
-// runFanoutLoad opens channels × perChannel real loopback WebSocket clients
-// to addr, subscribes each to its channel, publishes messages per channel
-// (as fast as the slowest subscriber allows, keeping at most window
-// messages in flight per channel) and measures deliveries/s and
-// publish-to-receive latency. Clients read with a plain bufio.Reader and
-// look only at the offset and at the timestamp the publisher put in the
-// text.
+// loadProto is what the load harness needs to know of a server's protocol,
+// so the same load runs against the gateway and against Centrifugo.
+type loadProto struct {
+	// connect opens an authenticated connection.
+	connect func() (net.Conn, error)
+	// subscribe is the frame that subscribes to a channel; subscribed
+	// marks its reply.
+	subscribe  func(channel string) []byte
+	subscribed []byte
+	// delivery marks a message delivery; textKey precedes the publisher's
+	// timestamp in it.
+	delivery func(line []byte) bool
+	textKey  []byte
+	// ping, when set, is an application-level ping to answer with pong.
+	ping, pong []byte
+}
+
+// unhidraLoad speaks the gateway's protocol.
+func unhidraLoad(addr, tok string) loadProto {
+	return loadProto{
+		connect: func() (net.Conn, error) { return rawHandshake(addr, tok) },
+		subscribe: func(ch string) []byte {
+			return clientFrame([]byte(fmt.Sprintf(`{"type":"subscribe","channel":%q}`, ch)))
+		},
+		subscribed: []byte(`"type":"subscribed"`),
+		delivery:   func(b []byte) bool { return eventOffset(b) != 0 },
+		textKey:    []byte(`"text":"`),
+	}
+}
+
+// runFanoutLoad opens channels × perChannel real loopback WebSocket clients,
+// subscribes each to its channel, publishes messages per channel (as fast
+// as the slowest subscriber allows, keeping at most window messages in
+// flight per channel) and measures deliveries/s and publish-to-receive
+// latency. Clients read with a plain bufio.Reader and look only at the
+// timestamp the publisher put in the message.
 //
 // rate, when positive, paces the publisher at rate messages per second per
 // channel (to measure latency below saturation).
-func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channels, perChannel, messages, window, size int, rate float64) loadResult {
+func runFanoutLoad(tb testing.TB, proto loadProto, publish publishFunc, channels, perChannel, messages, window, size int, rate float64) loadResult {
 	tb.Helper()
 	type client struct {
 		nc  net.Conn
@@ -158,47 +187,25 @@ func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channel
 	}()
 	for ch := range channels {
 		for range perChannel {
-			nc, err := rawHandshake(addr, tok)
+			nc, err := proto.connect()
 			if err != nil {
 				tb.Fatalf("connect %d: %v", len(clients), err)
 			}
 			c := &client{nc: nc, br: bufio.NewReaderSize(nc, 4<<10)}
 			clients = append(clients, c)
-			frame := fmt.Sprintf(`{"type":"subscribe","channel":"load%d"}`, ch)
-			if _, err := nc.Write(clientFrame([]byte(frame))); err != nil {
+			if _, err := nc.Write(proto.subscribe(fmt.Sprint("load", ch))); err != nil {
 				tb.Fatal(err)
 			}
 		}
 	}
-	readFrame := func(br *bufio.Reader, buf []byte) (byte, []byte, error) {
-		var hdr [10]byte
-		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-			return 0, nil, err
-		}
-		n := int(hdr[1] & 0x7F)
-		switch n {
-		case 126:
-			io.ReadFull(br, hdr[2:4])
-			n = int(binary.BigEndian.Uint16(hdr[2:4]))
-		case 127:
-			io.ReadFull(br, hdr[2:10])
-			n = int(binary.BigEndian.Uint64(hdr[2:10]))
-		}
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		_, err := io.ReadFull(br, buf)
-		return hdr[0] & 0x0F, buf, err
-	}
 	for i, c := range clients {
 		_ = c.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for {
-			op, b, err := readFrame(c.br, nil)
+			op, b, err := readServerFrame(c.br, nil)
 			if err != nil {
 				tb.Fatalf("client %d waiting for subscribed: %v", i, err)
 			}
-			if op == opText && bytes.Contains(b, []byte(`"type":"subscribed"`)) {
+			if op == opText && bytes.Contains(b, proto.subscribed) {
 				break
 			}
 		}
@@ -212,7 +219,7 @@ func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channel
 			c.lat = make([]time.Duration, 0, messages)
 			var buf []byte
 			for c.got.Load() < int64(messages) {
-				op, b, err := readFrame(c.br, buf)
+				op, b, err := readServerFrame(c.br, buf)
 				if err != nil {
 					c.err = err
 					return
@@ -222,21 +229,31 @@ func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channel
 					c.nc.Write(append([]byte{0x8A, 0x80, 0, 0, 0, 0}, b...)) // empty-mask pong
 					continue
 				}
-				if op != opText || eventOffset(b) == 0 {
+				if op != opText {
 					continue
 				}
-				i := bytes.Index(b, []byte(`"text":"`))
-				if i < 0 {
+				if proto.ping != nil && bytes.Equal(bytes.TrimSpace(b), proto.ping) {
+					c.nc.Write(clientFrame(proto.pong))
 					continue
 				}
-				j := i + len(`"text":"`)
-				k := j
-				for k < len(b) && b[k] >= '0' && b[k] <= '9' {
-					k++
+				// A frame may carry several newline-separated replies.
+				for line := range bytes.SplitSeq(b, []byte("\n")) {
+					if !proto.delivery(line) {
+						continue
+					}
+					i := bytes.Index(line, proto.textKey)
+					if i < 0 {
+						continue
+					}
+					j := i + len(proto.textKey)
+					k := j
+					for k < len(line) && line[k] >= '0' && line[k] <= '9' {
+						k++
+					}
+					sent, _ := strconv.ParseInt(string(line[j:k]), 10, 64)
+					c.lat = append(c.lat, time.Duration(time.Now().UnixNano()-sent))
+					c.got.Add(1)
 				}
-				sent, _ := strconv.ParseInt(string(b[j:k]), 10, 64)
-				c.lat = append(c.lat, time.Duration(time.Now().UnixNano()-sent))
-				c.got.Add(1)
 			}
 		}()
 	}
@@ -282,6 +299,29 @@ func runFanoutLoad(tb testing.TB, addr, tok string, publish publishFunc, channel
 	slices.Sort(all)
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
 	return loadResult{subscribers: len(clients), published: messages * channels, deliveries: total, elapsed: el, p50: pct(0.50), p99: pct(0.99), p999: pct(0.999)}
+}
+
+// readServerFrame reads one unmasked server frame.
+func readServerFrame(br *bufio.Reader, buf []byte) (byte, []byte, error) {
+	var hdr [10]byte
+	if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+		return 0, nil, err
+	}
+	n := int(hdr[1] & 0x7F)
+	switch n {
+	case 126:
+		io.ReadFull(br, hdr[2:4])
+		n = int(binary.BigEndian.Uint16(hdr[2:4]))
+	case 127:
+		io.ReadFull(br, hdr[2:10])
+		n = int(binary.BigEndian.Uint64(hdr[2:10]))
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(br, buf)
+	return hdr[0] & 0x0F, buf, err
 }
 
 // chatPublisher publishes through the in-process fake chat service.
@@ -338,7 +378,7 @@ func clientFrame(p []byte) []byte {
 // check, so the figures' harness itself is tested.
 func TestLoopbackFanoutSmall(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *Deps) { c.MaxConnsPerUser = 1000 })
-	r := runFanoutLoad(t, e.srv.Addr(), e.user("load", "s", time.Hour), chatPublisher(e), 4, 10, 50, 20, 100, 0)
+	r := runFanoutLoad(t, unhidraLoad(e.srv.Addr(), e.user("load", "s", time.Hour)), chatPublisher(e), 4, 10, 50, 20, 100, 0)
 	if r.deliveries != 4*10*50 {
 		t.Fatalf("deliveries = %d, want %d", r.deliveries, 4*10*50)
 	}
@@ -355,20 +395,22 @@ func TestLoopbackFanoutFigures(t *testing.T) {
 		t.Skip("set UNHIDRA_WS_LOAD=1 to measure fan-out figures")
 	}
 	h := startHelper(t, 20000)
-	tests := []struct {
-		name                                   string
-		channels, perChannel, messages, window int
-		rate                                   float64
-	}{
-		{"1 channel x 1000 subscribers, saturated", 1, 1000, 5000, 200, 0},
-		{"1 channel x 1000 subscribers, 200 msg/s", 1, 1000, 2000, 200, 200},
-		{"1000 channels x 10 subscribers, saturated", 1000, 10, 50, 10, 0},
-		{"1000 channels x 10 subscribers, 2 msg/s per channel", 1000, 10, 20, 10, 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := runFanoutLoad(t, h.addr, h.tok, wsPublisher(t, h.addr, h.tok), tt.channels, tt.perChannel, tt.messages, tt.window, 100, tt.rate)
+	for _, sc := range fanoutScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			r := runFanoutLoad(t, unhidraLoad(h.addr, h.tok), wsPublisher(t, h.addr, h.tok), sc.channels, sc.perChannel, sc.messages, sc.window, 100, sc.rate)
 			t.Logf("%v; server RSS %.0f MiB", r, h.rssKiB()/1024)
 		})
 	}
+}
+
+// fanoutScenarios are the README's fan-out figures.
+var fanoutScenarios = []struct {
+	name                                   string
+	channels, perChannel, messages, window int
+	rate                                   float64
+}{
+	{"1 channel x 1000 subscribers, saturated", 1, 1000, 5000, 200, 0},
+	{"1 channel x 1000 subscribers, 200 msg/s", 1, 1000, 2000, 200, 200},
+	{"1000 channels x 10 subscribers, saturated", 1000, 10, 50, 10, 0},
+	{"1000 channels x 10 subscribers, 2 msg/s per channel", 1000, 10, 20, 10, 2},
 }
