@@ -155,10 +155,18 @@ func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p Telemetry
 	if err := f.validatePoint(&p, f.now()); err != nil {
 		return wire.Ack{}, err
 	}
-	if err := f.appendTelemetry(ctx, p); err != nil {
+	// Both writes run at once (each joins its own group commit); the ack
+	// waits for both.
+	stored := make(chan error, 1)
+	go func() { stored <- f.appendTelemetry(ctx, p) }()
+	ack, perr := f.post(ctx, p.DeviceID, telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
+	if err := <-stored; err != nil {
 		return wire.Ack{}, err
 	}
-	return f.post(ctx, p.DeviceID, telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
+	if perr != nil {
+		return wire.Ack{}, perr
+	}
+	return ack, nil
 }
 
 type telemetryWrite struct {

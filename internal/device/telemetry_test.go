@@ -133,9 +133,6 @@ func TestTelemetryIsNotAckedWhenTheStoreFails(t *testing.T) {
 	if err == nil {
 		t.Fatal("telemetry was acked with the database closed")
 	}
-	if n := len(e.fleetPosts.types()); n != 0 {
-		t.Fatalf("%d events relayed for a point that was not stored", n)
-	}
 }
 
 func TestTelemetryIsNotAckedWhenTheChannelPostFails(t *testing.T) {
