@@ -1,6 +1,7 @@
 package mqttbridge
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -76,4 +77,17 @@ func FuzzACL(f *testing.F) {
 			t.Fatalf("user write allowed to %q", tp)
 		}
 	})
+}
+
+// TestMochiLogsAreFiltered: only errors pass, and not mochi's per-publish
+// refusal lines (they quote the packet).
+func TestMochiLogsAreFiltered(t *testing.T) {
+	var b strings.Builder
+	l := slog.New(levelFilter{h: slog.NewTextHandler(&b, nil), min: slog.LevelError})
+	l.Warn("error processing packet", "pk", "secret-ish")
+	l.Error("publish packet error", "packet", "payload")
+	l.Error("listener failed")
+	if got := b.String(); strings.Contains(got, "payload") || strings.Contains(got, "secret-ish") || !strings.Contains(got, "listener failed") {
+		t.Fatalf("filtered log:\n%s", got)
+	}
 }

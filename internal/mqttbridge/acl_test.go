@@ -1,6 +1,10 @@
 package mqttbridge_test
 
 import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -166,4 +170,53 @@ func TestUserACL(t *testing.T) {
 			t.Fatalf("PUBACK 0x%02x, want 0x87", code)
 		}
 	})
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNoSecretReachesTheLog: with debug logging, refused and accepted
+// connections, refused publishes and revocations never log a key, a token
+// or a password.
+func TestNoSecretReachesTheLog(t *testing.T) {
+	var logs lockedBuffer
+	h := newHarness(t, harnessOpts{log: &logs})
+	wrongKey := "unhidra_dk_THISISAWRONGKEYTHATMUSTNOTBELOGGED0123456"
+	c := dialRaw(t, h.srv.Addr())
+	c.connack(t, connectPkt(4, "x", "d1", wrongKey, 30, nil))
+	c = dialRaw(t, h.srv.Addr())
+	c.connack(t, connectPkt(5, "x", "alice", "tok-alice-but-wrong", 30, nil))
+	d := mustV5(t, h.srv.Addr(), "ok", "d1", h.keys["d1"])
+	d.pub(t, "unhidra/devices/d2/telemetry", 1, false, `{"t":1}`)
+	d.pub(t, "unhidra/devices/d1/telemetry", 1, false, `not json`)
+	a := mustV5(t, h.srv.Addr(), "a", "alice", "tok-alice")
+	a.pub(t, "unhidra/channels/nope/messages", 1, false, `{"text":"x"}`)
+	if err := h.registry.Revoke(context.Background(), alice(), "d1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	out := logs.String()
+	if !strings.Contains(out, "bad credentials") || !strings.Contains(out, "revoked") {
+		t.Fatalf("log lacks the expected events:\n%s", out)
+	}
+	for _, secret := range []string{wrongKey, "tok-alice-but-wrong", "tok-alice", h.keys["d1"], h.keys["d2"], "THISISAWRONGKEY"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log contains a secret %q:\n%s", secret, out)
+		}
+	}
 }

@@ -87,6 +87,7 @@ type harnessOpts struct {
 	cfg     mqttbridge.Config
 	devices int // extra devices dev-0 … dev-(n-1), owned by alice
 	grace   time.Duration
+	log     io.Writer // debug log destination (default: discarded)
 }
 
 // newHarness starts the real stack on a temp SQLite database: device
@@ -144,7 +145,9 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}
 	h.presence = presence.NewService(presence.Options{})
 	logger := slog.New(slog.DiscardHandler)
-	if os.Getenv("UNHIDRA_TEST_LOG") != "" {
+	if o.log != nil {
+		logger = slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	} else if os.Getenv("UNHIDRA_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	h.srv, err = mqttbridge.New(o.cfg, mqttbridge.Deps{

@@ -407,7 +407,15 @@ type levelFilter struct {
 func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.h.Enabled(ctx, l)
 }
-func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "publish packet error" {
+		// mochi logs every publish our hook refuses, with the packet; the
+		// refusal is counted (unhidra_mqtt_publish_rejected_total) and
+		// logged at debug by rejectPublish instead.
+		return nil
+	}
+	return f.h.Handle(ctx, r)
+}
 func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
 }
