@@ -40,6 +40,8 @@ func BenchmarkPublishTelemetry(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
+			var latMu sync.Mutex
+			var lats []time.Duration
 			for i, c := range clients {
 				n := b.N / devices
 				if i < b.N%devices {
@@ -50,15 +52,23 @@ func BenchmarkPublishTelemetry(b *testing.B) {
 					defer wg.Done()
 					topic := fmt.Sprintf("unhidra/devices/dev-%d/telemetry", i)
 					var last pahov3.Token
+					lat := make([]time.Duration, 0, n)
 					for j := 0; j < n; j++ {
+						t0 := time.Now()
 						last = c.Publish(topic, qos, false, fmt.Sprintf(`{"data":{"v":%d},"seq":%d}`, j, j))
-						if qos == 1 && j%256 == 255 {
+						if qos == 1 {
+							// A device waits for its PUBACK before the next
+							// reading: the latency is the PUBACK's.
 							last.Wait()
+							lat = append(lat, time.Since(t0))
 						}
 					}
 					if last != nil {
 						last.Wait()
 					}
+					latMu.Lock()
+					lats = append(lats, lat...)
+					latMu.Unlock()
 				}()
 			}
 			wg.Wait()
@@ -68,6 +78,10 @@ func BenchmarkPublishTelemetry(b *testing.B) {
 			el := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+			if len(lats) > 0 {
+				b.ReportMetric(float64(pct(lats, 50).Microseconds())/1000, "p50_ms")
+				b.ReportMetric(float64(pct(lats, 99).Microseconds())/1000, "p99_ms")
+			}
 		})
 	}
 }
