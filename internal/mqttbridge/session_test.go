@@ -191,3 +191,48 @@ func TestMQTTConnectionsAreRegisteredWithPresence(t *testing.T) {
 	_ = c.c.Disconnect(&paho.Disconnect{})
 	waitFor(t, 2*time.Second, "presence cleared", func() bool { return len(h.presence.Connections()) == 0 })
 }
+
+// TestPasswordChangeAndDisableCloseTheRightSessions covers TOK-4's other
+// revocation kinds: user_except keeps the session that changed the
+// password, user closes every session of the user.
+func TestPasswordChangeAndDisableCloseTheRightSessions(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.tokens.mu.Lock()
+	h.tokens.m["tok-alice-2"] = unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "alice"}, SessionID: "s-alice-2"}
+	h.tokens.m["tok-bob-2"] = unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "bob"}, SessionID: "s-bob-2"}
+	h.tokens.mu.Unlock()
+	conn := func(user, tok string) *rawConn {
+		c := dialRaw(t, h.srv.Addr())
+		if code := c.connack(t, connectPkt(4, tok, user, tok, 30, nil)); code != 0 {
+			t.Fatalf("%s: CONNACK 0x%02x", tok, code)
+		}
+		return c
+	}
+	a1, a2 := conn("alice", "tok-alice"), conn("alice", "tok-alice-2")
+	b1, b2 := conn("bob", "tok-bob"), conn("bob", "tok-bob-2")
+	d := conn("d1", h.keys["d1"])
+	waitFor(t, 2*time.Second, "5 sessions", func() bool { return h.srv.Connections() == 5 })
+	publish := func(r broker.Revocation) {
+		b, _ := json.Marshal(r)
+		if err := h.broker.Publish(context.Background(), broker.RevocationTopic, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(broker.Revocation{Kind: broker.RevokeUserExcept, ID: "alice", Except: "s-alice-2"})
+	if !a1.closedWithin(5 * time.Second) {
+		t.Fatal("password change left the other session open")
+	}
+	publish(broker.Revocation{Kind: broker.RevokeUser, ID: "bob"})
+	for i, c := range []*rawConn{b1, b2} {
+		if !c.closedWithin(5 * time.Second) {
+			t.Fatalf("disabled user's session %d still open", i+1)
+		}
+	}
+	waitFor(t, 2*time.Second, "2 sessions left", func() bool { return h.srv.Connections() == 2 })
+	for name, c := range map[string]*rawConn{"the session that changed the password": a2, "the device": d} {
+		c.Write([]byte{0xc0, 0})
+		if hd, _, err := c.read(2 * time.Second); err != nil || hd != 0xd0 {
+			t.Fatalf("%s was affected: %x %v", name, hd, err)
+		}
+	}
+}
