@@ -153,4 +153,3 @@ func TestTelemetryAndCommandsCrossMQTTAndWebSocket(t *testing.T) {
 		return got.Status == device.CommandOK
 	})
 }
-

@@ -46,9 +46,9 @@ const MaxCredentialBytes = 8 << 10
 // keep-alive (or, in v5, for more than MaxKeepalive) gets MaxKeepalive, so
 // no connection can sit idle forever.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	max := h.s.cfg.MaxKeepalive
-	if cl.State.Keepalive == 0 || (pk.ProtocolVersion == 5 && cl.State.Keepalive > max) {
-		cl.State.Keepalive = max
+	limit := h.s.cfg.MaxKeepalive
+	if cl.State.Keepalive == 0 || (pk.ProtocolVersion == 5 && cl.State.Keepalive > limit) {
+		cl.State.Keepalive = limit
 		cl.State.ServerKeepalive = true
 	}
 	return nil
