@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,13 +182,14 @@ func (s *stack) channel(t *testing.T, owner, name, kind string, members ...strin
 	return ch.ID
 }
 
-// history returns the whole history of a channel, oldest first.
+// history returns the whole history of a channel, oldest first, paging
+// back from the newest with before= (the API's default order).
 func history(t testing.TB, base, channel, bearer string) []wire.Message {
 	t.Helper()
 	var all []wire.Message
-	after := int64(0)
+	q := ""
 	for {
-		r := httpCall(t, base, "GET", fmt.Sprintf("/api/v1/channels/%s/messages?after=%d&limit=200", channel, after), bearer, nil)
+		r := httpCall(t, base, "GET", "/api/v1/channels/"+channel+"/messages?limit=200"+q, bearer, nil)
 		if r.status != 200 {
 			t.Fatalf("history of %s: %d %s", channel, r.status, r.body)
 		}
@@ -196,22 +198,18 @@ func history(t testing.TB, base, channel, bearer string) []wire.Message {
 			HasMore  bool           `json:"has_more"`
 		}
 		decode(t, r, &p)
-		if len(p.Messages) == 0 {
-			break
-		}
-		// Pages may come newest first; keep them in offset order.
-		page := p.Messages
-		if len(page) > 1 && page[0].Offset > page[len(page)-1].Offset {
-			for i, j := 0, len(page)-1; i < j; i, j = i+1, j-1 {
-				page[i], page[j] = page[j], page[i]
+		for i := 1; i < len(p.Messages); i++ {
+			if p.Messages[i].Offset >= p.Messages[i-1].Offset {
+				t.Fatalf("history page not newest first: offset %d after %d", p.Messages[i].Offset, p.Messages[i-1].Offset)
 			}
 		}
-		all = append(all, page...)
-		after = page[len(page)-1].Offset
-		if !p.HasMore {
+		all = append(all, p.Messages...)
+		if !p.HasMore || len(p.Messages) == 0 {
 			break
 		}
+		q = fmt.Sprintf("&before=%d", p.Messages[len(p.Messages)-1].Offset)
 	}
+	slices.Reverse(all)
 	return all
 }
 
