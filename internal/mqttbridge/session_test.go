@@ -1,6 +1,7 @@
 package mqttbridge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	paho "github.com/eclipse/paho.golang/paho"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/mqttbridge"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -235,4 +237,27 @@ func TestPasswordChangeAndDisableCloseTheRightSessions(t *testing.T) {
 			t.Fatalf("%s was affected: %x %v", name, hd, err)
 		}
 	}
+}
+
+// TestNoKeepaliveGetsTheServerKeepalive: a client asking for keep-alive 0
+// gets MaxKeepalive (announced in the v5 CONNACK) and is closed when silent.
+func TestNoKeepaliveGetsTheServerKeepalive(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: mqttbridge.Config{MaxKeepalive: 1}})
+	c5 := dialRaw(t, h.srv.Addr())
+	c5.Write(connectPkt(5, "k5", "d1", h.keys["d1"], 0, nil))
+	hd, body, err := c5.read(5 * time.Second)
+	if err != nil || hd>>4 != 2 || body[1] != 0 {
+		t.Fatalf("CONNACK %x %x %v", hd, body, err)
+	}
+	// Properties: 0x13 is Server Keep Alive (two bytes).
+	if !bytes.Contains(body[2:], []byte{0x13, 0x00, 0x01}) {
+		t.Fatalf("CONNACK properties %x lack Server Keep Alive 1", body[2:])
+	}
+	c3 := dialRaw(t, h.srv.Addr())
+	start := time.Now()
+	c3.connack(t, connectPkt(4, "k3", "d2", h.keys["d2"], 0, nil))
+	if !c3.closedWithin(4 * time.Second) {
+		t.Fatal("a silent client without keep-alive stayed open")
+	}
+	t.Logf("closed after %s", time.Since(start))
 }
