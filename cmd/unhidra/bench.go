@@ -168,6 +168,30 @@ func readRSS(pid int) (int64, error) {
 	return parseVmRSS(b)
 }
 
+// settledRSS waits until the process's RSS stops moving (two readings half
+// a second apart within 1 %, at most 10 s), so that memory freed by earlier
+// work (an Argon2 hash at login is 48 MiB) does not count against the
+// connections, and returns it.
+func settledRSS(ctx context.Context, pid int) (int64, error) {
+	prev, err := readRSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond)
+		cur, err := readRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		if d := cur - prev; d*100 <= prev && -d*100 <= prev {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
+}
+
 func parseVmRSS(b []byte) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -192,6 +216,9 @@ func parseVmRSS(b []byte) (int64, error) {
 }
 
 func fmtBytes(n int64) string {
+	if n < 0 {
+		return "-" + fmtBytes(-n)
+	}
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))

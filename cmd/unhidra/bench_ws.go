@@ -141,7 +141,7 @@ func runBenchWS(ctx context.Context, e env) error {
 
 	var rss0 int64
 	if cfg.ServerPID > 0 {
-		if rss0, err = readRSS(cfg.ServerPID); err != nil {
+		if rss0, err = settledRSS(ctx, cfg.ServerPID); err != nil {
 			return fmt.Errorf("--server-pid: %w", err)
 		}
 	}
@@ -150,6 +150,8 @@ func runBenchWS(ctx context.Context, e env) error {
 	conns := make([]*websocket.Conn, cfg.Conns)
 	lat := newLatencies(1_000_000)
 	var delivered, connErrs, readErrs, errFrames atomic.Int64
+	var closeMu sync.Mutex
+	closeCodes := map[string]int{}
 	var firstErr atomic.Value
 	readCtx, stopReaders := context.WithCancel(context.Background())
 	defer stopReaders()
@@ -157,9 +159,22 @@ func runBenchWS(ctx context.Context, e env) error {
 	sem := make(chan struct{}, cfg.Concurrency)
 	var wg sync.WaitGroup
 	connectStart := time.Now()
+	half := cfg.Conns / 2
+	var rssHalf int64
+	var pauseDur time.Duration
 	for i := 0; i < cfg.Conns; i++ {
 		if ctx.Err() != nil {
 			break
+		}
+		if i == half && cfg.ServerPID > 0 && half >= 100 {
+			// Memory per connection is also measured over the second half
+			// only: by then the server's allocator has absorbed what
+			// start-up and logins freed, which otherwise hides (or
+			// inflates) the connections' own cost.
+			wg.Wait()
+			p0 := time.Now()
+			rssHalf, _ = settledRSS(ctx, cfg.ServerPID)
+			pauseDur = time.Since(p0)
 		}
 		sem <- struct{}{}
 		wg.Add(1)
@@ -182,6 +197,13 @@ func runBenchWS(ctx context.Context, e env) error {
 					if err != nil {
 						if readCtx.Err() == nil {
 							readErrs.Add(1)
+							why := "no close frame"
+							if cs := websocket.CloseStatus(err); cs != -1 {
+								why = strconv.Itoa(int(cs))
+							}
+							closeMu.Lock()
+							closeCodes[why]++
+							closeMu.Unlock()
 						}
 						return
 					}
@@ -203,7 +225,7 @@ func runBenchWS(ctx context.Context, e env) error {
 		}(i)
 	}
 	wg.Wait()
-	connectDur := time.Since(connectStart)
+	connectDur := time.Since(connectStart) - pauseDur
 	ok := int64(cfg.Conns) - connErrs.Load()
 	fmt.Fprintf(out, "connected: %d of %d in %s (%.0f conn/s) over %d source address(es)\n",
 		ok, cfg.Conns, connectDur.Round(time.Millisecond), float64(ok)/connectDur.Seconds(), cfg.SrcIPs)
@@ -214,11 +236,14 @@ func runBenchWS(ctx context.Context, e env) error {
 		return errors.New("no connection succeeded")
 	}
 	if cfg.ServerPID > 0 {
-		time.Sleep(2 * time.Second)
-		rss1, err := readRSS(cfg.ServerPID)
+		rss1, err := settledRSS(ctx, cfg.ServerPID)
 		if err == nil {
-			fmt.Fprintf(out, "server RSS: %s before, %s after connecting: %s per connection\n",
+			fmt.Fprintf(out, "server RSS: %s before, %s after connecting: %s per connection on average\n",
 				fmtBytes(rss0), fmtBytes(rss1), fmtBytes((rss1-rss0)/ok))
+			if rssHalf > 0 && ok > int64(half) {
+				fmt.Fprintf(out, "server RSS: %s at %d connections, %s at %d: %s per connection over the second half\n",
+					fmtBytes(rssHalf), half, fmtBytes(rss1), ok, fmtBytes((rss1-rssHalf)/(ok-int64(half))))
+			}
 		}
 	}
 
@@ -325,6 +350,11 @@ func runBenchWS(ctx context.Context, e env) error {
 	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d, error frames %d\n",
 		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load(), errFrames.Load())
 	fmt.Fprintf(out, "end-to-end latency: %s\n", lat.summary())
+	closeMu.Lock()
+	if len(closeCodes) > 0 {
+		fmt.Fprintf(out, "connections closed by the server, by close code: %v\n", closeCodes)
+	}
+	closeMu.Unlock()
 	if cfg.ServerPID > 0 {
 		if rss, err := readRSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "server RSS at the end: %s\n", fmtBytes(rss))
