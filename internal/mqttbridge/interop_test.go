@@ -110,3 +110,24 @@ func TestPahoV311Publishes1000QoS1MessagesWithoutLoss(t *testing.T) {
 		t.Fatalf("stored %d distinct (device, seq), want %d", n, 4*perDevice)
 	}
 }
+
+// TestQoS2TelemetryIsStoredBeforeThePUBREC: QoS 2 works too; the store
+// write happens before mochi sends the PUBREC.
+func TestQoS2TelemetryIsStoredBeforeThePUBREC(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := dialRaw(t, h.srv.Addr())
+	c.connack(t, connectPkt(5, "q2", "d1", h.keys["d1"], 30, nil))
+	c.Write(publishPkt(5, "unhidra/devices/d1/telemetry", 2, 77, []byte(`{"q":2}`)))
+	hd, body, err := c.read(5 * time.Second)
+	if err != nil || hd>>4 != 5 || body[0] != 0 || body[1] != 77 {
+		t.Fatalf("want PUBREC for 77, got %x %x %v", hd, body, err)
+	}
+	if n := h.count(`SELECT COUNT(*) FROM telemetry WHERE data = '{"q":2}'`); n != 1 {
+		t.Fatalf("%d rows when the PUBREC arrived", n)
+	}
+	c.Write([]byte{0x62, 0x02, 0, 77}) // PUBREL
+	hd, body, err = c.read(5 * time.Second)
+	if err != nil || hd>>4 != 7 || body[1] != 77 {
+		t.Fatalf("want PUBCOMP, got %x %x %v", hd, body, err)
+	}
+}
