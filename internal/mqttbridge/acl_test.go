@@ -220,3 +220,39 @@ func TestNoSecretReachesTheLog(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsCountRefusals: the unhidra_mqtt_ collectors move.
+func TestMetricsCountRefusals(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	c := dialRaw(t, h.srv.Addr())
+	c.connack(t, connectPkt(4, "x", "d1", "unhidra_dk_bad", 30, nil))
+	d := mustV5(t, h.srv.Addr(), "ok", "d1", h.keys["d1"])
+	d.sub(t, "unhidra/devices/d2/#", 0)
+	d.pub(t, "unhidra/devices/d1/telemetry", 1, false, `[]`)
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetValue() + "}"
+			}
+			got[key] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for name, min := range map[string]float64{
+		"unhidra_mqtt_auth_failures_total":             1,
+		"unhidra_mqtt_acl_denials_total":               1,
+		"unhidra_mqtt_publish_rejected_total{invalid}": 1,
+		"unhidra_mqtt_connections":                     1,
+		"unhidra_mqtt_packets_received_total":          3,
+		"unhidra_mqtt_packets_sent_total":              3,
+	} {
+		if got[name] < min {
+			t.Errorf("%s = %v, want at least %v (all: %v)", name, got[name], min, got)
+		}
+	}
+}
