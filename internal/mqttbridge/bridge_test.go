@@ -3,6 +3,7 @@ package mqttbridge_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/mqttbridge"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -177,5 +179,42 @@ func TestChannelMessagesFlowBetweenMQTTAndTheChatService(t *testing.T) {
 	m = bob.next(t, 5*time.Second)
 	if err := json.Unmarshal(m.Payload, &msg); err != nil || *msg.Text != text || msg.Offset != 2 {
 		t.Fatalf("bob got %s", m.Payload)
+	}
+}
+
+// TestRemovedMemberStopsReceivingWithinThePermissionTTL: channel read
+// permission is cached per session for PermissionTTL, then asked again.
+func TestRemovedMemberStopsReceivingWithinThePermissionTTL(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := newHarness(t, harnessOpts{now: clock})
+	ctx := context.Background()
+	ch, _, err := h.chat.CreateChannel(ctx, alice(), chat.CreateChannel{Name: "ops", Kind: chat.KindPrivate, Members: []string{"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := mustV5(t, h.srv.Addr(), "b", "bob", "tok-bob")
+	if code := bob.sub(t, "unhidra/channels/"+ch.ID+"/messages", 0); code != 0 {
+		t.Fatalf("SUBACK 0x%02x", code)
+	}
+	say := func(s string) {
+		if _, err := h.chat.Publish(ctx, alice(), wire.Publish{Channel: ch.ID, Text: &s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say("one")
+	bob.next(t, 5*time.Second)
+	if err := h.chat.RemoveMember(ctx, alice(), ch.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(mqttbridge.PermissionTTL + time.Second)
+	mu.Unlock()
+	say("two")
+	select {
+	case m := <-bob.msgs:
+		t.Fatalf("removed member still received %s", m.Payload)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

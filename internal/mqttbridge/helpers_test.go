@@ -88,6 +88,7 @@ type harnessOpts struct {
 	devices int // extra devices dev-0 … dev-(n-1), owned by alice
 	grace   time.Duration
 	log     io.Writer // debug log destination (default: discarded)
+	now     func() time.Time
 }
 
 // newHarness starts the real stack on a temp SQLite database: device
@@ -160,6 +161,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		Broker:     h.broker,
 		Logger:     logger,
 		Registerer: h.reg,
+		Now:        o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

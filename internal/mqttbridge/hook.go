@@ -83,7 +83,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	// Client ids live in a namespace per principal, so nobody can take over
 	// (or inherit the subscriptions of) another principal's session.
 	cl.ID = clientPrefix(who) + cl.ID
-	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]bool{}, owned: map[string]bool{}, started: s.now()}
+	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, owned: map[string]cached{}, started: s.now()}
 	s.sessMu.Lock()
 	s.sessions[cl] = ss
 	s.sessMu.Unlock()
@@ -248,11 +248,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (s *Server) owns(ss *session, deviceID string) bool {
+	now := s.now()
 	ss.mu.Lock()
-	v, ok := ss.owned[deviceID]
+	c, ok := ss.owned[deviceID]
 	ss.mu.Unlock()
-	if ok {
-		return v
+	if ok && now.Sub(c.at) < PermissionTTL {
+		return c.ok
 	}
 	if s.deps.Owners == nil || device.ValidateDeviceID(deviceID) != nil {
 		return false
@@ -260,23 +261,20 @@ func (s *Server) owns(ss *session, deviceID string) bool {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	owner, err := s.deps.Owners.DeviceOwner(ctx, deviceID)
-	v = err == nil && strings.EqualFold(owner, ss.who.Principal.ID)
+	v := err == nil && strings.EqualFold(owner, ss.who.Principal.ID)
 	if err == nil || unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
-		ss.mu.Lock()
-		if len(ss.owned) < maxCachedPerSession {
-			ss.owned[deviceID] = v
-		}
-		ss.mu.Unlock()
+		s.remember(ss, ss.owned, deviceID, v, now)
 	}
 	return v
 }
 
 func (s *Server) canRead(ss *session, channel string) bool {
+	now := s.now()
 	ss.mu.Lock()
-	v, ok := ss.readable[channel]
+	c, ok := ss.readable[channel]
 	ss.mu.Unlock()
-	if ok {
-		return v
+	if ok && now.Sub(c.at) < PermissionTTL {
+		return c.ok
 	}
 	if s.deps.Chat == nil {
 		return false
@@ -284,14 +282,20 @@ func (s *Server) canRead(ss *session, channel string) bool {
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	_, err := s.deps.Chat.Subscribe(ctx, ss.who, channel, nil)
-	if err == nil {
-		ss.mu.Lock()
-		if len(ss.readable) < maxCachedPerSession {
-			ss.readable[channel] = true
-		}
-		ss.mu.Unlock()
+	switch code := unhidra.ErrorCode(err); code {
+	case "", unhidra.EFORBIDDEN, unhidra.ENOTFOUND:
+		s.remember(ss, ss.readable, channel, err == nil, now)
 	}
 	return err == nil
+}
+
+// remember caches a permission answer, within a bound per session.
+func (s *Server) remember(ss *session, m map[string]cached, key string, ok bool, now time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if _, exists := m[key]; exists || len(m) < maxCachedPerSession {
+		m[key] = cached{ok: ok, at: now}
+	}
 }
 
 const maxCachedPerSession = 1024

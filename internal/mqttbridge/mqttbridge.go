@@ -164,10 +164,21 @@ type session struct {
 
 	mu          sync.Mutex
 	established bool
-	readable    map[string]bool // channel id → may read (cache for delivery checks)
-	owned       map[string]bool // device id → owned by this user
+	readable    map[string]cached // channel id → may read (cache for delivery checks)
+	owned       map[string]cached // device id → owned by this user
 	expiry      *time.Timer
 }
+
+// cached is a permission answer and when it was given.
+type cached struct {
+	ok bool
+	at time.Time
+}
+
+// PermissionTTL is how long a user's read permission (channel membership,
+// device ownership) is trusted before it is asked again; a user removed
+// from a channel stops receiving it over MQTT within this time.
+const PermissionTTL = 30 * time.Second
 
 // New builds the broker and opens its listeners (so Addr is known at once);
 // Run serves.
