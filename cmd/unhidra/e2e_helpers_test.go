@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -488,11 +489,7 @@ func newChild(t testing.TB, extra map[string]string) *child {
 	t.Helper()
 	ports := make([]int, 3)
 	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
+		ports[i] = stablePort(t)
 	}
 	pw := secret("admin password", "crash-admin-"+randomHex(8))
 	c := &child{t: t, adminPW: pw, env: map[string]string{
@@ -558,6 +555,30 @@ func (c *child) start() time.Duration {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// stablePort returns a free loopback port below the kernel's ephemeral
+// range, so no client connection of this or another test can take it while
+// the child is down between a kill and its restart.
+func stablePort(t testing.TB) int {
+	t.Helper()
+	lo, hi := 20000, 32000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var a, z int
+		if n, _ := fmt.Sscan(string(b), &a, &z); n == 2 && a > 11000 {
+			lo, hi = 10000, a-1
+		}
+	}
+	for range 1000 {
+		p := lo + mrand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 func mqttListening(addr string) bool {
