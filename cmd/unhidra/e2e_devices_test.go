@@ -8,7 +8,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +215,52 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 			if strings.Contains(string(m.Data), "40.25") {
 				break
 			}
+		}
+	})
+	t.Run("mosquitto_pub (v5) telemetry reaches a mosquitto_sub (3.1.1) subscriber of the owner", func(t *testing.T) {
+		for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				if os.Getenv("UNHIDRA_CHECK") != "" {
+					t.Fatalf("%s is not installed (make deps installs it)", tool)
+				}
+				t.Skipf("%s is not installed", tool)
+			}
+		}
+		host, port, _ := net.SplitHostPort(s.mqtt)
+		sub := exec.Command("mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-d", "-i", "alice-mosq",
+			"-u", "alice", "-P", alice, "-t", "unhidra/channels/device:sensor-mqtt/messages", "-W", "30")
+		var out syncBuffer
+		sub.Stdout, sub.Stderr = &out, &out
+		if err := sub.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), "SUBACK") {
+			if time.Now().After(deadline) {
+				t.Fatalf("mosquitto_sub got no SUBACK:\n%s", out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-i", "sensor-mosq",
+			"-u", "sensor-mqtt", "-P", mqKey, "-t", "unhidra/devices/sensor-mqtt/telemetry", "-m", `{"data":{"lux":777.5},"seq":5}`)
+		if b, err := pub.CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, b)
+		}
+		deadline = time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), `"lux":777.5`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("mosquitto_sub did not receive the telemetry message:\n%s", out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, l := range lines(out.String(), `"lux":777.5`) {
+			if !strings.Contains(l, `"sender":{"kind":"device","id":"sensor-mqtt"}`) {
+				t.Errorf("not a Message from the device: %s", l)
+			}
+		}
+		if strings.Contains(out.String(), "SUBACK") && strings.Contains(out.String(), "granted qos 128") {
+			t.Fatalf("the owner's subscription was refused:\n%s", out.String())
 		}
 	})
 	t.Run("the telemetry route returns the points of a time range", func(t *testing.T) {
