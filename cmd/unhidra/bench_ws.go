@@ -345,7 +345,7 @@ func runBenchWS(ctx context.Context, e env) error {
 	for delivered.Load() < expected.Load() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	fmt.Fprintf(out, "published: %d in %s (%.0f msg/s, target %.0f), errors %d; publish→ack %s\n",
+	fmt.Fprintf(out, "published: %d in %s (%.0f msg/s, target %.0f), errors %d; publish call (Unhidra: frame written; Centrifugo: HTTP API answered) %s\n",
 		published.Load(), pubDur.Round(time.Millisecond), float64(published.Load())/pubDur.Seconds(), cfg.Rate, pubErrs.Load(), pubLat.summary())
 	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d, error frames %d\n",
 		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load(), errFrames.Load())
