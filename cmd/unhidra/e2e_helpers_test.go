@@ -448,20 +448,39 @@ var binary struct {
 }
 
 // unhidraBinary builds this command once per test binary (without -race, so
-// the child starts and runs at production speed).
+// the child starts and runs at production speed). The result is renamed
+// into one fixed place per user, so runs do not pile up binaries; a rename
+// leaves a copy that another run is executing intact.
 func unhidraBinary(t testing.TB) string {
 	t.Helper()
 	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "unhidra-e2e-bin")
+		home := filepath.Join(os.TempDir(), fmt.Sprintf("unhidra-e2e-%d", os.Getuid()))
+		if binary.err = os.MkdirAll(home, 0o700); binary.err != nil {
+			return
+		}
+		tmp, err := os.MkdirTemp(home, "build")
 		if err != nil {
 			binary.err = err
 			return
 		}
-		binary.path = filepath.Join(dir, "unhidra")
-		cmd := exec.Command("go", "build", "-o", binary.path, ".")
+		defer os.RemoveAll(tmp)
+		built := filepath.Join(tmp, "unhidra")
+		cmd := exec.Command("go", "build", "-o", built, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		binary.path = filepath.Join(home, fmt.Sprintf("unhidra-%d", os.Getpid()))
+		if binary.err = os.Rename(built, binary.path); binary.err != nil {
+			return
+		}
+		// Older runs' binaries (their processes are gone) are removed.
+		olds, _ := filepath.Glob(filepath.Join(home, "unhidra-*"))
+		for _, o := range olds {
+			if st, err := os.Stat(o); err == nil && o != binary.path && time.Since(st.ModTime()) > time.Hour {
+				os.Remove(o)
+			}
 		}
 	})
 	if binary.err != nil {
