@@ -15,13 +15,20 @@ import (
 // broker end to end: MQTT in, parsed, stored in SQLite (synchronous=FULL,
 // group commit) and posted to the device channel. QoS 1 counts a message
 // when its PUBACK arrives (after both commits); QoS 0 when it is stored.
-// 16 devices publish in parallel (UNHIDRA_BENCH_DEVICES to change it).
+// 16 devices publish in parallel (UNHIDRA_BENCH_DEVICES to change it;
+// UNHIDRA_BENCH_RATE to pace each device).
 func BenchmarkPublishTelemetry(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
 		b.Run(fmt.Sprintf("QoS%d", qos), func(b *testing.B) {
 			devices := 16
 			if v, err := strconv.Atoi(os.Getenv("UNHIDRA_BENCH_DEVICES")); err == nil && v > 0 {
 				devices = v
+			}
+			// UNHIDRA_BENCH_RATE paces each device (messages per second),
+			// as real devices are; unset, they publish as fast as they can.
+			var every time.Duration
+			if v, err := strconv.ParseFloat(os.Getenv("UNHIDRA_BENCH_RATE"), 64); err == nil && v > 0 {
+				every = time.Duration(float64(time.Second) / v)
 			}
 			h := newHarness(b, harnessOpts{devices: devices})
 			clients := make([]pahov3.Client, devices)
@@ -53,7 +60,15 @@ func BenchmarkPublishTelemetry(b *testing.B) {
 					topic := fmt.Sprintf("unhidra/devices/dev-%d/telemetry", i)
 					var last pahov3.Token
 					lat := make([]time.Duration, 0, n)
+					next := time.Now()
+					if every > 0 {
+						next = next.Add(time.Duration(i) * every / time.Duration(devices)) // spread the fleet
+					}
 					for j := 0; j < n; j++ {
+						if every > 0 {
+							time.Sleep(time.Until(next))
+							next = next.Add(every)
+						}
 						t0 := time.Now()
 						last = c.Publish(topic, qos, false, fmt.Sprintf(`{"data":{"v":%d},"seq":%d}`, j, j))
 						if qos == 1 {
