@@ -11,8 +11,10 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/sqlite"
 )
 
@@ -73,9 +75,16 @@ func openAdmin(ctx context.Context, e env) (*admin, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := &admin{cfg: cfg, db: db}
 	a.auth, err = auth.New(auth.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious, Registration: cfg.Registration}, auth.Deps{Store: sqlite.NewAuthStore(db), Log: log})
+	var chatStore *sqlite.ChatStore
 	if err == nil {
+		chatStore, err = sqlite.NewChatStore(ctx, db)
+	}
+	if err == nil {
+		// Devices registered from the command line get their channel too; no
+		// process listens to this broker, so nothing else is published.
+		chatSvc := chat.NewService(chatStore, inmem.NewBroker(), chat.Options{Users: userDirectory{a.auth}, Logger: log})
 		a.devices, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
-			device.Deps{Store: sqlite.NewDeviceStore(db), Users: a.auth, Log: log})
+			device.Deps{Store: sqlite.NewDeviceStore(db), Users: a.auth, Channels: deviceChannels{chatSvc}, Log: log})
 	}
 	if err != nil {
 		db.Close()

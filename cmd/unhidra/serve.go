@@ -179,8 +179,21 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	if err != nil {
 		return nil, err
 	}
+	chatStore, err := sqlite.NewChatStore(ctx, a.db)
+	if err != nil {
+		return nil, err
+	}
+	a.chatSvc = chat.NewService(chatStore, a.broker, chat.Options{
+		E2EEEnforced: cfg.E2EEEnforced,
+		Users:        userDirectory{a.authSvc},
+		Logger:       log.With("service", "chat"),
+		Registerer:   a.registry,
+	})
+	a.presence = presence.NewService(presence.Options{
+		Store: chatStore, Channels: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
+	})
 	a.deviceSvc, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
-		device.Deps{Store: sqlite.NewDeviceStore(a.db), Users: a.authSvc, Publisher: a.broker, Log: log.With("service", "device")})
+		device.Deps{Store: sqlite.NewDeviceStore(a.db), Users: a.authSvc, Publisher: a.broker, Channels: deviceChannels{a.chatSvc}, Log: log.With("service", "device")})
 	if err != nil {
 		return nil, err
 	}
@@ -212,31 +225,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		}
 	}
 
-	chatStore, err := sqlite.NewChatStore(ctx, a.db)
-	if err != nil {
-		return nil, err
-	}
-	a.chatSvc = chat.NewService(chatStore, a.broker, chat.Options{
-		E2EEEnforced: cfg.E2EEEnforced,
-		Users:        userDirectory{a.authSvc},
-		Logger:       log.With("service", "chat"),
-		Registerer:   a.registry,
-	})
-	a.presence = presence.NewService(presence.Options{
-		Store: chatStore, Channels: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
-	})
 	a.fleet = device.NewFleet(device.FleetOptions{
-		Store:    sqlite.NewFleetStore(a.db),
-		Broker:   a.broker,
-		Channels: a.chatSvc,
-		Owners:   a.deviceSvc,
-		EnsureChannel: func(ctx context.Context, deviceID, owner string) error {
-			_, err := a.chatSvc.EnsureDeviceChannel(ctx, deviceID, owner)
-			return err
-		},
-		Logger:       log.With("service", "fleet"),
-		Retention:    cfg.TelemetryRetention,
-		OfflineGrace: 2 * time.Second,
+		Store:         sqlite.NewFleetStore(a.db),
+		Broker:        a.broker,
+		Channels:      a.chatSvc,
+		Owners:        a.deviceSvc,
+		EnsureChannel: deviceChannels{a.chatSvc}.EnsureDeviceChannel,
+		Logger:        log.With("service", "fleet"),
+		Retention:     cfg.TelemetryRetention,
+		OfflineGrace:  2 * time.Second,
 	})
 	if err := a.fleet.ResetOnline(ctx); err != nil {
 		return nil, fmt.Errorf("reset device online state: %w", err)
@@ -372,6 +369,14 @@ func (a *app) startMQTT(cfg *config.Config, log *slog.Logger) error {
 	}
 	a.components = append(a.components, a.mqtt)
 	return nil
+}
+
+// deviceChannels creates device channels through the chat service.
+type deviceChannels struct{ chat *chat.Service }
+
+func (d deviceChannels) EnsureDeviceChannel(ctx context.Context, deviceID, owner string) error {
+	_, err := d.chat.EnsureDeviceChannel(ctx, deviceID, owner)
+	return err
 }
 
 // userDirectory answers the chat service's "does this user exist" from the

@@ -101,18 +101,28 @@ type Deps struct {
 	Publisher Publisher
 	Auditor   auth.Auditor
 	Log       *slog.Logger
+	// Channels, when set, creates each new device's channel device:<id>
+	// at registration, so its owner can subscribe before the first reading.
+	Channels DeviceChannels
+}
+
+// DeviceChannels creates device channels: the chat service, adapted by the
+// composition root.
+type DeviceChannels interface {
+	EnsureDeviceChannel(ctx context.Context, deviceID, owner string) error
 }
 
 // Service is the device registry service. It is safe for concurrent use.
 type Service struct {
-	store   Store
-	users   Users
-	pub     Publisher
-	audit   auth.Auditor
-	log     *slog.Logger
-	now     func() time.Time
-	hashKey []byte
-	prevKey []byte
+	store    Store
+	users    Users
+	pub      Publisher
+	channels DeviceChannels
+	audit    auth.Auditor
+	log      *slog.Logger
+	now      func() time.Time
+	hashKey  []byte
+	prevKey  []byte
 }
 
 // NewService returns the registry service.
@@ -132,7 +142,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if d.Auditor == nil {
 		d.Auditor = auth.LogAuditor{Log: d.Log}
 	}
-	s := &Service{store: d.Store, users: d.Users, pub: d.Publisher, audit: d.Auditor, log: d.Log, now: cfg.Now, hashKey: deriveKey(cfg.Secret)}
+	s := &Service{store: d.Store, users: d.Users, pub: d.Publisher, channels: d.Channels, audit: d.Auditor, log: d.Log, now: cfg.Now, hashKey: deriveKey(cfg.Secret)}
 	if cfg.PreviousSecret != "" {
 		s.prevKey = deriveKey(cfg.PreviousSecret)
 	}
@@ -300,6 +310,13 @@ func (s *Service) Register(ctx context.Context, who unhidra.Identity, in Registe
 	d := Device{ID: id, Name: name, Owner: owner, CreatedAt: s.now()}
 	if err := s.store.CreateDevice(ctx, d, keyHash(s.hashKey, key)); err != nil {
 		return Device{}, "", err
+	}
+	if s.channels != nil {
+		// The device exists either way; its channel is also made on its
+		// first post, so a failure here is logged, not returned.
+		if err := s.channels.EnsureDeviceChannel(ctx, d.ID, d.Owner); err != nil {
+			s.log.Warn("create device channel", "device", d.ID, "err", err)
+		}
 	}
 	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRegister, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return d, key, nil

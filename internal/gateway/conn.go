@@ -156,6 +156,9 @@ func (c *conn) start(resp []byte) {
 		if err := s.hub.add(t, c, sb); err != nil {
 			s.log.Error("device command subscription failed", "conn", c.id, "err", err)
 		}
+		if ds := s.deviceSessions(); ds != nil {
+			go c.deviceOnline(ds)
+		}
 	}
 
 	now := time.Now()
@@ -629,6 +632,14 @@ func (c *conn) deliver(sb *sub, ev event) {
 		}
 		return
 	}
+	if sb.channel == "" && c.principal.IsDevice() {
+		if ds := c.srv.deviceSessions(); ds != nil {
+			// A command offered on the broker: claim it first, so that only
+			// one transport (and one connection) delivers it.
+			go c.claimCommand(ds, ev.payload)
+			return
+		}
+	}
 	if ev.offset > 0 {
 		if ev.offset <= sb.last {
 			return
@@ -939,8 +950,73 @@ func (c *conn) finish() {
 		s.deps.Presence.Disconnect(ctx, c.pc)
 		cancel()
 	}
+	if ds := s.deviceSessions(); ds != nil && c.principal.IsDevice() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.base), callTimeout)
+		ds.DeviceDisconnected(ctx, ident)
+		cancel()
+	}
 	s.met.connections.WithLabelValues(c.principal.Kind).Dec()
 	s.met.closes.WithLabelValues(why).Inc()
 	s.events.Closed(ident, c.id, why)
 	s.unregister(c) // last: a drain waits for this
+}
+
+// deviceSessions returns the optional device session tracker, or nil.
+func (s *Server) deviceSessions() DeviceSessions {
+	ds, _ := s.deps.Devices.(DeviceSessions)
+	return ds
+}
+
+// deviceOnline marks a device connection online and hands it the commands
+// that waited while it was away, oldest first.
+func (c *conn) deviceOnline(ds DeviceSessions) {
+	ctx, cancel := context.WithTimeout(c.srv.base, callTimeout)
+	defer cancel()
+	cmds, err := ds.DeviceConnected(ctx, c.identity())
+	if err != nil {
+		c.srv.log.Warn("device connect bookkeeping failed", "conn", c.id, "err", err)
+		return
+	}
+	for _, f := range cmds {
+		payload, err := json.Marshal(f)
+		if err != nil {
+			continue
+		}
+		c.claimCommandFrame(ctx, ds, f.CommandID, payload)
+	}
+}
+
+// claimCommand delivers a command frame offered on the device's broker
+// topic, once this connection has won it.
+func (c *conn) claimCommand(ds DeviceSessions, payload []byte) {
+	var f wire.CommandFrame
+	if json.Unmarshal(payload, &f) != nil || f.CommandID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.srv.base, callTimeout)
+	defer cancel()
+	c.claimCommandFrame(ctx, ds, f.CommandID, payload)
+}
+
+func (c *conn) claimCommandFrame(ctx context.Context, ds DeviceSessions, commandID string, payload []byte) {
+	c.mu.Lock()
+	gone := c.closeSent || c.dead
+	c.mu.Unlock()
+	if gone {
+		return // stays pending for the device's next connection
+	}
+	won, err := ds.CommandDelivered(ctx, c.principal.ID, commandID)
+	if err != nil {
+		c.srv.log.Warn("command delivery bookkeeping failed", "conn", c.id, "command", commandID, "err", err)
+		return
+	}
+	if !won {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent || c.dead {
+		return
+	}
+	c.enqueueLocked(opText, payload, true)
 }

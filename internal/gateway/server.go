@@ -58,6 +58,17 @@ type Devices interface {
 	CommandResult(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error
 }
 
+// DeviceSessions is optionally implemented by Devices (*device.Frames): it
+// tracks devices' WebSocket sessions and hands them their commands.
+// DeviceConnected marks the device online and returns the commands waiting
+// for it; CommandDelivered moves a command from pending to delivered and
+// reports whether this caller won it (so exactly one transport delivers it).
+type DeviceSessions interface {
+	DeviceConnected(ctx context.Context, who unhidra.Identity) ([]wire.CommandFrame, error)
+	DeviceDisconnected(ctx context.Context, who unhidra.Identity)
+	CommandDelivered(ctx context.Context, deviceID, commandID string) (bool, error)
+}
+
 // Events is the one place where handshake outcomes and closes can be
 // recorded (the audit log). Methods must not block.
 type Events interface {
