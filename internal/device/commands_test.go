@@ -150,3 +150,30 @@ func TestSendCommandRules(t *testing.T) {
 		}
 	})
 }
+
+func TestAttachDeliversPendingCommandsAndTracksTheConnection(t *testing.T) {
+	e := newFleetEnv(t)
+	ctx := context.Background()
+	c1, _ := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "ping", nil, 0)
+	c2, _ := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "set_interval", json.RawMessage(`{"seconds":5}`), 0)
+	var got []wire.CommandFrame
+	detach, err := e.fleet.Attach(ctx, "d1", func(f wire.CommandFrame) error { got = append(got, f); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].CommandID != c1.ID || got[1].CommandID != c2.ID || got[1].Type != "command" {
+		t.Fatalf("delivered %+v, want both commands in order", got)
+	}
+	for _, id := range []string{c1.ID, c2.ID} {
+		if c, _ := e.fleet.GetCommand(ctx, asDevice("d1"), "d1", id); c.Status != device.CommandDelivered {
+			t.Fatalf("%s is %s, want delivered", id, c.Status)
+		}
+	}
+	if online, _ := e.deviceRow(t, "d1"); !online {
+		t.Fatal("not online while attached")
+	}
+	detach(ctx)
+	if online, _ := e.deviceRow(t, "d1"); online {
+		t.Fatal("online after detach")
+	}
+}
