@@ -9,16 +9,24 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
-if [ ${#need[@]} -eq 0 ]; then
-	exit 0
-fi
-echo "test-deps: installing ${need[*]}"
+command -v wscat >/dev/null 2>&1 || command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# mosquitto is installed for benchmarks and interop tests only: never leave the
-# system service running on the default port.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop mosquitto >/dev/null 2>&1 || true; fi
-pkill -x mosquitto >/dev/null 2>&1 || true
+if [ ${#need[@]} -gt 0 ]; then
+	echo "test-deps: installing ${need[*]}"
+	$SUDO apt-get update -qq >/dev/null
+	$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	# mosquitto is installed for benchmarks and interop tests only: never
+	# leave the system service running on the default port.
+	if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop mosquitto >/dev/null 2>&1 || true; fi
+	if [ -f /run/mosquitto/mosquitto.pid ]; then $SUDO kill "$(cat /run/mosquitto/mosquitto.pid)" >/dev/null 2>&1 || true; fi
+fi
+
+# wscat: the seed's own WebSocket check (`wscat -c "ws://…/ws?token=<JWT>"`),
+# run by the end-to-end tests as a real third-party client.
+if ! command -v wscat >/dev/null 2>&1; then
+	echo "test-deps: installing wscat (npm)"
+	$SUDO npm install -g --no-fund --no-audit wscat@6.1.0 >/dev/null
+fi
