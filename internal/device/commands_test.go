@@ -177,3 +177,21 @@ func TestAttachDeliversPendingCommandsAndTracksTheConnection(t *testing.T) {
 		t.Fatal("online after detach")
 	}
 }
+
+func FuzzParseCommandResult(f *testing.F) {
+	for _, s := range []string{`{"command_id":"c","status":"ok","result":{"a":1}}`, `{"command_id":1}`, `null`, `[]`, `{"status":"error","result":"x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := device.ParseCommandResult(b)
+		if err != nil {
+			if c := unhidra.ErrorCode(err); c != unhidra.EINVALID && c != unhidra.ETOOLARGE {
+				t.Fatalf("code %q", c)
+			}
+			return
+		}
+		if len(r.Result) > 0 && !json.Valid(r.Result) {
+			t.Fatalf("result %q is not JSON", r.Result)
+		}
+	})
+}

@@ -91,3 +91,55 @@ func TestMochiLogsAreFiltered(t *testing.T) {
 		t.Fatalf("filtered log:\n%s", got)
 	}
 }
+
+// FuzzParseTopic: parsing never panics and a parsed device or channel
+// topic puts back together into the input.
+func FuzzParseTopic(f *testing.F) {
+	for _, s := range []string{"unhidra/devices/d1/telemetry", "unhidra/channels/c/messages", "unhidra/devices/#", "unhidra//x", "unhidra/devices/d/commands/result"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := parseTopic(s)
+		switch p.kind {
+		case topicDevice:
+			want := "unhidra/devices/" + p.id
+			if p.sub != "" {
+				want += "/" + p.sub
+			}
+			if want != s {
+				t.Fatalf("device topic %q parsed as %+v", s, p)
+			}
+		case topicChannel:
+			want := "unhidra/channels/" + p.id
+			if p.sub != "" {
+				want += "/" + p.sub
+			}
+			if want != s {
+				t.Fatalf("channel topic %q parsed as %+v", s, p)
+			}
+		}
+		if p.kind != topicOther && p.literal == strings.ContainsAny(p.id, "+#") {
+			t.Fatalf("literal flag wrong for %q", s)
+		}
+	})
+}
+
+// FuzzDecodeChannelPublish: any payload either decodes to a Publish or is
+// refused as invalid; never a panic.
+func FuzzDecodeChannelPublish(f *testing.F) {
+	for _, s := range []string{`{"text":"hi"}`, `{"data":{"a":1},"client_msg_id":"x"}`, `{"e2ee":{}}`, `[]`, ``, `{"text":5}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, err := decodeChannelPublish(b)
+		if err != nil {
+			if unhidra.ErrorCode(err) != unhidra.EINVALID {
+				t.Fatalf("code %q", unhidra.ErrorCode(err))
+			}
+			return
+		}
+		if in.Channel != "" && !strings.Contains(string(b), "channel") {
+			t.Fatalf("channel %q appeared from nowhere", in.Channel)
+		}
+	})
+}
