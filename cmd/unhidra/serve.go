@@ -158,6 +158,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			a.Close()
 		}
 	}()
+	if cfg.RedisURL != "" {
+		return nil, errors.New("REDIS_URL: the Redis Streams broker is not supported yet; leave it empty for the in-process broker (one node)")
+	}
 	if a.db, err = openDatabase(ctx, cfg); err != nil {
 		return nil, err
 	}
