@@ -138,6 +138,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	})
 	if d.Registerer != nil {
 		d.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "unhidra_auth_hash_in_flight_peak",
+			Help: "The most password hashes that ever ran at once (the pool bound holds when it stays at most the pool size).",
+		}, func() float64 { return float64(s.pool.Peak()) }))
+		d.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "unhidra_auth_active_sessions",
 			Help: "Sessions neither revoked nor expired.",
 		}, func() float64 {
