@@ -193,10 +193,12 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&c.Env, "env", c.Env, "UNHIDRA_ENV: development or production")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "UNHIDRA_DATA_DIR: data directory")
-	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "DATABASE_URL: sqlite://path, a bare path, or postgres://…")
-	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "REDIS_URL: redis://host:port/db (empty: in-process broker)")
-	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "JWT_SECRET: HS256 key, at least 32 bytes (prefer the environment)")
-	fs.StringVar(&c.JWTSecretPrevious, "jwt-secret-previous", c.JWTSecretPrevious, "JWT_SECRET_PREVIOUS: previous key, still accepted for verification")
+	// Usage prints each flag's default, which is the environment's value:
+	// secrets are never shown, and URLs only without their password.
+	fs.Var(urlValue{&c.DatabaseURL}, "database-url", "DATABASE_URL: sqlite://path, a bare path, or postgres://…")
+	fs.Var(urlValue{&c.RedisURL}, "redis-url", "REDIS_URL: redis://host:port/db (empty: in-process broker)")
+	fs.Var(secretValue{&c.JWTSecret}, "jwt-secret", "JWT_SECRET: HS256 key, at least 32 bytes (prefer the environment)")
+	fs.Var(secretValue{&c.JWTSecretPrevious}, "jwt-secret-previous", "JWT_SECRET_PREVIOUS: previous key, still accepted for verification")
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "ACCESS_TOKEN_TTL")
 	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", c.RefreshTokenTTL, "REFRESH_TOKEN_TTL")
 	fs.IntVar(&c.AuthPort, "auth-port", c.AuthPort, "AUTH_PORT: auth API listener")
@@ -246,6 +248,32 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// secretValue is a string flag whose value is never printed (flag usage
+// shows defaults, here taken from the environment).
+type secretValue struct{ p *string }
+
+func (v secretValue) String() string { return "" }
+
+func (v secretValue) Set(s string) error {
+	*v.p = s
+	return nil
+}
+
+// urlValue is a string flag printed without any password in its URL.
+type urlValue struct{ p *string }
+
+func (v urlValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return redactURL(*v.p)
+}
+
+func (v urlValue) Set(s string) error {
+	*v.p = s
+	return nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -404,7 +432,13 @@ func checkOrigin(o string) error {
 // redactURL drops any password from a URL for error messages.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		if strings.Contains(s, "@") {
+			return "(an unparsable URL with credentials)"
+		}
+		return s
+	}
+	if u.User == nil {
 		return s
 	}
 	return u.Redacted()
