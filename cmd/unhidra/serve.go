@@ -261,7 +261,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			Log:            log.With("server", "auth"),
 			TrustedProxies: cfg.TrustedProxies,
 			AllowedOrigins: cfg.AllowedOrigins,
-			GatewayPort:    cfg.GatewayPort,
+			GatewayPort:    a.gatewayPort(),
 			Health:         a.db.Ping,
 			Draining:       a.draining.Load,
 			Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}),
@@ -404,6 +404,20 @@ func (a *app) GatewayAddr() string {
 		return ""
 	}
 	return a.gateway.Addr()
+}
+
+// gatewayPort is the port the gateway's page is served from, for the auth
+// API's same-host CORS rule: the bound port when this process runs the
+// gateway (so GATEWAY_PORT=0 works), else the configured one.
+func (a *app) gatewayPort() int {
+	if a.gateway != nil {
+		if _, p, err := net.SplitHostPort(a.gateway.Addr()); err == nil {
+			if n, err := strconv.Atoi(p); err == nil {
+				return n
+			}
+		}
+	}
+	return a.cfg.GatewayPort
 }
 
 // MQTTAddr returns the MQTT listener's address, or "".
