@@ -20,6 +20,11 @@ const (
 	TypeHeartbeatAck   = "heartbeat_ack"
 	TypeRefreshed      = "refreshed"
 	TypeError          = "error"
+	// TypeMemberRemoved and TypeChannelDeleted are published on a channel's
+	// topic when someone loses the right to read it; gateways end the
+	// affected subscriptions with an `unsubscribed` frame.
+	TypeMemberRemoved  = "member_removed"
+	TypeChannelDeleted = "channel_deleted"
 )
 
 // Client frame types (client → server).
@@ -53,11 +58,34 @@ type Subscribed struct {
 	Recovered bool            `json:"recovered"`
 }
 
-// Unsubscribed answers an unsubscribe frame.
+// Unsubscribed answers an unsubscribe frame. The server also sends it
+// unasked (no ID) when it ends a subscription itself; Reason then says why
+// (UnsubscribedRemoved, UnsubscribedDeleted).
 type Unsubscribed struct {
 	Type    string          `json:"type"`
 	ID      json.RawMessage `json:"id,omitempty"`
 	Channel string          `json:"channel"`
+	Reason  string          `json:"reason,omitempty"`
+}
+
+// Reasons of a server-initiated unsubscribed frame.
+const (
+	UnsubscribedRemoved = "removed" // the user is no longer a member
+	UnsubscribedDeleted = "deleted" // the channel was deleted
+)
+
+// MemberRemovedFrame says that User left or was removed from a channel they
+// may no longer read (private channels).
+type MemberRemovedFrame struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
+	User    string `json:"user"`
+}
+
+// ChannelDeletedFrame says that a channel was deleted.
+type ChannelDeletedFrame struct {
+	Type    string `json:"type"`
+	Channel string `json:"channel"`
 }
 
 // AckFrame answers publish and telemetry frames once stored.

@@ -30,6 +30,11 @@
 // messages. Beyond that the answer is recovered:false with no messages (never
 // a partial batch) and the client pages through REST history.
 //
+// Losing the right to read a channel (removal from or leaving a channel
+// that is not public, and channel deletion) is published on the channel's
+// topic as member_removed or channel_deleted, so transports end the live
+// subscriptions it affects.
+//
 // Concurrency contract: a Service is safe for concurrent use. Message
 // appends from all goroutines go through one group-commit loop (see
 // commit.go) which assigns offsets, commits many appends in one transaction

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -447,6 +448,7 @@ func (s *Service) DeleteChannel(ctx context.Context, who unhidra.Identity, id st
 	if err := s.store.DeleteChannel(ctx, id); err != nil {
 		return err
 	}
+	s.publishFrame(broker.ChannelTopic(id), wire.ChannelDeletedFrame{Type: wire.TypeChannelDeleted, Channel: id})
 	s.emit(ctx, Event{Action: EventChannelDeleted, Actor: who, Channel: id})
 	return nil
 }
@@ -584,6 +586,7 @@ func (s *Service) RemoveMember(ctx context.Context, who unhidra.Identity, channe
 	if err := s.store.RemoveMember(ctx, channel, user); err != nil {
 		return err
 	}
+	s.memberGone(a.ch, user)
 	s.emit(ctx, Event{Action: EventMemberRemoved, Actor: who, Channel: channel, Target: user})
 	return nil
 }
@@ -641,6 +644,17 @@ func (s *Service) Leave(ctx context.Context, who unhidra.Identity, channel strin
 		}
 		return err
 	}
+	s.memberGone(a.ch, who.Principal.ID)
 	s.emit(ctx, Event{Action: EventMemberLeft, Actor: who, Channel: channel, Target: who.Principal.ID})
 	return nil
+}
+
+// memberGone announces on the channel's topic that user, no longer a member,
+// may not read ch any more (every kind but public), so transports end the
+// user's live subscriptions instead of relaying further messages to them.
+func (s *Service) memberGone(ch Channel, user string) {
+	if ch.Kind == KindPublic {
+		return
+	}
+	s.publishFrame(broker.ChannelTopic(ch.ID), wire.MemberRemovedFrame{Type: wire.TypeMemberRemoved, Channel: ch.ID, User: user})
 }

@@ -807,3 +807,46 @@ func BenchmarkPublishGroupCommit(b *testing.B) {
 		})
 	}
 }
+
+// Losing the right to read a channel is announced on its topic, so that
+// transports end live subscriptions: a removed or departed member of a
+// private channel, and every subscriber of a deleted channel.
+func TestLosingReadAccessIsPublishedOnTheChannelTopic(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, chat.Options{})
+	priv := e.channel(t, alice, chat.KindPrivate, "bob", "carol")
+	pub := e.channel(t, alice, chat.KindPublic, "bob")
+	fPriv, fPub := e.watch(t, priv.ID), e.watch(t, pub.ID)
+
+	if err := e.svc.RemoveMember(ctx, alice, priv.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Leave(ctx, carol, priv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RemoveMember(ctx, alice, pub.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.DeleteChannel(ctx, alice, priv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for _, b := range fPriv.all() {
+		var f struct{ Type, Channel, User string }
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Channel != priv.ID {
+			t.Errorf("frame %s names channel %q, want %q", b, f.Channel, priv.ID)
+		}
+		got = append(got, f.Type+":"+f.User)
+	}
+	want := []string{"member_removed:bob", "member_removed:carol", "channel_deleted:"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("private channel frames = %v, want %v", got, want)
+	}
+	if n := len(fPub.all()); n != 0 {
+		t.Errorf("leaving a public channel (still readable) published %d frames, want 0", n)
+	}
+}

@@ -191,7 +191,7 @@ func (c *conn) channels() []string {
 	defer c.mu.Unlock()
 	out := make([]string, 0, len(c.subs))
 	for _, s := range c.subs {
-		if s.channel != "" {
+		if s.channel != "" && s.active {
 			out = append(out, s.channel)
 		}
 	}
@@ -581,6 +581,9 @@ func (c *conn) subscribe(ctx context.Context, who unhidra.Identity, f wire.Clien
 	}
 	sb.last = last
 	for _, ev := range sb.buf {
+		if c.accessEndedLocked(sb, ev) {
+			break
+		}
 		if ev.offset > 0 {
 			if ev.offset <= sb.last {
 				continue
@@ -632,6 +635,9 @@ func (c *conn) deliver(sb *sub, ev event) {
 		}
 		return
 	}
+	if c.accessEndedLocked(sb, ev) {
+		return
+	}
 	if sb.channel == "" && c.principal.IsDevice() {
 		if ds := c.srv.deviceSessions(); ds != nil {
 			// A command offered on the broker: claim it first, so that only
@@ -647,6 +653,31 @@ func (c *conn) deliver(sb *sub, ev event) {
 		sb.last = ev.offset
 	}
 	c.enqueueLocked(opText, ev.payload, true)
+}
+
+// accessEndedLocked reports whether ev ends subscription sb: the channel
+// was deleted, or this connection's user was removed from it (or left) and
+// may no longer read it. It then stops sb, whose later events are dropped,
+// and tells the client with an unasked `unsubscribed` frame.
+func (c *conn) accessEndedLocked(sb *sub, ev event) bool {
+	var reason string
+	switch {
+	case sb.channel == "":
+		return false
+	case ev.deleted:
+		reason = wire.UnsubscribedDeleted
+	case ev.removed != "" && c.principal.Kind == wire.KindUser && c.principal.ID == ev.removed:
+		reason = wire.UnsubscribedRemoved
+	default:
+		return false
+	}
+	sb.active = false
+	sb.buf, sb.bufBytes = nil, 0
+	b, err := json.Marshal(wire.Unsubscribed{Type: wire.TypeUnsubscribed, Channel: sb.channel, Reason: reason})
+	if err == nil {
+		c.enqueueLocked(opText, b, true)
+	}
+	return true
 }
 
 // refresh replaces the connection's access token in band (SPEC §5.2).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/wire"
 )
 
 // hub holds ONE broker subscription per topic for the whole node,
@@ -37,9 +38,13 @@ type topic struct {
 }
 
 // event is one broker payload with its offset (0 for frames without one).
+// removed and deleted are set for the frames that end subscriptions: a
+// user who may no longer read the channel, or the channel's deletion.
 type event struct {
 	payload []byte
 	offset  int64
+	removed string
+	deleted bool
 }
 
 func newHub(b broker.Broker, met *metrics) *hub {
@@ -130,6 +135,7 @@ func (h *hub) topicCount() int {
 func (h *hub) deliver(t *topic, payload []byte) {
 	start := time.Now()
 	ev := event{payload: payload, offset: eventOffset(payload)}
+	ev.removed, ev.deleted = eventAccessEnd(payload)
 	t.mu.RLock()
 	for c, s := range t.subs {
 		c.deliver(s, ev)
@@ -171,6 +177,29 @@ func eventOffset(payload []byte) int64 {
 		return 0
 	}
 	return head.Offset
+}
+
+// eventAccessEnd decodes the frames that end subscriptions to a channel:
+// member_removed (the user it names) and channel_deleted. Other frames are
+// recognised by their prefix without decoding.
+func eventAccessEnd(payload []byte) (removed string, deleted bool) {
+	if !bytes.HasPrefix(payload, []byte(`{"type":"member_removed"`)) && !bytes.HasPrefix(payload, []byte(`{"type":"channel_deleted"`)) {
+		return "", false
+	}
+	var head struct {
+		Type string `json:"type"`
+		User string `json:"user"`
+	}
+	if json.Unmarshal(payload, &head) != nil {
+		return "", false
+	}
+	switch head.Type {
+	case wire.TypeMemberRemoved:
+		return head.User, false
+	case wire.TypeChannelDeleted:
+		return "", true
+	}
+	return "", false
 }
 
 // subscribers returns the number of local subscribers of topic name.
