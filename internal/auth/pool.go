@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,11 +32,31 @@ var errPoolFull = &unhidra.Error{Code: unhidra.EUNAVAILABLE, Message: "server bu
 // do runs fn on a pool slot. It fails fast when the pool and its queue are
 // full, and gives up waiting when ctx ends.
 func (p *hashPool) do(ctx context.Context, fn func()) error {
+	release, err := p.admit()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return p.run(ctx, fn)
+}
+
+// admit takes a place in the pool (running or queued) without waiting, or
+// fails at once when the pool and its queue are full. Login admits before
+// its database lookup, so a flood is refused before it costs a database
+// connection that /health and other requests need. release gives the place
+// back; it may be called more than once.
+func (p *hashPool) admit() (release func(), err error) {
 	if p.admitted.Add(1) > p.limit {
 		p.admitted.Add(-1)
-		return errPoolFull
+		return nil, errPoolFull
 	}
-	defer p.admitted.Add(-1)
+	var once sync.Once
+	return func() { once.Do(func() { p.admitted.Add(-1) }) }, nil
+}
+
+// run runs fn on a pool slot for a caller that holds an admission, waiting
+// for the slot until ctx ends.
+func (p *hashPool) run(ctx context.Context, fn func()) error {
 	p.metrics.queueDepth.Inc()
 	select {
 	case p.slots <- struct{}{}:

@@ -223,8 +223,18 @@ func (s *Service) hash(ctx context.Context, password string) (string, error) {
 // verify checks password against encoded on the pool; encoded "" means the
 // dummy hash (an unknown user).
 func (s *Service) verify(ctx context.Context, encoded, password string) (ok bool, params Params, err error) {
+	release, err := s.pool.admit()
+	if err != nil {
+		return false, Params{}, err
+	}
+	defer release()
+	return s.verifyAdmitted(ctx, encoded, password)
+}
+
+// verifyAdmitted is verify for a caller that already holds a pool admission.
+func (s *Service) verifyAdmitted(ctx context.Context, encoded, password string) (ok bool, params Params, err error) {
 	var perr error
-	if err := s.pool.do(ctx, func() {
+	if err := s.pool.run(ctx, func() {
 		if encoded == "" {
 			ok, params, perr = verifyPHC(s.dummy(), []byte(password))
 			ok = false
@@ -412,6 +422,15 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	}
 	failed := true
 	defer func() { done(failed) }()
+	// The pool admits (or refuses, 503) before the user lookup, so a flood
+	// beyond the pool costs no database connection.
+	release, err := s.pool.admit()
+	if err != nil {
+		failed = false
+		count(OutcomeBusy)
+		return TokenPair{}, err
+	}
+	defer release()
 
 	u, err := s.store.User(ctx, name)
 	known := err == nil
@@ -423,7 +442,8 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if known {
 		encoded = u.PasswordHash
 	}
-	match, params, err := s.verify(ctx, encoded, in.Password)
+	match, params, err := s.verifyAdmitted(ctx, encoded, in.Password)
+	release()
 	if err != nil {
 		failed = false
 		count(OutcomeBusy)
