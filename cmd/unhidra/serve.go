@@ -193,7 +193,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		Registerer:   a.registry,
 	})
 	a.presence = presence.NewService(presence.Options{
-		Store: chatStore, Channels: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
+		Store: chatStore, Channels: chatStore, Peers: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
 	})
 	a.deviceSvc, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
 		device.Deps{Store: sqlite.NewDeviceStore(a.db), Users: a.authSvc, Publisher: a.broker, Channels: deviceChannels{a.chatSvc}, Log: log.With("service", "device")})

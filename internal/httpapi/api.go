@@ -396,7 +396,12 @@ func (a *api) presence(w http.ResponseWriter, r *http.Request, who unhidra.Ident
 		a.fail(w, r, unhidra.Errorf(unhidra.EUNAVAILABLE, "presence is not available"))
 		return
 	}
-	WriteJSON(w, http.StatusOK, a.Presence.Get(r.Context(), users))
+	ps, err := a.Presence.GetFor(r.Context(), who, users)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, ps)
 }
 
 func (a *api) adminConnections(w http.ResponseWriter, r *http.Request, who unhidra.Identity) {

@@ -65,7 +65,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	}
 	bus := inmem.NewBroker()
 	svc := chat.NewService(st, bus, chat.Options{})
-	pres := presence.NewService(presence.Options{Store: st, Channels: st, Publisher: bus})
+	pres := presence.NewService(presence.Options{Store: st, Channels: st, Publisher: bus, Peers: st})
 	auth := apiFakeAuth{
 		"tok-alice": {Principal: wire.Principal{Kind: wire.KindUser, ID: "alice"}},
 		"tok-bob":   {Principal: wire.Principal{Kind: wire.KindUser, ID: "bob"}},
@@ -442,8 +442,22 @@ func TestAPIPresenceAndConnections(t *testing.T) {
 	var ps []presence.Presence
 	r := e.do("GET", "/api/v1/presence?user=bob&user=carol&user=bob", "tok-alice", nil)
 	r.decode(t, &ps)
+	if r.status != 200 || len(ps) != 0 {
+		t.Errorf("presence of strangers = %d %+v, want 200 and nobody", r.status, ps)
+	}
+	if _, _, err := e.chat.CreateChannel(ctx, unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "alice"}},
+		chat.CreateChannel{Name: "pair", Kind: chat.KindPrivate, Members: []string{"bob", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do("GET", "/api/v1/presence?user=bob&user=carol&user=bob", "tok-alice", nil)
+	r.decode(t, &ps)
 	if r.status != 200 || len(ps) != 2 || ps[0].User != "bob" || ps[0].Status != "online" || ps[1].Status != "offline" {
 		t.Errorf("presence = %d %+v, want bob online, carol offline", r.status, ps)
+	}
+	r = e.do("GET", "/api/v1/presence?user=bob", "tok-root", nil)
+	r.decode(t, &ps)
+	if r.status != 200 || len(ps) != 1 || ps[0].Status != "online" {
+		t.Errorf("an admin asking = %d %+v, want bob online", r.status, ps)
 	}
 	e.run(t, []apiCase{
 		{"presence without users is 400", "GET", "/api/v1/presence", "tok-alice", nil, 400, "invalid"},

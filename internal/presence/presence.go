@@ -9,7 +9,8 @@
 // the topics of the user's private and direct channels (at most
 // Options.MaxFanoutChannels, default 100): the people who share a
 // conversation with them. Public channels are not used (their audience is
-// unbounded); clients ask GET /api/v1/presence for anyone else. Only
+// unbounded); clients ask GET /api/v1/presence for the others they share a
+// channel with (GetFor: strangers are left out, admins see everyone). Only
 // transitions are published (first connection, last disconnection, a status
 // change), in the order they happened per user.
 //
@@ -43,6 +44,13 @@ type Channels interface {
 	PresenceChannels(ctx context.Context, user string, limit int) ([]string, error)
 }
 
+// Peers tells whether two users share a channel: GET /api/v1/presence
+// shows a user's presence only to the people who share a channel with them
+// (and to admins).
+type Peers interface {
+	SharesChannel(ctx context.Context, a, b string) (bool, error)
+}
+
 // Publisher publishes frames on broker topics.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
@@ -63,8 +71,11 @@ type Options struct {
 	Store     Store
 	Channels  Channels  // optional: no fan-out without it
 	Publisher Publisher // optional: no fan-out without it
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Peers limits GetFor to the people a user shares a channel with;
+	// without it GetFor shows every user.
+	Peers  Peers
+	Logger *slog.Logger
+	Now    func() time.Time
 	// MaxFanoutChannels bounds the channels a presence change is published
 	// on (default 100).
 	MaxFanoutChannels int
@@ -306,6 +317,42 @@ func (s *Service) Get(ctx context.Context, users []string) []Presence {
 		}
 	}
 	return out
+}
+
+// GetFor is Get for who (GET /api/v1/presence): a user sees their own
+// presence and that of the users they share a channel with; an admin sees
+// everyone. Users who may not be seen are left out of the answer, so
+// strangers cannot watch each other come and go. Devices have no presence
+// view.
+func (s *Service) GetFor(ctx context.Context, who unhidra.Identity, users []string) ([]Presence, error) {
+	if who.IsDevice() || who.Principal.ID == "" {
+		return nil, unhidra.Errorf(unhidra.EFORBIDDEN, "devices have no presence view")
+	}
+	if s.opts.Peers != nil && !who.IsAdmin() {
+		visible := make([]string, 0, len(users))
+		checked := map[string]bool{}
+		for _, u := range users {
+			if len(checked) == MaxQueryUsers {
+				break
+			}
+			ok, done := checked[u]
+			if !done {
+				ok = u == who.Principal.ID
+				if !ok {
+					var err error
+					if ok, err = s.opts.Peers.SharesChannel(ctx, who.Principal.ID, u); err != nil {
+						return nil, err
+					}
+				}
+				checked[u] = ok
+			}
+			if ok {
+				visible = append(visible, u)
+			}
+		}
+		users = visible
+	}
+	return s.Get(ctx, users), nil
 }
 
 // Connections snapshots every live connection, oldest first.

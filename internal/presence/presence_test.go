@@ -321,3 +321,53 @@ func TestAdminConnections(t *testing.T) {
 		t.Errorf("a device's last_seen is not recorded: %v %v", ls, err)
 	}
 }
+
+// GET /api/v1/presence: a user sees the presence of the people they share a
+// channel with (and their own); admins see everyone; the others are left
+// out, so nobody can watch when a stranger comes and goes.
+func TestGetForShowsOnlyPeopleWhoShareAChannel(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	opts := presence.Options{}
+	opts.Peers = f.st
+	s := f.service(opts)
+	carol, root := ident(wire.KindUser, "carol"), ident(wire.KindUser, "root", unhidra.RoleAdmin)
+	for _, who := range []unhidra.Identity{bob, carol} {
+		if err := s.Connect(ctx, conn(who, "s-"+who.Principal.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: "a-b", Kind: chat.KindPrivate, Members: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	users := func(ps []presence.Presence) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.User+"="+p.Status)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		who  unhidra.Identity
+		want []string
+	}{
+		{"a user sees a channel peer and themself, not a stranger", alice, []string{"bob=online", "alice=offline"}},
+		{"a stranger sees only themself", carol, []string{"carol=online"}},
+		{"an admin sees everyone", root, []string{"bob=online", "carol=online", "alice=offline"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.GetFor(ctx, tc.who, []string{"bob", "carol", "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(users(got)) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v", users(got), tc.want)
+			}
+		})
+	}
+	if _, err := s.GetFor(ctx, ident(wire.KindDevice, "d1"), []string{"bob"}); unhidra.ErrorCode(err) != unhidra.EFORBIDDEN {
+		t.Errorf("a device asking: %v, want forbidden", err)
+	}
+}

@@ -664,6 +664,19 @@ func (s *ChatStore) Search(ctx context.Context, q chat.SearchQuery) ([]wire.Mess
 	return msgs, err
 }
 
+// SharesChannel reports whether users a and b are members of one channel
+// (presence.Peers).
+func (s *ChatStore) SharesChannel(ctx context.Context, a, b string) (bool, error) {
+	var one int
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT 1 FROM channel_members x
+		JOIN channel_members y ON y.channel_id = x.channel_id AND y.user_id = ?
+		WHERE x.user_id = ? LIMIT 1`, b, a).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, Err(err)
+}
+
 // SetLastSeen records when principal kind/id was last connected.
 func (s *ChatStore) SetLastSeen(ctx context.Context, kind, id string, t time.Time) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
