@@ -237,6 +237,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		Logger:        log.With("service", "fleet"),
 		Retention:     cfg.TelemetryRetention,
 		OfflineGrace:  2 * time.Second,
+		// Chat and fleet stores share the SQLite database: a telemetry
+		// point and its device-channel message go in one transaction.
+		TelemetryWithMessage: true,
 	})
 	if err := a.fleet.ResetOnline(ctx); err != nil {
 		return nil, fmt.Errorf("reset device online state: %w", err)

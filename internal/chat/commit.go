@@ -34,6 +34,13 @@ type pending struct {
 // its outcome. When ctx ends first the caller gets unavailable (the message
 // may still be stored; a retry with the same client_msg_id returns its ack).
 func (s *Service) appendMessage(ctx context.Context, app Append) (AppendResult, error) {
+	return s.enqueue(ctx, app).wait(ctx)
+}
+
+// enqueue queues one message for the next group commit. Appends are
+// committed in the order they were queued. The commit skips an append
+// whose ctx has ended by then.
+func (s *Service) enqueue(ctx context.Context, app Append) *pending {
 	p := &pending{ctx: ctx, app: app, done: make(chan AppendResult, 1)}
 	s.qmu.Lock()
 	s.queue = append(s.queue, p)
@@ -43,6 +50,12 @@ func (s *Service) appendMessage(ctx context.Context, app Append) (AppendResult, 
 		go s.commitLoop()
 	}
 	s.qmu.Unlock()
+	return p
+}
+
+// wait returns the outcome of a queued append, or unavailable when ctx
+// ends first.
+func (p *pending) wait(ctx context.Context) (AppendResult, error) {
 	select {
 	case r := <-p.done:
 		return r, r.Err

@@ -79,9 +79,17 @@ type Store interface {
 // Append is one new message for Store.AppendMessages. Msg has every field
 // set except Offset. Index tells the store to add the text to the search
 // index (false for e2ee channels).
+//
+// Row, when set, is a record of another table that must be stored in the
+// same transaction as the message (a device's telemetry row beside its
+// device-channel message: one commit instead of two). The store writes it
+// only when the message is stored (not for a duplicate or a per-append
+// error); a store that does not know Row's type reports a per-append
+// error and stores nothing for it. Only Service.QueueDeviceData sets it.
 type Append struct {
 	Msg   wire.Message
 	Index bool
+	Row   any
 }
 
 // AppendResult is the outcome of one Append.

@@ -19,18 +19,26 @@ package device
 //     subscriber of that channel — WebSocket or MQTT — live telemetry with
 //     offsets and recovery, like any other channel message.
 //
-// The two writes run concurrently, each joining its own group commit, and
-// the ack handed back to the device (WebSocket `ack`, MQTT PUBACK) is sent
-// only after both committed; it is the channel message's ack. A failure of
-// either is returned to the caller, who refuses the ack, so the device
-// retries: delivery is at-least-once, and a retry after only one of the two
-// writes failed stores the point a second time in the other (running them
-// one after the other would not avoid that, and would double the latency).
+// With FleetOptions.TelemetryWithMessage (what `unhidra serve` uses on
+// SQLite) both are written in ONE transaction: the point rides along with
+// its channel message through the chat service's group commit
+// (chat.Service.QueueDeviceData, chat.Append.Row), so a batch of points
+// costs one fsync, and the point and its message are stored together or
+// not at all. Without it the two writes run concurrently, each joining its
+// own group commit (the telemetry rows' is below), and a retry after only
+// one of them failed stores the point a second time in the other.
 //
-// Telemetry rows are written through a group commit: concurrent Telemetry
-// calls are collected while one transaction is in flight and committed
-// together in the next one, so thousands of devices under synchronous=FULL
-// cost one fsync per batch, not one per point.
+// The ack handed back to the device (WebSocket `ack`, MQTT PUBACK) is sent
+// only after the commit; it is the channel message's ack. A failure is
+// returned to the caller, who refuses the ack, so the device retries:
+// delivery is at-least-once. TelemetryNoWait (MQTT QoS 0, which has no
+// ack) returns once the point is queued, bounded by
+// MaxTelemetryInFlight, beyond which it waits like Telemetry.
+//
+// Group commit: concurrent writes are collected while one transaction is
+// in flight and committed together in the next one, so thousands of
+// devices under synchronous=FULL cost one fsync per batch, not one per
+// point.
 
 import (
 	"context"
@@ -38,12 +46,14 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -120,6 +130,26 @@ type FleetOptions struct {
 	// device that reconnects in a loop from costing two commits per
 	// connection. Zero: offline at once.
 	OfflineGrace time.Duration
+	// TelemetryWithMessage stores each telemetry point in the same
+	// transaction as its device-channel message: Channels must then
+	// implement DeviceData (chat.Service) and its store must write a
+	// TelemetryPoint row beside a message (SQLite, with the chat and fleet
+	// stores on one database). One group commit per batch instead of two.
+	// Without it (or when Channels is no DeviceData) the point goes to
+	// Store.AppendTelemetry and the message to Channels.Publish, each in its
+	// own group commit.
+	TelemetryWithMessage bool
+	// MaxTelemetryInFlight bounds the points TelemetryNoWait has queued and
+	// not yet seen committed; beyond it TelemetryNoWait waits for the
+	// commit like Telemetry (backpressure). Default 4096.
+	MaxTelemetryInFlight int
+}
+
+// DeviceData queues a device's data message together with a row stored in
+// the same transaction, and lets the caller wait for the commit or not:
+// chat.Service.QueueDeviceData.
+type DeviceData interface {
+	QueueDeviceData(ctx context.Context, deviceID string, data json.RawMessage, row any) (chat.DeviceDataWait, error)
 }
 
 // Fleet is the device runtime service. It is safe for concurrent use; the
@@ -141,6 +171,11 @@ type Fleet struct {
 
 	ensure  func(ctx context.Context, deviceID, owner string) error
 	ensured sync.Map // device id → struct{}
+
+	data        DeviceData // nil: two writes (see TelemetryWithMessage)
+	maxInFlight int64
+	inFlight    atomic.Int64  // TelemetryNoWait points not yet committed
+	noWaitFail  atomic.Uint64 // TelemetryNoWait points whose commit failed
 
 	entropy *ulid.MonotonicEntropy
 	idMu    sync.Mutex
@@ -168,18 +203,27 @@ func NewFleet(o FleetOptions) *Fleet {
 	if o.Retention <= 0 {
 		o.Retention = DefaultRetention
 	}
+	if o.MaxTelemetryInFlight <= 0 {
+		o.MaxTelemetryInFlight = 4096
+	}
+	var data DeviceData
+	if o.TelemetryWithMessage {
+		data, _ = o.Channels.(DeviceData)
+	}
 	return &Fleet{
-		store:     o.Store,
-		broker:    o.Broker,
-		channels:  o.Channels,
-		owners:    o.Owners,
-		log:       o.Logger,
-		now:       o.Now,
-		retention: o.Retention,
-		conns:     make(map[string]*liveDevice),
-		grace:     o.OfflineGrace,
-		ensure:    o.EnsureChannel,
-		entropy:   ulid.Monotonic(rand.Reader, 0),
+		data:        data,
+		maxInFlight: int64(o.MaxTelemetryInFlight),
+		store:       o.Store,
+		broker:      o.Broker,
+		channels:    o.Channels,
+		owners:      o.Owners,
+		log:         o.Logger,
+		now:         o.Now,
+		retention:   o.Retention,
+		conns:       make(map[string]*liveDevice),
+		grace:       o.OfflineGrace,
+		ensure:      o.EnsureChannel,
+		entropy:     ulid.Monotonic(rand.Reader, 0),
 	}
 }
 
@@ -260,20 +304,31 @@ func (f *Fleet) post(ctx context.Context, deviceID string, event any) (wire.Ack,
 	if err != nil {
 		return wire.Ack{}, unhidra.Wrap(unhidra.EINTERNAL, "encode event", err)
 	}
-	if f.ensure != nil && f.owners != nil {
-		if _, ok := f.ensured.Load(deviceID); !ok {
-			owner, err := f.owners.DeviceOwner(ctx, deviceID)
-			if err != nil {
-				return wire.Ack{}, err
-			}
-			if err := f.ensure(ctx, deviceID, owner); err != nil {
-				return wire.Ack{}, err
-			}
-			f.ensured.Store(deviceID, struct{}{})
-		}
+	if err := f.ensureChannel(ctx, deviceID); err != nil {
+		return wire.Ack{}, err
 	}
 	who := unhidra.Identity{Principal: wire.Principal{Kind: wire.KindDevice, ID: deviceID}}
 	return f.channels.Publish(ctx, who, wire.Publish{Channel: DeviceChannel(deviceID), Data: data})
+}
+
+// ensureChannel makes sure device:<id> exists before the device's first post
+// on this node (see FleetOptions.EnsureChannel).
+func (f *Fleet) ensureChannel(ctx context.Context, deviceID string) error {
+	if f.ensure == nil || f.owners == nil {
+		return nil
+	}
+	if _, ok := f.ensured.Load(deviceID); ok {
+		return nil
+	}
+	owner, err := f.owners.DeviceOwner(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	if err := f.ensure(ctx, deviceID, owner); err != nil {
+		return err
+	}
+	f.ensured.Store(deviceID, struct{}{})
+	return nil
 }
 
 // Heartbeat is a device's sign of life (the WebSocket `heartbeat` frame, the

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -146,16 +147,20 @@ type telemetryEvent struct {
 
 // Telemetry stores a point of the calling device durably and relays it to
 // the subscribers of device:<id>. The returned ack is sent to the device
-// only when err is nil: both writes are then committed.
+// only when err is nil: the point and its channel message are then
+// committed.
 func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (wire.Ack, error) {
-	if err := deviceSelf(who, p.DeviceID); err != nil {
+	if err := f.preparePoint(who, &p); err != nil {
 		return wire.Ack{}, err
 	}
-	p.DeviceID = who.Principal.ID
-	if err := f.validatePoint(&p, f.now()); err != nil {
-		return wire.Ack{}, err
+	if f.data != nil {
+		wait, err := f.queuePoint(ctx, p)
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		return wait(ctx)
 	}
-	// Both writes run at once (each joins its own group commit); the ack
+	// Two writes, run at once (each joins its own group commit); the ack
 	// waits for both.
 	stored := make(chan error, 1)
 	go func() { stored <- f.appendTelemetry(ctx, p) }()
@@ -167,6 +172,84 @@ func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p Telemetry
 		return wire.Ack{}, perr
 	}
 	return ack, nil
+}
+
+// TelemetryNoWait stores a point like Telemetry but, when it can, returns
+// once the point is queued for the group commit instead of once it is
+// committed: for MQTT QoS 0, which has no acknowledgement to give, so the
+// publisher's connection is not held for an fsync. queued reports that it
+// returned early. Points are committed in the order they were queued, with
+// the points and messages that Telemetry queues.
+//
+// The early return needs TelemetryWithMessage. It is bounded: while
+// MaxTelemetryInFlight points are queued and not yet committed, further
+// calls wait for their commit like Telemetry (queued false), which slows
+// the publisher down instead of dropping its points. A commit that fails
+// after an early return loses the point (there is nobody left to tell):
+// it is logged and counted (TelemetryNoWaitFailures).
+func (f *Fleet) TelemetryNoWait(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (queued bool, err error) {
+	if err := f.preparePoint(who, &p); err != nil {
+		return false, err
+	}
+	if f.data == nil {
+		_, err := f.Telemetry(ctx, who, p)
+		return false, err
+	}
+	if f.inFlight.Add(1) > f.maxInFlight {
+		f.inFlight.Add(-1)
+		_, err := f.Telemetry(ctx, who, p)
+		return false, err
+	}
+	// The commit must not be skipped when the publisher's request ends.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noWaitCommitTimeout)
+	wait, err := f.queuePoint(cctx, p)
+	if err != nil {
+		cancel()
+		f.inFlight.Add(-1)
+		return false, err
+	}
+	go func() {
+		defer cancel()
+		defer f.inFlight.Add(-1)
+		if _, err := wait(cctx); err != nil {
+			f.noWaitFail.Add(1)
+			f.log.Warn("telemetry not stored after an early return", "device", p.DeviceID, "err", err)
+		}
+	}()
+	return true, nil
+}
+
+// noWaitCommitTimeout bounds the commit of a point TelemetryNoWait queued.
+const noWaitCommitTimeout = 30 * time.Second
+
+// TelemetryNoWaitFailures returns how many points TelemetryNoWait returned
+// early for and then failed to commit.
+func (f *Fleet) TelemetryNoWaitFailures() uint64 { return f.noWaitFail.Load() }
+
+// TelemetryInFlight returns how many points TelemetryNoWait returned early
+// for that are not committed yet.
+func (f *Fleet) TelemetryInFlight() int64 { return max(f.inFlight.Load(), 0) }
+
+// preparePoint checks who may send p and validates it.
+func (f *Fleet) preparePoint(who unhidra.Identity, p *TelemetryPoint) error {
+	if err := deviceSelf(who, p.DeviceID); err != nil {
+		return err
+	}
+	p.DeviceID = who.Principal.ID
+	return f.validatePoint(p, f.now())
+}
+
+// queuePoint queues the point's device-channel message with the point as
+// its row (one transaction).
+func (f *Fleet) queuePoint(ctx context.Context, p TelemetryPoint) (chat.DeviceDataWait, error) {
+	if err := f.ensureChannel(ctx, p.DeviceID); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
+	if err != nil {
+		return nil, unhidra.Wrap(unhidra.EINTERNAL, "encode event", err)
+	}
+	return f.data.QueueDeviceData(ctx, p.DeviceID, data, p)
 }
 
 type telemetryWrite struct {

@@ -325,7 +325,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		case subTelemetry:
 			var p device.TelemetryPoint
 			if p, err = device.ParseTelemetry(pk.Payload); err == nil {
-				_, err = s.deps.Fleet.Telemetry(ctx, who, p)
+				if pk.FixedHeader.Qos == 0 && s.noWait != nil {
+					// No ack to give: queue the point and let the read
+					// loop go on (bounded; see device.Fleet.TelemetryNoWait).
+					var queued bool
+					if queued, err = s.noWait.TelemetryNoWait(ctx, who, p); err == nil {
+						if queued {
+							s.m.qos0Queued.Inc()
+						} else {
+							s.m.qos0Waited.Inc()
+						}
+					}
+				} else {
+					_, err = s.deps.Fleet.Telemetry(ctx, who, p)
+				}
 			}
 		case subHeartbeat:
 			var hb device.Heartbeat

@@ -10,6 +10,8 @@ type metrics struct {
 	rejected     *prometheus.CounterVec
 	revoked      prometheus.Counter
 	dropped      prometheus.Counter
+	qos0Queued   prometheus.Counter
+	qos0Waited   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -35,11 +37,27 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_mqtt_bridge_dropped_total", Help: "Bridge events dropped because the bridge queue was full.",
 		}),
+		qos0Queued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_qos0_telemetry_queued_total", Help: "QoS 0 telemetry points handed to the group commit without waiting for it.",
+		}),
+		qos0Waited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_qos0_telemetry_waited_total", Help: "QoS 0 telemetry points stored synchronously because too many were already queued (backpressure).",
+		}),
 	}
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_mqtt_connections", Help: "Authenticated MQTT connections.",
 	}, func() float64 { return float64(s.Connections()) })
-	for _, c := range []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, conns} {
+	cs := []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, m.qos0Queued, m.qos0Waited, conns}
+	if nw := s.noWait; nw != nil {
+		cs = append(cs,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "unhidra_mqtt_qos0_telemetry_lost_total", Help: "QoS 0 telemetry points queued without waiting whose commit then failed.",
+			}, func() float64 { return float64(nw.TelemetryNoWaitFailures()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "unhidra_mqtt_qos0_telemetry_in_flight", Help: "QoS 0 telemetry points queued without waiting and not committed yet.",
+			}, func() float64 { return float64(nw.TelemetryInFlight()) }))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

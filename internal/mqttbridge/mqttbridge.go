@@ -73,6 +73,15 @@ type Fleet interface {
 	Disconnected(ctx context.Context, deviceID string) error
 }
 
+// FleetNoWait is the optional early-return path of the fleet
+// (*device.Fleet): QoS 0 telemetry is queued for the group commit and the
+// connection's read loop goes on without waiting for the fsync.
+type FleetNoWait interface {
+	TelemetryNoWait(ctx context.Context, who unhidra.Identity, p device.TelemetryPoint) (queued bool, err error)
+	TelemetryNoWaitFailures() uint64
+	TelemetryInFlight() int64
+}
+
 // Chat is the chat service: Publish posts a message; Subscribe (with
 // since nil) answers whether who may read a channel.
 type Chat interface {
@@ -129,6 +138,9 @@ type Server struct {
 	now  func() time.Time
 	mq   *mqtt.Server
 	m    *metrics
+	// noWait is deps.Fleet's early-return path for QoS 0 telemetry, nil
+	// when it has none.
+	noWait FleetNoWait
 
 	plain, secure *listener
 
@@ -219,6 +231,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		stopWork: make(chan struct{}),
 		workDone: make(chan struct{}),
 	}
+	s.noWait, _ = d.Fleet.(FleetNoWait)
 	m, err := newMetrics(d.Registerer, s)
 	if err != nil {
 		return nil, err

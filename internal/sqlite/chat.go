@@ -430,6 +430,8 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 		offs := map[string]int64{}
 		dirty := map[string]bool{}
 		seen := map[idemKey]int{}
+		var rows messageRows // rows stored beside messages (chat.Append.Row)
+		defer rows.close()
 		for i, a := range batch {
 			m := a.Msg
 			last, ok := offs[m.Channel]
@@ -475,6 +477,10 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 					m.ThreadID = rootThread.String // a reply to a reply joins the root's thread
 				}
 			}
+			if a.Row != nil && !knownRow(a.Row) {
+				results[i].Err = unhidra.Errorf(unhidra.EINTERNAL, "the store cannot write a row of type %T", a.Row)
+				continue
+			}
 			m.Offset = last + 1
 			res, err := ins.ExecContext(ctx, m.ID, m.Channel, m.Offset, m.Sender.Kind, m.Sender.ID, Time(m.CreatedAt),
 				nullStr(m.ClientMsgID), nullStr(m.ThreadID), textArg(m.Text), nullBytes(m.Data), nullBytes(m.E2EE))
@@ -490,6 +496,11 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 					return err
 				}
 			}
+			if a.Row != nil {
+				if err := rows.add(ctx, tx, a.Row); err != nil {
+					return err
+				}
+			}
 			offs[m.Channel] = m.Offset
 			dirty[m.Channel] = true
 			results[i] = chat.AppendResult{Msg: m}
@@ -502,7 +513,7 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 				return err
 			}
 		}
-		return nil
+		return rows.finish(ctx, tx)
 	})
 	if err != nil {
 		return nil, err

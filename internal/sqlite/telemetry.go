@@ -29,32 +29,75 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 		return nil
 	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var rows messageRows
+		defer rows.close()
+		for _, p := range points {
+			if err := rows.add(ctx, tx, p); err != nil {
+				return err
+			}
+		}
+		return rows.finish(ctx, tx)
+	})
+}
+
+// messageRows writes telemetry rows inside a transaction that is already
+// open: AppendTelemetry's, or ChatStore.AppendMessages' for a telemetry
+// point that rides along with its device-channel message (chat.Append.Row),
+// so that the point and the message cost one commit. finish moves the
+// devices' last_seen forward; close releases the statement. The zero value
+// is ready to use.
+type messageRows struct {
+	ins  *sql.Stmt
+	seen map[string]time.Time
+}
+
+// knownRow reports whether row is a type messageRows writes.
+func knownRow(row any) bool {
+	_, ok := row.(device.TelemetryPoint)
+	return ok
+}
+
+func (r *messageRows) add(ctx context.Context, tx *sql.Tx, row any) error {
+	p, ok := row.(device.TelemetryPoint)
+	if !ok {
+		return unhidra.Errorf(unhidra.EINTERNAL, "sqlite: no table for a row of type %T", row)
+	}
+	if r.ins == nil {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
-		seen := make(map[string]time.Time)
-		for _, p := range points {
-			var seq any
-			if p.Seq != nil {
-				seq = *p.Seq
-			}
-			if _, err := ins.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
-				return err
-			}
-			if p.ReceivedAt.After(seen[p.DeviceID]) {
-				seen[p.DeviceID] = p.ReceivedAt
-			}
+		r.ins = ins
+		r.seen = make(map[string]time.Time)
+	}
+	var seq any
+	if p.Seq != nil {
+		seq = *p.Seq
+	}
+	if _, err := r.ins.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
+		return err
+	}
+	if p.ReceivedAt.After(r.seen[p.DeviceID]) {
+		r.seen[p.DeviceID] = p.ReceivedAt
+	}
+	return nil
+}
+
+func (r *messageRows) finish(ctx context.Context, tx *sql.Tx) error {
+	for id, at := range r.seen {
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`,
+			Time(at), id, Time(at)); err != nil {
+			return err
 		}
-		for id, at := range seen {
-			if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`,
-				Time(at), id, Time(at)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
+}
+
+func (r *messageRows) close() {
+	if r.ins != nil {
+		r.ins.Close()
+		r.ins = nil
+	}
 }
 
 // QueryTelemetry returns points with since <= ts < until, oldest first.
