@@ -34,7 +34,7 @@ type Config struct {
 	// Params are the Argon2id parameters of new hashes; zero means
 	// DefaultParams. Lower values are for tests that are not about hashing.
 	Params      Params
-	HashWorkers int // default GOMAXPROCS
+	HashWorkers int // default GOMAXPROCS − 1, at least 1
 	HashQueue   int // default 2 × HashWorkers
 	// RevocationTTL bounds how long a session's state is cached before it is
 	// read again from the store: the delay for a revocation made by another
@@ -99,7 +99,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg.Params = DefaultParams
 	}
 	if cfg.HashWorkers <= 0 {
-		cfg.HashWorkers = runtime.GOMAXPROCS(0)
+		// One CPU stays free of hashing, so a login flood cannot take every
+		// CPU from /health, refusals and the other APIs.
+		cfg.HashWorkers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if cfg.HashQueue <= 0 {
 		cfg.HashQueue = 2 * cfg.HashWorkers
