@@ -116,6 +116,10 @@ type Config struct {
 	CloseTimeout time.Duration
 	// ShutdownTimeout bounds the drain (10 s).
 	ShutdownTimeout time.Duration
+	// RequestTimeout bounds how long a plain HTTP request (REST API, web
+	// client, health, metrics) may take to send its body and read its
+	// answer (30 s); WebSocket connections are not affected.
+	RequestTimeout time.Duration
 	// MaxQueueBytes is the outbound queue limit past which a connection is
 	// closed with 4008 (1 MiB).
 	MaxQueueBytes int
@@ -147,6 +151,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.CloseTimeout, 2*time.Second)
 	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.RequestTimeout, 30*time.Second)
 	def(&c.FloodCloseAfter, 5*time.Second)
 	if c.RateLimitIPPerMinute == 0 {
 		c.RateLimitIPPerMinute = 60
@@ -272,14 +277,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
-	mux.HandleFunc("GET /health", s.serveHealth)
-	mux.HandleFunc("GET /ready", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+	bounded := func(h http.Handler) http.Handler { return withDeadlines(cfg.RequestTimeout, h) }
+	mux.Handle("GET /health", bounded(http.HandlerFunc(s.serveHealth)))
+	mux.Handle("GET /ready", bounded(http.HandlerFunc(s.serveReady)))
+	mux.Handle("GET /metrics", bounded(promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{})))
 	if deps.API != nil {
-		mux.Handle("/api/v1/", deps.API)
+		mux.Handle("/api/v1/", bounded(deps.API))
 	}
 	if deps.Web != nil {
-		mux.Handle("/", deps.Web)
+		mux.Handle("/", bounded(deps.Web))
 	}
 	s.handler = mux
 
@@ -303,6 +309,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// withDeadlines bounds one plain HTTP request: reading its body must end
+// within d and writing its answer within 2d (so a request whose body read
+// timed out still gets its error answer). The gateway's http.Server has no
+// ReadTimeout or WriteTimeout (they would cut WebSockets), so without this a
+// client trickling a body or not reading an answer would hold a connection
+// and a handler goroutine forever. net/http clears both deadlines before the
+// connection's next request.
+func withDeadlines(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(d))
+		_ = rc.SetWriteDeadline(now.Add(2 * d))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the gateway's HTTP handler (for tests that serve it
