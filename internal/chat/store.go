@@ -27,8 +27,10 @@ type Store interface {
 	// FindDirect returns the direct channel with the given DirectKey.
 	FindDirect(ctx context.Context, directKey string) (Channel, error)
 	// ListChannels returns the channels user is a member of plus every
-	// public channel (and, when devices is true, every device channel),
-	// ordered by id, at most limit.
+	// public channel (and, when devices is true, every device channel), at
+	// most limit: first those the user belongs to (and device channels),
+	// then the other public channels, each part ordered by id, so that
+	// public channels anyone can create never push the user's own out.
 	ListChannels(ctx context.Context, user string, devices bool, limit int) ([]Channel, error)
 	// UpdateChannel sets the name and topic of channel id.
 	UpdateChannel(ctx context.Context, id, name, topic string) (Channel, error)

@@ -54,11 +54,12 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 		{&s.findDirect, r, `SELECT ` + chanCols + ` FROM channels WHERE direct_key = ?`},
 		{&s.getMember, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? AND user_id = ?`},
 		{&s.listMembers, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY user_id`},
-		{&s.listChannels, r, `SELECT ` + chanCols + ` FROM channels
+		{&s.listChannels, r, `WITH mine AS (SELECT channel_id FROM channel_members WHERE user_id = ?)
+			SELECT ` + chanCols + ` FROM channels
 			WHERE kind = 'public'
-			   OR id IN (SELECT channel_id FROM channel_members WHERE user_id = ?)
+			   OR id IN mine
 			   OR (? AND kind = 'device')
-			ORDER BY id LIMIT ?`},
+			ORDER BY kind = 'public' AND id NOT IN mine, id LIMIT ?`},
 		{&s.presenceChannels, r, `SELECT c.id FROM channel_members m JOIN channels c ON c.id = m.channel_id
 			WHERE m.user_id = ? AND c.kind IN ('private', 'direct') ORDER BY c.id LIMIT ?`},
 		{&s.after, r, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND off > ? ORDER BY off LIMIT ?`},
