@@ -359,6 +359,10 @@ func (a *app) startMQTT(cfg *config.Config, log *slog.Logger) error {
 		Port:     cfg.MQTTPort,
 		TLSPort:  cfg.MQTTTLSPort,
 		TLS:      tc,
+		// The same limits as WebSocket handshakes and connections, counted
+		// apart (internal/mqttbridge/limits.go).
+		RateLimitIPPerMinute: cfg.RateLimitIPPerMin,
+		MaxConnsPerUser:      cfg.MaxConnsPerUser,
 	}, mqttbridge.Deps{
 		Fleet:      a.fleet,
 		DeviceKeys: a.deviceSvc,

@@ -187,7 +187,7 @@ func (s *Server) sweep() {
 		stale := !ss.established && ss.started.Before(cutoff) && cl.Closed()
 		ss.mu.Unlock()
 		if stale {
-			delete(s.sessions, cl)
+			s.dropSessionLocked(cl, ss)
 		}
 	}
 }

@@ -42,10 +42,18 @@ func (h *hook) Provides(b byte) bool {
 // MaxCredentialBytes bounds the password (token or key) looked at.
 const MaxCredentialBytes = 8 << 10
 
-// OnConnect applies the keep-alive policy: a client that asks for no
+// OnConnect applies the CONNECT rate limit per client IP (limits.go) and
+// the keep-alive policy: a client that asks for no
 // keep-alive (or, in v5, for more than MaxKeepalive) gets MaxKeepalive, so
 // no connection can sit idle forever.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	s := h.s
+	if !s.ipLimit.allow(remoteIP(cl)) {
+		s.m.limited.WithLabelValues("connect_rate").Inc()
+		s.log.Info("mqtt connection refused: connect rate per IP exceeded", "remote", cl.Net.Remote, "limit_per_minute", s.cfg.RateLimitIPPerMinute)
+		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrConnectionRateExceeded)
+		return packets.ErrConnectionRateExceeded
+	}
 	limit := h.s.cfg.MaxKeepalive
 	if cl.State.Keepalive == 0 || (pk.ProtocolVersion == 5 && cl.State.Keepalive > limit) {
 		cl.State.Keepalive = limit
@@ -84,9 +92,12 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	// (or inherit the subscriptions of) another principal's session.
 	cl.ID = clientPrefix(who) + cl.ID
 	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, owned: map[string]cached{}, started: s.now()}
-	s.sessMu.Lock()
-	s.sessions[cl] = ss
-	s.sessMu.Unlock()
+	if !s.reserveSession(cl, ss) {
+		s.m.limited.WithLabelValues("connections_per_user").Inc()
+		s.log.Info("mqtt connection refused: too many connections", "remote", cl.Net.Remote, "principal", who.Principal.String(), "limit", s.cfg.MaxConnsPerUser)
+		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrQuotaExceeded)
+		return false
+	}
 	return true
 }
 
@@ -203,7 +214,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := h.s
 	s.sessMu.Lock()
 	ss := s.sessions[cl]
-	delete(s.sessions, cl)
+	if ss != nil {
+		s.dropSessionLocked(cl, ss)
+	}
 	s.sessMu.Unlock()
 	if ss == nil {
 		return

@@ -10,6 +10,7 @@ type metrics struct {
 	rejected     *prometheus.CounterVec
 	revoked      prometheus.Counter
 	dropped      prometheus.Counter
+	limited      *prometheus.CounterVec
 	qos0Queued   prometheus.Counter
 	qos0Waited   prometheus.Counter
 }
@@ -37,6 +38,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_mqtt_bridge_dropped_total", Help: "Bridge events dropped because the bridge queue was full.",
 		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "unhidra_mqtt_connections_refused_total", Help: "MQTT CONNECTs refused by a limit: connect_rate (per IP) or connections_per_user.",
+		}, []string{"limit"}),
 		qos0Queued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_mqtt_qos0_telemetry_queued_total", Help: "QoS 0 telemetry points handed to the group commit without waiting for it.",
 		}),
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_mqtt_connections", Help: "Authenticated MQTT connections.",
 	}, func() float64 { return float64(s.Connections()) })
-	cs := []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, m.qos0Queued, m.qos0Waited, conns}
+	cs := []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, m.limited, m.qos0Queued, m.qos0Waited, conns}
 	if nw := s.noWait; nw != nil {
 		cs = append(cs,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

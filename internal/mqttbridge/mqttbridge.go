@@ -112,6 +112,14 @@ type Config struct {
 	MaxKeepalive uint16
 	// OpTimeout bounds one service call made for a packet; default 10 s.
 	OpTimeout time.Duration
+	// RateLimitIPPerMinute bounds CONNECT packets per client IP per minute
+	// (RATE_LIMIT_IP_PER_MINUTE; a token bucket with that burst). Refused:
+	// CONNACK 0x9F (v5) / 0x03 (3.1.1). 0: no limit.
+	RateLimitIPPerMinute int
+	// MaxConnsPerUser bounds live MQTT connections per user or device
+	// (MAX_CONNECTIONS_PER_USER, counted apart from WebSocket connections).
+	// Refused: CONNACK 0x97 (v5) / 0x03 (3.1.1). 0: no limit.
+	MaxConnsPerUser int
 }
 
 // Deps are the services the bridge talks to. Fleet, DeviceKeys and Broker
@@ -144,8 +152,12 @@ type Server struct {
 
 	plain, secure *listener
 
+	ipLimit *ipRateLimiter
+
 	sessMu   sync.Mutex
 	sessions map[*mqtt.Client]*session
+	// byPrincipal indexes sessions by principal (MaxConnsPerUser).
+	byPrincipal map[wire.Principal]map[*mqtt.Client]struct{}
 	// devCmd counts live MQTT sessions per device with the unsubscribe of
 	// its DeviceCommandTopic subscription.
 	devCmd map[string]*topicSub
@@ -220,16 +232,18 @@ func New(cfg Config, d Deps) (*Server, error) {
 		cfg.BindAddr = "127.0.0.1"
 	}
 	s := &Server{
-		cfg:      cfg,
-		deps:     d,
-		log:      d.Logger.With("component", "mqtt"),
-		now:      d.Now,
-		sessions: make(map[*mqtt.Client]*session),
-		devCmd:   make(map[string]*topicSub),
-		chanSubs: make(map[string]*topicSub),
-		work:     make(chan func(), 8192),
-		stopWork: make(chan struct{}),
-		workDone: make(chan struct{}),
+		cfg:         cfg,
+		deps:        d,
+		log:         d.Logger.With("component", "mqtt"),
+		now:         d.Now,
+		sessions:    make(map[*mqtt.Client]*session),
+		byPrincipal: make(map[wire.Principal]map[*mqtt.Client]struct{}),
+		ipLimit:     newIPRateLimiter(cfg.RateLimitIPPerMinute, d.Now),
+		devCmd:      make(map[string]*topicSub),
+		chanSubs:    make(map[string]*topicSub),
+		work:        make(chan func(), 8192),
+		stopWork:    make(chan struct{}),
+		workDone:    make(chan struct{}),
 	}
 	s.noWait, _ = d.Fleet.(FleetNoWait)
 	m, err := newMetrics(d.Registerer, s)
@@ -483,10 +497,12 @@ func (s *Server) Sessions() []SessionInfo {
 func (s *Server) Name() string { return "mqtt" }
 
 // ConfigFrom takes the listener settings from the process configuration:
-// BIND_ADDR, MQTT_PORT and, when TLS_CERT_FILE and TLS_KEY_FILE are set,
-// MQTT_TLS_PORT with that certificate.
+// BIND_ADDR, MQTT_PORT, RATE_LIMIT_IP_PER_MINUTE, MAX_CONNECTIONS_PER_USER
+// and, when TLS_CERT_FILE and TLS_KEY_FILE are set, MQTT_TLS_PORT with that
+// certificate.
 func ConfigFrom(c *config.Config) (Config, error) {
-	out := Config{BindAddr: c.BindAddr, Port: c.MQTTPort, TLSPort: c.MQTTTLSPort}
+	out := Config{BindAddr: c.BindAddr, Port: c.MQTTPort, TLSPort: c.MQTTTLSPort,
+		RateLimitIPPerMinute: c.RateLimitIPPerMin, MaxConnsPerUser: c.MaxConnsPerUser}
 	if c.TLS() {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
 		if err != nil {

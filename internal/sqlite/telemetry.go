@@ -83,10 +83,24 @@ func (r *messageRows) add(ctx context.Context, tx *sql.Tx, row any) error {
 	return nil
 }
 
+// LastSeenResolution is how far telemetry moves a device's last_seen
+// forward at least: a point received within it of the stored last_seen
+// leaves the row alone, so a device sending many points a second does not
+// rewrite its devices row in every batch. (Connects, disconnects and
+// heartbeats set last_seen exactly.)
+const LastSeenResolution = time.Second
+
 func (r *messageRows) finish(ctx context.Context, tx *sql.Tx) error {
+	if len(r.seen) == 0 {
+		return nil
+	}
+	up, err := tx.PrepareContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
 	for id, at := range r.seen {
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`,
-			Time(at), id, Time(at)); err != nil {
+		if _, err := up.ExecContext(ctx, Time(at), id, Time(at.Add(-LastSeenResolution))); err != nil {
 			return err
 		}
 	}
