@@ -726,6 +726,15 @@ func (c *Client) dispatch(s *session, env envelope) {
 		c.errs.Add(1)
 		c.log.Warn("error from server", "code", env.Code, "message", env.errText)
 	case wire.TypeHeartbeatAck:
+	case wire.TypeUnsubscribed:
+		// Unasked: the server ended the subscription (removed from the
+		// channel, or it was deleted). Do not renew it after a reconnect.
+		c.mu.Lock()
+		delete(c.subs, env.Channel)
+		c.mu.Unlock()
+		if c.opts.OnFrame != nil {
+			c.opts.OnFrame(env.Type, env.raw)
+		}
 	default:
 		if c.opts.OnFrame != nil {
 			c.opts.OnFrame(env.Type, env.raw)
