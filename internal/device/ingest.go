@@ -62,7 +62,8 @@ import (
 // authorization. Errors use the root vocabulary (not_found, unavailable).
 type FleetStore interface {
 	// AppendTelemetry stores every point in one transaction and moves the
-	// last_seen of their devices forward to the newest ReceivedAt.
+	// last_seen of their devices forward to the newest ReceivedAt (at the
+	// store's resolution: SQLite moves it only by a second or more).
 	AppendTelemetry(ctx context.Context, points []TelemetryPoint) error
 	// QueryTelemetry returns points of device with since <= ts < until,
 	// oldest first, at most limit.

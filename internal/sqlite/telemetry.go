@@ -94,7 +94,7 @@ func (r *messageRows) finish(ctx context.Context, tx *sql.Tx) error {
 	if len(r.seen) == 0 {
 		return nil
 	}
-	up, err := tx.PrepareContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)`)
+	up, err := tx.PrepareContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`)
 	if err != nil {
 		return err
 	}

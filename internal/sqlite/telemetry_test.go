@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/wire"
 )
 
 var fleetT0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
@@ -181,5 +183,77 @@ func TestFleetStoreCommandTransitions(t *testing.T) {
 	}
 	if exp, _ := st.ExpireCommands(ctx, fleetT0.Add(time.Minute), 10); len(exp) != 0 {
 		t.Fatalf("expired again: %+v", exp)
+	}
+}
+
+func TestFleetStoreLastSeenHasOneSecondResolution(t *testing.T) {
+	db, st := fleetTestDB(t)
+	ctx := context.Background()
+	lastSeen := func() string {
+		var ls string
+		if err := db.Reader().QueryRow(`SELECT last_seen FROM devices WHERE id = 'd1'`).Scan(&ls); err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	for _, step := range []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"the first point sets last_seen", fleetT0, fleetT0},
+		{"a point within the resolution leaves it", fleetT0.Add(sqlite.LastSeenResolution / 2), fleetT0},
+		{"a point a resolution later moves it", fleetT0.Add(sqlite.LastSeenResolution), fleetT0.Add(sqlite.LastSeenResolution)},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if err := st.AppendTelemetry(ctx, []device.TelemetryPoint{point("d1", step.at, 1)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := lastSeen(); got != sqlite.Time(step.want) {
+				t.Fatalf("last_seen = %s, want %s", got, sqlite.Time(step.want))
+			}
+		})
+	}
+}
+
+// TestChatStoreWritesTelemetryRowsWithTheirMessages covers chat.Append.Row
+// on SQLite: a telemetry point given as the Row of a message is stored in
+// the message's transaction; a Row of a type the store does not know fails
+// that append alone, without using an offset.
+func TestChatStoreWritesTelemetryRowsWithTheirMessages(t *testing.T) {
+	db, st := fleetTestDB(t)
+	ctx := context.Background()
+	cs, err := sqlite.NewChatStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := cs.CreateChannel(ctx, chat.Channel{ID: "device:d1", Name: "d1", Kind: chat.KindDevice, CreatedBy: "alice", CreatedAt: fleetT0}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(id string) wire.Message {
+		return wire.Message{ID: id, Channel: "device:d1", Sender: wire.Principal{Kind: wire.KindDevice, ID: "d1"}, CreatedAt: fleetT0, Data: []byte(`{"type":"telemetry"}`)}
+	}
+	res, err := cs.AppendMessages(ctx, []chat.Append{
+		{Msg: msg("M1"), Row: point("d1", fleetT0, 1)},
+		{Msg: msg("M2"), Row: struct{}{}},
+		{Msg: msg("M3"), Row: point("d1", fleetT0.Add(time.Second), 3)},
+		{Msg: msg("M4")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[0].Msg.Offset != 1 || res[2].Err != nil || res[2].Msg.Offset != 2 || res[3].Msg.Offset != 3 {
+		t.Fatalf("results %+v: want offsets 1, -, 2, 3", res)
+	}
+	if unhidra.ErrorCode(res[1].Err) != unhidra.EINTERNAL {
+		t.Fatalf("unknown row type: err %v, want internal", res[1].Err)
+	}
+	pts, err := st.QueryTelemetry(ctx, "d1", fleetT0.Add(-time.Hour), fleetT0.Add(time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 || *pts[0].Seq != 1 || *pts[1].Seq != 3 {
+		t.Fatalf("telemetry rows %+v, want seqs 1 and 3", pts)
 	}
 }
