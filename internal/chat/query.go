@@ -64,7 +64,8 @@ func SanitizeQuery(q string) (string, error) {
 }
 
 // ParsePage parses the before, after and limit parameters of a history
-// request. Offsets are positive integers; limit is 1..MaxPageLimit
+// request. Offsets are non-negative integers (after=0 reads from the first
+// message on, oldest first); limit is 1..MaxPageLimit
 // (DefaultPageLimit when empty); before must be above after when both are
 // set.
 func ParsePage(before, after, limit string) (Page, error) {
@@ -76,6 +77,7 @@ func ParsePage(before, after, limit string) (Page, error) {
 	if p.After, err = parseOffsetParam("after", after); err != nil {
 		return Page{}, err
 	}
+	p.Forward = after != ""
 	if p.Before > 0 && p.After > 0 && p.Before <= p.After+1 {
 		return Page{}, unhidra.Errorf(unhidra.EINVALID, "before must be greater than after + 1")
 	}

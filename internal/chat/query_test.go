@@ -115,8 +115,9 @@ func TestParsePage(t *testing.T) {
 	}{
 		{"defaults", "", "", "", chat.Page{Limit: chat.DefaultPageLimit}, false},
 		{"before and limit", "10", "", "5", chat.Page{Before: 10, Limit: 5}, false},
-		{"after", "", "3", "", chat.Page{After: 3, Limit: chat.DefaultPageLimit}, false},
-		{"a range", "10", "3", "200", chat.Page{Before: 10, After: 3, Limit: 200}, false},
+		{"after", "", "3", "", chat.Page{After: 3, Forward: true, Limit: chat.DefaultPageLimit}, false},
+		{"after 0 reads from the first message on", "", "0", "", chat.Page{Forward: true, Limit: chat.DefaultPageLimit}, false},
+		{"a range", "10", "3", "200", chat.Page{Before: 10, After: 3, Forward: true, Limit: 200}, false},
 		{"limit 201 is invalid", "", "", "201", chat.Page{}, true},
 		{"limit 0 is invalid", "", "", "0", chat.Page{}, true},
 		{"a negative offset is invalid", "-1", "", "", chat.Page{}, true},
@@ -136,6 +137,10 @@ func TestParsePage(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Errorf("ParsePage = %+v, %v; want %+v", got, err, tc.want)
+			}
+			wantAsc := tc.after != "" && tc.before == ""
+			if got.Ascending() != wantAsc {
+				t.Errorf("Ascending() = %v, want %v (oldest first exactly when after is given alone)", got.Ascending(), wantAsc)
 			}
 		})
 	}

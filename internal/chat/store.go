@@ -101,18 +101,21 @@ type AppendResult struct {
 	Err       error
 }
 
-// Page selects a page of history by offset. With After set (and no
-// Before) the page runs oldest first from After+1; otherwise it runs newest
-// first, below Before when set. HasMore reports whether more messages lie
-// beyond the page in its direction.
+// Page selects a page of history by offset. With After given (Forward,
+// also after=0: from the first message) and no Before the page runs oldest
+// first from After+1; otherwise it runs newest first, below Before when
+// set. HasMore reports whether more messages lie beyond the page in its
+// direction.
 type Page struct {
 	Before int64 // 0: no upper bound
 	After  int64 // 0: no lower bound
-	Limit  int
+	// Forward is set when the request named after (even 0).
+	Forward bool
+	Limit   int
 }
 
 // Ascending reports whether p reads oldest first.
-func (p Page) Ascending() bool { return p.After > 0 && p.Before == 0 }
+func (p Page) Ascending() bool { return (p.After > 0 || p.Forward) && p.Before == 0 }
 
 // SearchQuery is a full-text query as the Store runs it.
 type SearchQuery struct {

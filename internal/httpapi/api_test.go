@@ -352,6 +352,10 @@ func TestAPIMessages(t *testing.T) {
 	if len(pg.Messages) != 2 || pg.Messages[0].Offset != 6 || pg.HasMore {
 		t.Errorf("page after 5 = %d msgs, has_more %v; want 6,7 oldest first", len(pg.Messages), pg.HasMore)
 	}
+	e.do("GET", msgs+"?after=0&limit=2", "tok-bob", nil).decode(t, &pg)
+	if len(pg.Messages) != 2 || pg.Messages[0].Offset != 1 || pg.Messages[1].Offset != 2 || !pg.HasMore {
+		t.Errorf("page after 0 = %d msgs from %d, has_more %v; want 1,2 oldest first and more", len(pg.Messages), pg.Messages[0].Offset, pg.HasMore)
+	}
 	e.do("GET", mid+"/thread?limit=3", "tok-bob", nil).decode(t, &pg)
 	if pg.Root == nil || pg.Root.ID != first.ID || *pg.Root.Text != "hello, edited" || len(pg.Messages) != 3 || !pg.HasMore {
 		t.Errorf("thread = root %v, %d replies, more %v", pg.Root, len(pg.Messages), pg.HasMore)
