@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/wire"
 )
 
 // pid is the running child's process id.
@@ -201,4 +204,121 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(fs[:3], " ")
+}
+
+// subscribeAll connects n clients (tokens used in turn) and subscribes each
+// to channel, dialing from a few goroutines at once.
+func subscribeAll(t testing.TB, wsURL string, tokens []string, channel string, n int) []*wsConn {
+	t.Helper()
+	conns := make([]*wsConn, n)
+	errs := make(chan error, n)
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				ws, err := tryWS(wsURL, "unhidra.v1, bearer."+tokens[i%len(tokens)])
+				if err != nil {
+					errs <- fmt.Errorf("subscriber %d: %w", i, err)
+					return
+				}
+				conns[i] = ws
+				if err := ws.WriteJSON(map[string]any{"type": "subscribe", "channel": channel}); err != nil {
+					errs <- err
+					return
+				}
+				for {
+					f, err := ws.tryRead(20 * time.Second)
+					if err != nil {
+						errs <- fmt.Errorf("subscriber %d: %w", i, err)
+						return
+					}
+					if f.Type == wire.TypeSubscribed {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for _, c := range conns {
+		if c != nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return conns
+}
+
+// stamped is the data of a timed message: its send time first ("a" sorts
+// first even if the server re-encodes the object), so a reader finds it
+// without decoding the frame; size is the approximate JSON size.
+func stamped(at time.Time, size int) map[string]any {
+	return map[string]any{"a": at.UnixNano(), "b": strings.Repeat("x", max(0, size-40))}
+}
+
+var (
+	messagePrefix = []byte(`{"type":"message"`)
+	offsetKey     = []byte(`"offset":`)
+	stampKey      = []byte(`"data":{"a":`)
+)
+
+// messageOffset returns a message frame's offset and, when its text is
+// stamped, its send time (ok is false for other frames).
+func messageOffset(frame []byte) (offset int64, sent time.Time, ok bool) {
+	if !bytes.HasPrefix(frame, messagePrefix) {
+		return 0, time.Time{}, false
+	}
+	i := bytes.Index(frame, offsetKey)
+	if i < 0 {
+		return 0, time.Time{}, false
+	}
+	offset, _ = leadingInt(frame[i+len(offsetKey):])
+	if j := bytes.Index(frame, stampKey); j >= 0 {
+		if ns, n := leadingInt(frame[j+len(stampKey):]); n > 0 {
+			sent = time.Unix(0, ns)
+		}
+	}
+	return offset, sent, true
+}
+
+func leadingInt(b []byte) (v int64, n int) {
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + int64(b[n]-'0')
+		n++
+	}
+	return v, n
+}
+
+// tcpSendQueue returns the bytes in the kernel send queue of the loopback
+// TCP socket from localPort to remotePort (/proc/net/tcp's tx_queue), or -1
+// when there is no such socket.
+func tcpSendQueue(localPort, remotePort int) int64 {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
+	local, remote := fmt.Sprintf(":%04X", localPort), fmt.Sprintf(":%04X", remotePort)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		fs := strings.Fields(line)
+		if len(fs) < 5 || !strings.HasSuffix(fs[1], local) || !strings.HasSuffix(fs[2], remote) {
+			continue
+		}
+		tx, _, _ := strings.Cut(fs[4], ":")
+		n, err := strconv.ParseInt(tx, 16, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	return -1
 }

@@ -12,13 +12,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/wire"
 )
 
 // TestLoginFloodFigures is AUTH-6 in make check: 200 concurrent bad logins
@@ -148,6 +152,242 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 		}
 		if hs.P99 >= 100*time.Millisecond {
 			t.Errorf("/health p99 %v; want < 100 ms", hs.P99)
+		}
+	}
+}
+
+// TestSlowConsumerFigures is WS-8 in make check: one subscriber that never
+// reads among 200 on one channel, a publisher at a steady rate. It asserts
+// 4008 for the slow one and nothing lost or reordered for the others, and
+// logs the latency and memory figures.
+func TestSlowConsumerFigures(t *testing.T) { slowConsumer(t, 200, false) }
+
+// TestSoakSlowConsumerFigures is WS-8 in full: 1,000 subscribers, end-to-end
+// p99 < 200 ms and server RSS growth < 64 MiB asserted.
+func TestSoakSlowConsumerFigures(t *testing.T) {
+	soak(t)
+	slowConsumer(t, 1000, true)
+}
+
+func slowConsumer(t *testing.T, subscribers int, strict bool) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	const (
+		textSize = 31 << 10              // bytes of data per message (the limit is 32 KiB)
+		every    = 25 * time.Millisecond // 40 messages/s, under the inbound limit of 50/s
+		// On loopback the kernel's send buffer of the slow socket grows to
+		// a few MiB (the MSS is 64 KiB) before the gateway's own queue
+		// fills, so up to 15 MiB is published; publishing stops 1 s after
+		// the slow-consumer close.
+		maxMessages = 500
+		after       = 40
+	)
+	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "MAX_CONNECTIONS_PER_USER": "1000"})
+	c.start()
+	// pub0 publishes, pub1 is the slow subscriber, the others subscribe.
+	tokens, channel := crashSetup(t, c, 5)
+	rssIdle, _, _ := procMemory(c.pid())
+	subs := subscribeAll(t, c.wsURL, tokens[2:], channel, subscribers)
+
+	// The slow client keeps the kernel's default receive buffer: one
+	// smaller than loopback's 64 KiB segments (e.g. 4 KiB) stalls the drain
+	// at the end on zero-window probes.
+	slow := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[1])
+	slow.send(t, map[string]any{"type": "subscribe", "channel": channel})
+	slow.until(t, wire.TypeSubscribed, 10*time.Second)
+	slowPort := slow.NetConn().LocalAddr().(*net.TCPAddr).Port
+	gwPort, _ := strconv.Atoi(c.env["GATEWAY_PORT"])
+	// From here on the slow client reads nothing until the server has
+	// closed it.
+
+	pub := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[0])
+	rss := watchRSS(t, c.pid())
+	t.Logf("server RSS %d MiB idle, %d MiB with %d subscribers", rssIdle>>20, rss.before>>20, subscribers+1)
+
+	// final is the offset of the last message, set before it is sent.
+	var final atomic.Int64
+	type result struct {
+		got int64
+		err error
+		lat []time.Duration
+	}
+	results := make([]result, len(subs))
+	var wg sync.WaitGroup
+	for i, ws := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			r.lat = make([]time.Duration, 0, maxMessages)
+			_ = ws.SetDeadline(time.Now().Add(maxMessages*every + 60*time.Second))
+			for r.got == 0 || r.got != final.Load() {
+				_, msg, err := ws.ReadMessage()
+				if err != nil {
+					r.err = fmt.Errorf("subscriber %d after offset %d: %w", i, r.got, err)
+					return
+				}
+				off, sent, ok := messageOffset(msg)
+				if !ok {
+					continue
+				}
+				if off != r.got+1 {
+					r.err = fmt.Errorf("subscriber %d: offset %d after %d (lost or reordered)", i, off, r.got)
+					return
+				}
+				r.got++
+				r.lat = append(r.lat, time.Since(sent))
+			}
+		}()
+	}
+
+	// The publisher's acks.
+	var acks atomic.Int64
+	ackErr := make(chan error, 1)
+	go func() {
+		for {
+			f, err := pub.tryRead(60 * time.Second)
+			if err != nil {
+				ackErr <- fmt.Errorf("publisher after %d acks: %w", acks.Load(), err)
+				return
+			}
+			switch f.Type {
+			case wire.TypeAck:
+				if n := acks.Add(1); n == final.Load() {
+					ackErr <- nil
+					return
+				}
+			case wire.TypeError:
+				ackErr <- fmt.Errorf("publisher: %s", f.raw)
+				return
+			}
+		}
+	}()
+
+	// The slow client wakes up once the server reports the slow-consumer
+	// close, and drains what it was sent, which must end in 4008.
+	var published atomic.Int64
+	type slowResult struct {
+		atPublished int64 // messages published when the close was seen
+		queuePeak   int64 // largest outbound queue sampled before the close
+		kernel      int64 // bytes in the server socket's send queue then
+		got         int64 // messages the slow client received before 4008
+		bytes       int
+		code        int
+		err         error
+	}
+	closed := make(chan struct{})
+	slowDone := make(chan slowResult, 1)
+	go func() {
+		var sr slowResult
+		defer func() { slowDone <- sr }()
+		deadline := time.Now().Add(maxMessages*every + 10*time.Second)
+		for {
+			m := scrape(t, c.gwURL+"/metrics")
+			if m["unhidra_gateway_slow_consumer_closes_total"] < 1 {
+				sr.queuePeak = max(sr.queuePeak, int64(m["unhidra_gateway_queued_bytes_max"]))
+			} else {
+				sr.atPublished = published.Load()
+				sr.kernel = tcpSendQueue(gwPort, slowPort)
+				close(closed)
+				break
+			}
+			if time.Now().After(deadline) {
+				sr.err = fmt.Errorf("no slow-consumer close")
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = slow.SetDeadline(time.Now().Add(30 * time.Second))
+		for {
+			_, msg, err := slow.ReadMessage()
+			if err != nil {
+				sr.code, _ = asClose(err)
+				if sr.code == 0 {
+					sr.err = err
+				}
+				return
+			}
+			sr.bytes += len(msg)
+			if off, _, ok := messageOffset(msg); ok {
+				if off != sr.got+1 && sr.err == nil {
+					sr.err = fmt.Errorf("slow client: offset %d after %d", off, sr.got)
+				}
+				sr.got = off
+			}
+		}
+	}()
+
+	start := time.Now()
+	tick := time.NewTicker(every)
+	stopAt := int64(maxMessages)
+	for k := int64(1); k <= stopAt; k++ {
+		<-tick.C
+		select {
+		case <-closed:
+			stopAt = min(stopAt, published.Load()+after)
+			closed = nil
+		default:
+		}
+		if k == stopAt {
+			final.Store(k)
+		}
+		id := fmt.Sprintf("m%d", k)
+		pub.send(t, map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "data": stamped(time.Now(), textSize)})
+		published.Add(1)
+	}
+	tick.Stop()
+	publishing := time.Since(start)
+	if err := <-ackErr; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	growth := rss.end()
+	sr := <-slowDone
+	m := scrape(t, c.gwURL+"/metrics")
+
+	var lat durations
+	complete := 0
+	for _, r := range results {
+		if r.err != nil {
+			t.Error(r.err)
+		}
+		if r.got == final.Load() {
+			complete++
+		}
+		lat.ds = append(lat.ds, r.lat...)
+	}
+	ls := lat.summary()
+	t.Logf("WS-8 (%d subscribers + 1 slow; %d messages of %d KiB, one per %v, over %v; child without -race; load %s): "+
+		"slow client closed %d after receiving %d messages (%d KiB); its gateway queue sampled up to %d KiB; the close was seen with %d published and %d KiB in the server socket's kernel send queue; "+
+		"%d/%d subscribers got all %d in order; end-to-end latency %v; server RSS growth %d MiB; slow-consumer closes %v",
+		subscribers, final.Load(), textSize>>10, every, publishing.Round(time.Millisecond), loadAverage(),
+		sr.code, sr.got, sr.bytes>>10, sr.queuePeak>>10, sr.atPublished, sr.kernel>>10,
+		complete, subscribers, final.Load(), ls, growth>>20, m["unhidra_gateway_slow_consumer_closes_total"])
+
+	if sr.err != nil {
+		t.Errorf("slow client: %v", sr.err)
+	}
+	if sr.code != 4008 {
+		t.Errorf("slow client closed with %d, want 4008", sr.code)
+	}
+	if n := m["unhidra_gateway_slow_consumer_closes_total"]; n != 1 {
+		t.Errorf("%v slow-consumer closes, want exactly 1", n)
+	}
+	// The backlog built up in the gateway's queue (sampled every 50 ms
+	// while it grew at over 1 MiB/s) and never passed 1 MiB plus a frame.
+	if sr.queuePeak < 512<<10 || sr.queuePeak > 1<<20+64<<10 {
+		t.Errorf("the fullest outbound queue sampled %d KiB before the close; want 512 KiB to 1 MiB + one frame", sr.queuePeak>>10)
+	}
+	if complete != subscribers {
+		t.Errorf("%d of %d subscribers received every message", complete, subscribers)
+	}
+	if strict {
+		if ls.P99 >= 200*time.Millisecond {
+			t.Errorf("end-to-end p99 %v, want < 200 ms", ls.P99)
+		}
+		if growth >= 64<<20 {
+			t.Errorf("server RSS grew by %d MiB, want < 64 MiB", growth>>20)
 		}
 	}
 }
