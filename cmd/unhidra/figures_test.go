@@ -160,22 +160,25 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 // reads among 200 on one channel, a publisher at a steady rate. It asserts
 // 4008 for the slow one and nothing lost or reordered for the others, and
 // logs the latency and memory figures.
-func TestSlowConsumerFigures(t *testing.T) { slowConsumer(t, 200, false) }
+func TestSlowConsumerFigures(t *testing.T) { slowConsumer(t, 200, 25*time.Millisecond, false) }
 
 // TestSoakSlowConsumerFigures is WS-8 in full: 1,000 subscribers, end-to-end
-// p99 < 200 ms and server RSS growth < 64 MiB asserted.
+// p99 < 200 ms and server RSS growth < 64 MiB asserted. The publisher is
+// slower than in make check (8 messages/s, 250 MB/s to all subscribers
+// together), which is what two shared cores carry with the subscribers in
+// this process; the slow client then needs about 20 s to pass its limit.
 func TestSoakSlowConsumerFigures(t *testing.T) {
 	soak(t)
-	slowConsumer(t, 1000, true)
+	slowConsumer(t, 1000, 125*time.Millisecond, true)
 }
 
-func slowConsumer(t *testing.T, subscribers int, strict bool) {
+// slowConsumer publishes one message every interval.
+func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict bool) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
 	const (
-		textSize = 31 << 10              // bytes of data per message (the limit is 32 KiB)
-		every    = 25 * time.Millisecond // 40 messages/s, under the inbound limit of 50/s
+		textSize = 31 << 10 // bytes of data per message (the limit is 32 KiB)
 		// On loopback the kernel's send buffer of the slow socket grows to
 		// a few MiB (the MSS is 64 KiB) before the gateway's own queue
 		// fills, so up to 15 MiB is published; publishing stops 1 s after
