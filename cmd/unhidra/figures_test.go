@@ -10,11 +10,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -393,4 +395,273 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 			t.Errorf("server RSS grew by %d MiB, want < 64 MiB", growth>>20)
 		}
 	}
+}
+
+// TestGracefulShutdownWithPublishesInFlight is WS-9 with publishes truly in
+// flight: publishers send bursts without waiting for acks and SIGTERM
+// arrives in the middle of the burst. Every client gets 1001, the process
+// exits 0 within SHUTDOWN_TIMEOUT, every acked message is stored as acked,
+// and after a restart every refused or unanswered publish, sent again with
+// its client_msg_id, gets one ack: the original one when it had been
+// stored, a new message otherwise, and nothing is stored twice.
+func TestGracefulShutdownWithPublishesInFlight(t *testing.T) { shutdownInFlight(t, 20, 60) }
+
+// TestSoakGracefulShutdownWithPublishesInFlight: 100 publishers.
+func TestSoakGracefulShutdownWithPublishesInFlight(t *testing.T) {
+	soak(t)
+	shutdownInFlight(t, 100, 80)
+}
+
+// publishFate is what became of one publish, as its client saw it.
+type publishFate struct {
+	client   int
+	sent     time.Time
+	answered time.Time // zero: no answer before the close
+	ack      *wire.Ack
+	errCode  string
+}
+
+func shutdownInFlight(t *testing.T, clients, burst int) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	const users = 4
+	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
+	c.start()
+	tokens, channel := crashSetup(t, c, users)
+
+	var mu sync.Mutex
+	fates := map[string]*publishFate{}
+	codes := make(chan int, clients)
+	var burstSent atomic.Int64
+	goBurst := make(chan struct{})
+	var ready, writers sync.WaitGroup
+	for i := range clients {
+		ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[i%users])
+		ready.Add(1)
+		writers.Add(1)
+		// The writer: 1 s at 30 frames/s, then a burst as fast as the
+		// socket takes it (within the per-connection burst of 100).
+		go func() {
+			defer writers.Done()
+			send := func(k int) bool {
+				id := fmt.Sprintf("c%d-%d", i, k)
+				mu.Lock()
+				fates[id] = &publishFate{client: i, sent: time.Now()}
+				mu.Unlock()
+				if err := ws.WriteJSON(map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "text": id}); err != nil {
+					mu.Lock()
+					delete(fates, id) // never sent
+					mu.Unlock()
+					return false
+				}
+				return true
+			}
+			k := 0
+			for range 30 {
+				if !send(k) {
+					ready.Done()
+					return
+				}
+				k++
+				time.Sleep(33 * time.Millisecond)
+			}
+			ready.Done()
+			<-goBurst
+			for range burst {
+				if !send(k) {
+					return
+				}
+				k++
+				burstSent.Add(1)
+			}
+		}()
+		// The reader: acks and errors by id, until the close.
+		go func() {
+			for {
+				f, err := ws.tryRead(20 * time.Second)
+				if err != nil {
+					code, _ := asClose(err)
+					codes <- code
+					return
+				}
+				if f.Type != wire.TypeAck && f.Type != wire.TypeError {
+					continue
+				}
+				var id string
+				_ = json.Unmarshal(f.ID, &id)
+				mu.Lock()
+				if p := fates[id]; p != nil {
+					p.answered = time.Now()
+					if f.Type == wire.TypeAck {
+						p.ack = &wire.Ack{Channel: f.Channel, MessageID: f.MessageID, Offset: f.Offset}
+					} else {
+						p.errCode = f.Code
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	ready.Wait()
+	close(goBurst)
+	// SIGTERM once about half of the burst has been written.
+	for burstSent.Load() < int64(clients*burst/2) {
+		time.Sleep(time.Millisecond)
+	}
+	signalAt := time.Now()
+	err, took := c.terminate(8 * time.Second)
+	writers.Wait()
+	if err != nil {
+		t.Errorf("exit after SIGTERM: %v (after %v)\n%s", err, took, tailLines(c.logs.String(), 20))
+	}
+	if took > 5*time.Second {
+		t.Errorf("exit took %v, more than SHUTDOWN_TIMEOUT 5 s", took)
+	}
+	closeCodes := map[int]int{}
+	for range clients {
+		closeCodes[<-codes]++
+	}
+	if closeCodes[1001] != clients {
+		t.Errorf("close codes %v, want 1001 for all %d clients", closeCodes, clients)
+	}
+
+	// What the clients saw.
+	var sent, inFlight, ackedBefore, ackedAfter, refused, unanswered int
+	refusedCodes := map[string]int{}
+	log := &ackLog{acks: map[string]wire.Ack{}}
+	mu.Lock()
+	for id, p := range fates {
+		sent++
+		if p.sent.Before(signalAt) && (p.answered.IsZero() || p.answered.After(signalAt)) {
+			inFlight++
+		}
+		switch {
+		case p.ack != nil && p.answered.Before(signalAt):
+			ackedBefore++
+		case p.ack != nil:
+			ackedAfter++
+		case p.errCode != "":
+			refused++
+			refusedCodes[p.errCode]++
+		default:
+			unanswered++
+		}
+		if p.ack != nil {
+			if err := log.add(id, *p.ack); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	mu.Unlock()
+
+	// Restart: every ack is in history as acked (lost = acked − stored = 0).
+	c.start()
+	k := &checker{}
+	k.check(t, c, tokens[0], channel, log, true)
+	storedBefore := int(k.last)
+	var refusedStored, unansweredStored int
+	retry := map[int][]string{} // by user
+	controls := 0
+	mu.Lock()
+	for id, p := range fates {
+		if p.ack != nil {
+			// A few acked ones go again too: across the restart they
+			// must get their original ack and store nothing.
+			if controls < 40 {
+				controls++
+				retry[p.client%users] = append(retry[p.client%users], id)
+			}
+			continue
+		}
+		if _, ok := k.byClient[id]; ok {
+			if p.errCode != "" {
+				refusedStored++
+			} else {
+				unansweredStored++
+			}
+		}
+		retry[p.client%users] = append(retry[p.client%users], id)
+	}
+	mu.Unlock()
+
+	// Sent again with the same client_msg_id: one ack each, the original
+	// message when it was stored.
+	retried := retryPublishes(t, c, tokens, channel, retry)
+	if n := refused + unanswered + controls; len(retried) != n {
+		t.Errorf("%d retries acked, want %d", len(retried), n)
+	}
+	var sameAck, newMsgs int
+	for id, a := range retried {
+		if m, ok := k.byClient[id]; ok {
+			if a.MessageID != m.ID || a.Offset != m.Offset {
+				t.Errorf("retry of %s acked %s/%d, but it was stored as %s/%d", id, a.MessageID, a.Offset, m.ID, m.Offset)
+			}
+			sameAck++
+		} else {
+			if a.Offset <= int64(storedBefore) {
+				t.Errorf("retry of unstored %s acked at offset %d, not after the %d stored", id, a.Offset, storedBefore)
+			}
+			newMsgs++
+		}
+		if err := log.add(id, a); err != nil {
+			t.Error(err)
+		}
+	}
+	final := checkHistory(t, c, tokens[0], channel, log)
+	if final != len(fates) {
+		t.Errorf("%d messages stored after the retries; want every one of the %d sent, once", final, len(fates))
+	}
+	t.Logf("WS-9 in flight (%d publishers, load %s): exit 0 after %v; close codes %v; %d publishes sent, %d in flight at SIGTERM; "+
+		"%d acked before the signal, %d acked after it, %d refused %v (%d of them stored nonetheless), %d unanswered (%d of them stored); "+
+		"lost after ack 0; %d stored before the retries; retries of the %d refused or unanswered and %d acked: %d got the original ack, %d were stored new; %d stored in the end, no duplicate",
+		clients, loadAverage(), took.Round(time.Millisecond), closeCodes, sent, inFlight,
+		ackedBefore, ackedAfter, refused, refusedCodes, refusedStored, unanswered, unansweredStored,
+		storedBefore, len(retried)-controls, controls, sameAck, newMsgs, final)
+	if inFlight == 0 {
+		t.Error("no publish was in flight at SIGTERM; the test did not test it")
+	}
+}
+
+// retryPublishes sends the given client_msg_ids again as their users, at
+// most maxBurst on one connection (within its inbound burst), and returns
+// the ack of each.
+func retryPublishes(t *testing.T, c *child, tokens []string, channel string, ids map[int][]string) map[string]wire.Ack {
+	t.Helper()
+	var mu sync.Mutex
+	acks := map[string]wire.Ack{}
+	var wg sync.WaitGroup
+	for u, list := range ids {
+		for chunk := range slices.Chunk(list, maxBurst) {
+			ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[u])
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, id := range chunk {
+					if err := ws.WriteJSON(map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "text": id}); err != nil {
+						t.Errorf("retry as user %d: %v", u, err)
+						return
+					}
+				}
+				for range chunk {
+					f, err := ws.tryRead(20 * time.Second)
+					if err != nil {
+						t.Errorf("retry as user %d: %v", u, err)
+						return
+					}
+					var id string
+					_ = json.Unmarshal(f.ID, &id)
+					if f.Type != wire.TypeAck {
+						t.Errorf("retry of %s: %s", id, f.raw)
+						continue
+					}
+					mu.Lock()
+					acks[id] = wire.Ack{Channel: f.Channel, MessageID: f.MessageID, Offset: f.Offset}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return acks
 }
