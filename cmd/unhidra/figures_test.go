@@ -527,7 +527,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 	}
 
 	// What the clients saw.
-	var sent, inFlight, ackedBefore, ackedAfter, refused, unanswered int
+	var sent, inFlight, ackedBefore, ackedAfter, refused, unanswered, unansweredEarly int
 	refusedCodes := map[string]int{}
 	log := &ackLog{acks: map[string]wire.Ack{}}
 	mu.Lock()
@@ -546,6 +546,9 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 			refusedCodes[p.errCode]++
 		default:
 			unanswered++
+			if p.sent.Before(signalAt) {
+				unansweredEarly++
+			}
 		}
 		if p.ack != nil {
 			if err := log.add(id, *p.ack); err != nil {
@@ -613,10 +616,10 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 		t.Errorf("%d messages stored after the retries; want every one of the %d sent, once", final, len(fates))
 	}
 	t.Logf("WS-9 in flight (%d publishers, load %s): exit 0 after %v; close codes %v; %d publishes sent, %d in flight at SIGTERM; "+
-		"%d acked before the signal, %d acked after it, %d refused %v (%d of them stored nonetheless), %d unanswered (%d of them stored); "+
+		"%d acked before the signal, %d acked after it, %d refused %v (%d of them stored nonetheless), %d unanswered (%d of them sent before the signal; %d stored); "+
 		"lost after ack 0; %d stored before the retries; retries of the %d refused or unanswered and %d acked: %d got the original ack, %d were stored new; %d stored in the end, no duplicate",
 		clients, loadAverage(), took.Round(time.Millisecond), closeCodes, sent, inFlight,
-		ackedBefore, ackedAfter, refused, refusedCodes, refusedStored, unanswered, unansweredStored,
+		ackedBefore, ackedAfter, refused, refusedCodes, refusedStored, unanswered, unansweredEarly, unansweredStored,
 		storedBefore, len(retried)-controls, controls, sameAck, newMsgs, final)
 	if inFlight == 0 {
 		t.Error("no publish was in flight at SIGTERM; the test did not test it")
