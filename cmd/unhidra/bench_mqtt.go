@@ -2,15 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -320,6 +324,8 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		per = cfg.Rate / float64(connected)
 	}
 	start := time.Now()
+	brokerCPU0, _ := procCPU(cfg.ServerPID)
+	benchCPU0 := selfCPU()
 	var pwg sync.WaitGroup
 	for i, c := range pubs {
 		if c == nil {
@@ -380,6 +386,8 @@ func runBenchMQTT(ctx context.Context, e env) error {
 	pwg.Wait()
 	tick.Stop()
 	dur := time.Since(start)
+	brokerCPU1, cpuErr := procCPU(cfg.ServerPID)
+	benchCPU := selfCPU() - benchCPU0
 	deadline := time.Now().Add(10 * time.Second)
 	for received.Load() < published.Load() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -394,6 +402,14 @@ func runBenchMQTT(ctx context.Context, e env) error {
 	if err, _ := firstErr.Load().(error); err != nil && pubErrs.Load() > 0 {
 		fmt.Fprintf(out, "first error: %v\n", err)
 	}
+	// Both run on the same machine: how the cores were shared while
+	// publishing (a core-second per second is one core kept busy).
+	if cfg.ServerPID > 0 && cpuErr == nil {
+		fmt.Fprintf(out, "CPU while publishing: broker %.1f s (%.2f cores), bench %.1f s (%.2f cores)\n",
+			(brokerCPU1 - brokerCPU0).Seconds(), (brokerCPU1-brokerCPU0).Seconds()/dur.Seconds(), benchCPU.Seconds(), benchCPU.Seconds()/dur.Seconds())
+	} else {
+		fmt.Fprintf(out, "CPU while publishing: bench %.1f s (%.2f cores)\n", benchCPU.Seconds(), benchCPU.Seconds()/dur.Seconds())
+	}
 	if cfg.ServerPID > 0 {
 		if rss, err := readRSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "broker RSS at the end: %s\n", fmtBytes(rss))
@@ -405,4 +421,48 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		}
 	}
 	return nil
+}
+
+// procCPU returns the user+system CPU time process pid has used, from
+// /proc/PID/stat (clock ticks of 1/100 s, as on every Linux port Go
+// supports).
+func procCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, errors.New("no process id")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU reads utime and stime (fields 14 and 15) from a
+// /proc/PID/stat line; the command name (field 2) may contain spaces and
+// parentheses, so fields are counted after its last ')'.
+func parseProcStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state): utime is f[11], stime f[12].
+	if len(f) < 13 {
+		return 0, errors.New("/proc stat: too few fields")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 63)
+	st, err2 := strconv.ParseUint(f[12], 10, 63)
+	if err1 != nil || err2 != nil || ut > math.MaxInt64/2/uint64(10*time.Millisecond) || st > math.MaxInt64/2/uint64(10*time.Millisecond) {
+		return 0, errors.New("/proc stat: bad utime/stime")
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// selfCPU returns the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
