@@ -668,3 +668,156 @@ func retryPublishes(t *testing.T, c *child, tokens []string, channel string, ids
 	wg.Wait()
 	return acks
 }
+
+// TestFloodLeavesOthersUnaffected is WS-6's last clause in make check: one
+// client floods (rate_limited, then 1008) while another publishes 20
+// messages/s and times each publish until its own message comes back.
+func TestFloodLeavesOthersUnaffected(t *testing.T) { floodNeighbour(t, 1, false) }
+
+// TestSoakFloodLeavesOthersUnaffected: ten flooders at once, and the round
+// trip's p99 during the flood asserted under 200 ms.
+func TestSoakFloodLeavesOthersUnaffected(t *testing.T) {
+	soak(t)
+	floodNeighbour(t, 10, true)
+}
+
+func floodNeighbour(t *testing.T, flooders int, strict bool) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
+	c.start()
+	tokens, channel := crashSetup(t, c, 2) // pub0 floods, pub1 is the neighbour
+
+	// The neighbour: publish every 50 ms, read its own messages back.
+	nb := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[1])
+	nb.send(t, map[string]any{"type": "subscribe", "channel": channel})
+	nb.until(t, wire.TypeSubscribed, 10*time.Second)
+	var flooding atomic.Bool
+	var before, during durations
+	var own atomic.Int64
+	readerDone := make(chan error, 1)
+	go func() {
+		for {
+			_, msg, err := nb.ReadMessage()
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			if _, sent, ok := messageOffset(msg); ok && !sent.IsZero() {
+				own.Add(1)
+				if flooding.Load() {
+					during.add(time.Since(sent))
+				} else {
+					before.add(time.Since(sent))
+				}
+			}
+		}
+	}()
+	stopNeighbour := make(chan struct{})
+	var nbSent atomic.Int64
+	nbDone := make(chan struct{})
+	go func() {
+		defer close(nbDone)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for k := 0; ; k++ {
+			select {
+			case <-stopNeighbour:
+				return
+			case <-tick.C:
+			}
+			id := fmt.Sprintf("n%d", k)
+			if nb.WriteJSON(map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "data": stamped(time.Now(), 64)}) != nil {
+				return
+			}
+			nbSent.Add(1)
+		}
+	}()
+	time.Sleep(2 * time.Second) // the baseline
+
+	// The flooders: publish frames as fast as the socket takes them.
+	type floodResult struct {
+		code        int
+		rateLimited int
+		sent        int
+		took        time.Duration
+	}
+	results := make(chan floodResult, flooders)
+	flooding.Store(true)
+	for f := range flooders {
+		ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[0])
+		go func() {
+			var r floodResult
+			var sent atomic.Int64
+			start := time.Now()
+			go func() {
+				frame := []byte(fmt.Sprintf(`{"type":"publish","channel":%q,"text":"flood %d"}`, channel, f))
+				for ws.WriteText(string(frame)) == nil {
+					sent.Add(1)
+				}
+			}()
+			for {
+				fr, err := ws.tryRead(15 * time.Second)
+				if err != nil {
+					r.code, _ = asClose(err)
+					break
+				}
+				if fr.Type == wire.TypeError && fr.Code == "rate_limited" {
+					r.rateLimited++
+				}
+			}
+			r.took = time.Since(start)
+			ws.Close()
+			r.sent = int(sent.Load())
+			results <- r
+		}()
+	}
+	codes := map[int]int{}
+	var rateLimited, floodSent int
+	var slowestClose time.Duration
+	for range flooders {
+		r := <-results
+		codes[r.code]++
+		rateLimited += r.rateLimited
+		floodSent += r.sent
+		slowestClose = max(slowestClose, r.took)
+		if r.rateLimited == 0 {
+			t.Errorf("a flooder got no rate_limited error before its close")
+		}
+	}
+	flooding.Store(false)
+	time.Sleep(500 * time.Millisecond) // the neighbour's last round trips
+	close(stopNeighbour)
+	<-nbDone
+	// Every message of the neighbour comes back (nothing of its is lost
+	// or refused).
+	deadline := time.Now().Add(10 * time.Second)
+	for own.Load() < nbSent.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-readerDone:
+		t.Fatalf("the neighbour's connection ended: %v", err)
+	default:
+	}
+	bs, ds := before.summary(), during.summary()
+	t.Logf("WS-6 (%d flooder(s), child without -race, load %s): flooders sent %d frames, got %d rate_limited, closed %v, the last after %v; "+
+		"neighbour's publish→own message round trip before the flood %v, during it %v; %d of %d came back",
+		flooders, loadAverage(), floodSent, rateLimited, codes, slowestClose.Round(time.Millisecond), bs, ds, own.Load(), nbSent.Load())
+	if codes[1008] != flooders {
+		t.Errorf("flooders closed with %v, want 1008 for all %d", codes, flooders)
+	}
+	if slowestClose > 10*time.Second {
+		t.Errorf("a flooder was closed only after %v; the rule is 5 s of flooding", slowestClose)
+	}
+	if own.Load() != nbSent.Load() {
+		t.Errorf("the neighbour got %d of its %d messages back", own.Load(), nbSent.Load())
+	}
+	if ds.N < 20 {
+		t.Errorf("only %d round trips measured during the flood", ds.N)
+	}
+	if strict && ds.P99 >= 200*time.Millisecond {
+		t.Errorf("the neighbour's round trip p99 during the flood %v, want < 200 ms", ds.P99)
+	}
+}
