@@ -322,3 +322,36 @@ func tcpSendQueue(localPort, remotePort int) int64 {
 	}
 	return -1
 }
+
+// histogramShare returns the share of a histogram's observations (one
+// series, picked by a label fragment such as `route="GET /health"`) at or
+// under le seconds, and their count; the scraped page must be one read
+// after the load, minus the one read before.
+func histogramShare(after, before map[string]float64, name, series, le string) (share float64, n float64) {
+	find := func(m map[string]float64, suffix, le string) float64 {
+		for k, v := range m {
+			if strings.HasPrefix(k, name+suffix+"{") && strings.Contains(k, series) && (le == "" || strings.Contains(k, `le="`+le+`"`)) {
+				return v
+			}
+		}
+		return 0
+	}
+	n = find(after, "_count", "") - find(before, "_count", "")
+	if n <= 0 {
+		return 0, 0
+	}
+	return (find(after, "_bucket", le) - find(before, "_bucket", le)) / n, n
+}
+
+// timingsAsserted reports whether latency figures are asserted: the server
+// runs without -race, but under -race this process, which makes the load
+// and takes the times, is several times slower, and its figures are only
+// logged.
+func timingsAsserted(t testing.TB) bool {
+	t.Helper()
+	if raceEnabled {
+		t.Log("latency figures not asserted: this test process runs under -race (run the soak tests without -race for them)")
+		return false
+	}
+	return true
+}
