@@ -1,6 +1,10 @@
 package mqttbridge
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	packetsIn    prometheus.Counter
@@ -51,7 +55,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_mqtt_connections", Help: "Authenticated MQTT connections.",
 	}, func() float64 { return float64(s.Connections()) })
-	cs := []prometheus.Collector{m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, m.limited, m.qos0Queued, m.qos0Waited, conns}
+	// Deliveries mochi drops: to a subscriber with MaximumInflight QoS > 0
+	// messages unacknowledged, or whose write queue is full. What was
+	// dropped is still stored (channel history, telemetry queries).
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "unhidra_mqtt_deliveries_dropped_total", Help: "Deliveries to MQTT subscribers dropped because the subscriber did not keep up (in-flight window or write queue full).",
+	}, func() float64 {
+		if s.mq == nil || s.mq.Info == nil {
+			return 0
+		}
+		return float64(atomic.LoadInt64(&s.mq.Info.InflightDropped) + atomic.LoadInt64(&s.mq.Info.MessagesDropped))
+	})
+	cs := []prometheus.Collector{dropped, m.packetsIn, m.packetsOut, m.authFailures, m.aclDenials, m.rejected, m.revoked, m.dropped, m.limited, m.qos0Queued, m.qos0Waited, conns}
 	if nw := s.noWait; nw != nil {
 		cs = append(cs,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -12,6 +12,11 @@
 // database — synchronously. On failure the PUBACK carries a failure reason
 // (v5) or the connection is closed without one (3.1.1), so the client
 // sends the message again; nothing is acknowledged that is not stored.
+// QoS 0 telemetry, which has no acknowledgement, is handed to the group
+// commit without waiting for it (device.Fleet.TelemetryNoWait: bounded, and
+// synchronous again when too much is queued), so a connection's read loop
+// is not held for an fsync; it is relayed to MQTT subscribers of the topic
+// at once and stored a few milliseconds later.
 //
 // Concurrency contract: a Server is safe for concurrent use. mochi runs one
 // reader goroutine per connection and calls the hooks on it; per-connection
