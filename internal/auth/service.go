@@ -35,7 +35,7 @@ type Config struct {
 	// DefaultParams. Lower values are for tests that are not about hashing.
 	Params      Params
 	HashWorkers int // default GOMAXPROCS − 1, at least 1
-	HashQueue   int // default 2 × HashWorkers
+	HashQueue   int // default 2 × GOMAXPROCS
 	// RevocationTTL bounds how long a session's state is cached before it is
 	// read again from the store: the delay for a revocation made by another
 	// process (the CLI, another node) to take effect. Default 5s.
@@ -104,7 +104,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg.HashWorkers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if cfg.HashQueue <= 0 {
-		cfg.HashQueue = 2 * cfg.HashWorkers
+		// As many logins may wait as with one worker per CPU, so a burst
+		// of legitimate logins is not refused for the CPU kept free.
+		cfg.HashQueue = 2 * runtime.GOMAXPROCS(0)
 	}
 	if cfg.RevocationTTL <= 0 {
 		cfg.RevocationTTL = 5 * time.Second
