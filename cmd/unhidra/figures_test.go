@@ -140,8 +140,14 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	const hist = "unhidra_http_request_duration_seconds"
 	login10, nLogin := histogramShare(m, m0, hist, `route="POST /login"`, "0.01")
 	health10, nHealth := histogramShare(m, m0, hist, `route="GET /health"`, "0.01")
-	t.Logf("AUTH-6 server side: %.2f%% of %v logins (hashed ones included) and %.2f%% of %v /health answered within 10 ms",
-		100*login10, nLogin, 100*health10, nHealth)
+	// A hashed login takes far over 10 ms, so the logins within 10 ms are
+	// all refusals; their share is taken of the refusals alone.
+	refused10 := 0.0
+	if nRefused := nLogin - float64(got[401]); nRefused > 0 {
+		refused10 = login10 * nLogin / nRefused
+	}
+	t.Logf("AUTH-6 server side: %.2f%% of %v refused logins and %.2f%% of %v /health answered within 10 ms",
+		100*refused10, nLogin-float64(got[401]), 100*health10, nHealth)
 	t.Logf("AUTH-6 (%v, %d attackers, child without -race, load %s → %s): answers %v, transport errors %d; "+
 		"hashes run %v, peak concurrent %v (CPUs %d); 503/429 latency %v; 401 latency %v; /health %v; server RSS growth %d MiB (from %d MiB)",
 		d, attackers, loadBefore, loadAfter, got, transportErrs.Load(),
@@ -171,8 +177,8 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 		// The refusals are timed on the server: on two shared cores the
 		// attackers' own process and every other process queue for CPU
 		// in front of the client-side figure (logged above).
-		if login10 < 0.99 {
-			t.Errorf("the server answered %.2f%% of logins within 10 ms; want ≥ 99%% (all but the hashed ones)", 100*login10)
+		if refused10 < 0.99 {
+			t.Errorf("the server answered %.2f%% of the refused logins within 10 ms; want ≥ 99%%", 100*refused10)
 		}
 		if hs.P99 >= 100*time.Millisecond {
 			t.Errorf("/health p99 %v; want < 100 ms", hs.P99)
