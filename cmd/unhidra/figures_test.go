@@ -466,6 +466,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 	var ready, writers sync.WaitGroup
 	for i := range clients {
 		ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[i%users])
+		var closing atomic.Bool // the server's close arrived: no more data frames
 		ready.Add(1)
 		writers.Add(1)
 		// The writer: 1 s at 30 frames/s, then a burst as fast as the
@@ -473,6 +474,9 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 		go func() {
 			defer writers.Done()
 			send := func(k int) bool {
+				if closing.Load() {
+					return false
+				}
 				id := fmt.Sprintf("c%d-%d", i, k)
 				mu.Lock()
 				fates[id] = &publishFate{client: i, sent: time.Now()}
@@ -504,12 +508,17 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 				burstSent.Add(1)
 			}
 		}()
-		// The reader: acks and errors by id, until the close.
+		// The reader: acks and errors by id, until the close, which it
+		// answers as a client library would.
 		go func() {
 			for {
 				f, err := ws.tryRead(20 * time.Second)
 				if err != nil {
-					code, _ := asClose(err)
+					code, ok := asClose(err)
+					if ok {
+						closing.Store(true)
+						_ = ws.WriteClose(code, "")
+					}
 					codes <- code
 					return
 				}
