@@ -3,6 +3,10 @@ package device_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,4 +209,76 @@ func TestTelemetryNoWait(t *testing.T) {
 			t.Fatalf("failures %d, want 1", e.fleet.TelemetryNoWaitFailures())
 		}
 	})
+}
+
+// benchDevices is how many devices BenchmarkFleetTelemetry spreads its
+// callers over (each caller is one device).
+const benchDevices = 1000
+
+// BenchmarkFleetTelemetry measures Fleet.Telemetry — the path the WebSocket
+// gateway's `telemetry` frames and MQTT QoS 1 telemetry both take — with the
+// real chat service on SQLite (synchronous=FULL), from 64 callers per
+// GOMAXPROCS, each a different device with its own channel: the point and its
+// device-channel message in one transaction ("one commit", as `unhidra
+// serve` wires it) or in two group commits ("two commits").
+func BenchmarkFleetTelemetry(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		one  bool
+	}{{"two commits", false}, {"one commit", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := newFleetEnv(b)
+			cs, err := sqlite.NewChatStore(context.Background(), e.db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cs.Close()
+			owners := fleetOwners{}
+			for i := range benchDevices {
+				id := fmt.Sprintf("dev-%d", i)
+				owners[id] = "alice"
+				if _, err := e.db.Writer().Exec(`INSERT INTO devices (id, name, owner, key_hash, created_at) VALUES (?, ?, 'alice', ?, ?)`,
+					id, id, []byte("hash-"+id), sqlite.Time(time.Now())); err != nil {
+					b.Fatal(err)
+				}
+			}
+			svc := chat.NewService(cs, e.broker, chat.Options{Users: allUsers{}})
+			f := device.NewFleet(device.FleetOptions{
+				Store: sqlite.NewFleetStore(e.db), Broker: e.broker, Channels: svc,
+				Owners:               owners,
+				TelemetryWithMessage: tc.one,
+				EnsureChannel: func(ctx context.Context, id, owner string) error {
+					_, err := svc.EnsureDeviceChannel(ctx, id, owner)
+					return err
+				},
+			})
+			var mu sync.Mutex
+			var lats []time.Duration
+			var next atomic.Int64
+			b.SetParallelism(64)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				var mine []time.Duration
+				dev := asDevice(fmt.Sprintf("dev-%d", next.Add(1)%benchDevices))
+				for i := int64(0); pb.Next(); i++ {
+					t0 := time.Now()
+					if _, err := f.Telemetry(context.Background(), dev, seqPoint(i)); err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lats = append(lats, mine...)
+				mu.Unlock()
+			})
+			b.StopTimer()
+			if len(lats) > 0 {
+				slices.Sort(lats)
+				b.ReportMetric(float64(len(lats))/b.Elapsed().Seconds(), "points/s")
+				b.ReportMetric(float64(lats[len(lats)/2].Microseconds())/1000, "p50_ms")
+				b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99_ms")
+			}
+		})
+	}
 }
