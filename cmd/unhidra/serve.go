@@ -473,6 +473,11 @@ func (a *app) Close() error {
 			errs = append(errs, cl.Close())
 		}
 	}
+	if a.chatSvc != nil {
+		// Messages already queued for the group commit (QoS 0 telemetry
+		// returns before its commit) are stored before the database closes.
+		a.chatSvc.Wait()
+	}
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 		a.db = nil
