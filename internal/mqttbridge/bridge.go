@@ -53,8 +53,20 @@ func (s *Server) relayChannel(channel string, frame []byte) {
 	var f struct {
 		Type    string          `json:"type"`
 		Message json.RawMessage `json:"message"`
+		User    string          `json:"user"`
 	}
-	if json.Unmarshal(frame, &f) != nil || len(f.Message) == 0 {
+	if json.Unmarshal(frame, &f) != nil {
+		return
+	}
+	switch f.Type {
+	case wire.TypeMemberRemoved:
+		s.forgetReadable(channel, f.User)
+		return
+	case wire.TypeChannelDeleted:
+		s.forgetReadable(channel, "")
+		return
+	}
+	if len(f.Message) == 0 {
 		return
 	}
 	switch f.Type {
@@ -64,6 +76,25 @@ func (s *Server) relayChannel(channel string, frame []byte) {
 	}
 	if err := s.mq.Publish(ChannelTopic(channel), f.Message, false, 1); err != nil {
 		s.log.Warn("mqtt channel relay", "channel", channel, "err", err)
+	}
+}
+
+// forgetReadable drops the cached read permission for channel of user's
+// sessions (every session when user is ""), so the next delivery asks the
+// chat service again: a removed member stops receiving at once, not after
+// PermissionTTL. It runs on the bridge goroutine, in order with the
+// channel's messages, so nothing published after the removal is delivered
+// on the stale answer.
+func (s *Server) forgetReadable(channel, user string) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for _, ss := range s.sessions {
+		if ss.who.Principal.Kind != wire.KindUser || (user != "" && ss.who.Principal.ID != user) {
+			continue
+		}
+		ss.mu.Lock()
+		delete(ss.readable, channel)
+		ss.mu.Unlock()
 	}
 }
 
