@@ -196,6 +196,25 @@ func TestMemoryServerProcess(t *testing.T) {
 	if err != nil || n <= 0 {
 		t.Skip("set UNHIDRA_WS_MEM_PROCESS=10000 to measure RSS per connection in a separate server process")
 	}
+	measureServerProcess(t, n)
+}
+
+// TestSoakMemoryPerIdleConnection holds the headline figure in `make soak`:
+// at 10,000 idle authenticated connections the gateway process must stay
+// within 12 KiB of RSS per connection.
+func TestSoakMemoryPerIdleConnection(t *testing.T) {
+	if os.Getenv("UNHIDRA_SOAK") == "" {
+		t.Skip("set UNHIDRA_SOAK=1 (make soak)")
+	}
+	const n, limitKiB = 10000, 12.0
+	if perConn := measureServerProcess(t, n); perConn > limitKiB {
+		t.Errorf("RSS per idle connection %.2f KiB at %d connections, want ≤ %.0f KiB", perConn, n, limitKiB)
+	}
+}
+
+// measureServerProcess opens n idle connections to a gateway-only child
+// process and returns the child's RSS growth per connection in KiB.
+func measureServerProcess(t *testing.T, n int) float64 {
 	h := startHelper(t, n+10)
 	rss := func() float64 {
 		time.Sleep(500 * time.Millisecond) // let the helper's GC settle
@@ -225,6 +244,7 @@ func TestMemoryServerProcess(t *testing.T) {
 	r1 := rss()
 	t.Logf("server process: %d idle authenticated connections, RSS %.0f → %.0f KiB: %.2f KiB per connection; %.0f connections/s (sequential)",
 		n, r0, r1, (r1-r0)/float64(n), float64(n)/el.Seconds())
+	return (r1 - r0) / float64(n)
 }
 
 // TestHelperGatewayProcess is the server of the separate-process
