@@ -191,6 +191,13 @@ func (s *storm) session(c *stormClient, ws *wsConn, gen int64) bool {
 		s.frames.Add(1)
 		switch f.Type {
 		case wire.TypeSubscribed:
+			if s.gen.Load() != gen {
+				// A restart began between the dial and this answer: the
+				// answer may come from the killed process (read from the
+				// socket buffer). Dial again so a client counts as back
+				// only on a connection surely made to the new process.
+				return false
+			}
 			subscribed = true
 			resub := since > 0 || gen > 0
 			if resub {
