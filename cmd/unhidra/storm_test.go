@@ -262,7 +262,7 @@ func (s *storm) session(c *stormClient, ws *wsConn, gen int64) bool {
 	}
 }
 
-// stormPublisher posts to one channel at a steady rate, one publish in
+// publish posts to one channel at a steady rate, one publish in
 // flight, reconnecting with backoff when the server dies; unacked messages
 // are not resent (they may or may not be stored).
 func (s *storm) publish(tok, channel, prefix string, every time.Duration, acks *ackLog, sent *atomic.Int64) {
