@@ -168,6 +168,7 @@ type Fleet struct {
 	pending []*telemetryWrite
 	writing bool
 	conns   map[string]*liveDevice // devices with live connections on this node
+	stopped bool                   // Run ended: no new offline-grace timers
 	grace   time.Duration
 
 	ensure  func(ctx context.Context, deviceID, owner string) error
@@ -497,11 +498,31 @@ func (f *Fleet) Disconnected(ctx context.Context, deviceID string) error {
 		f.mu.Unlock()
 		return f.setOnline(ctx, deviceID, false)
 	}
+	if f.stopped {
+		// The process is shutting down: no timer may outlive it. The next
+		// start marks every device offline (ResetOnline).
+		delete(f.conns, deviceID)
+		f.mu.Unlock()
+		return nil
+	}
 	d.gen++
 	gen := d.gen
 	d.offline = time.AfterFunc(f.grace, func() { f.goOffline(deviceID, gen) })
 	f.mu.Unlock()
 	return nil
+}
+
+// stop ends the offline-grace timers when Run ends, so nothing writes to the
+// store after the process began closing it.
+func (f *Fleet) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	for id, d := range f.conns {
+		if d.offline != nil && d.offline.Stop() && d.n <= 0 {
+			delete(f.conns, id)
+		}
+	}
 }
 
 func (f *Fleet) goOffline(deviceID string, gen uint64) {
@@ -564,6 +585,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			f.stop()
 			return nil
 		case <-pruneT.C:
 			prune()

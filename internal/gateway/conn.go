@@ -157,7 +157,13 @@ func (c *conn) start(resp []byte) {
 			s.log.Error("device command subscription failed", "conn", c.id, "err", err)
 		}
 		if ds := s.deviceSessions(); ds != nil {
-			go c.deviceOnline(ds)
+			// Tracked like the reader, so a drain waits for it and nothing
+			// reaches the services after the gateway stopped.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				c.deviceOnline(ds)
+			}()
 		}
 	}
 
@@ -642,7 +648,11 @@ func (c *conn) deliver(sb *sub, ev event) {
 		if ds := c.srv.deviceSessions(); ds != nil {
 			// A command offered on the broker: claim it first, so that only
 			// one transport (and one connection) delivers it.
-			go c.claimCommand(ds, ev.payload)
+			c.srv.wg.Add(1)
+			go func() {
+				defer c.srv.wg.Done()
+				c.claimCommand(ds, ev.payload)
+			}()
 			return
 		}
 	}
