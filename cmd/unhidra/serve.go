@@ -245,6 +245,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		return nil, fmt.Errorf("reset device online state: %w", err)
 	}
 	a.components = append(a.components, runner{"fleet", a.fleet.Run})
+	a.components = append(a.components, &revocationFeed{
+		recent: sqlite.NewRevocationFeed(a.db).Recent,
+		pub:    a.broker,
+		log:    log.With("component", "revocations"),
+		every:  time.Second,
+		window: 30 * time.Second,
+		now:    func() time.Time { return time.Now().UTC() },
+		seen:   map[broker.Revocation]time.Time{},
+	})
 
 	if cfg.Runs("gateway") {
 		if err := a.startGateway(cfg, log); err != nil {
