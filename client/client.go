@@ -185,6 +185,11 @@ type Client struct {
 type subState struct {
 	last  int64 // last offset delivered; 0 when unknown
 	known bool
+	// sess is the connection the subscribe was sent on, so Subscribe and the
+	// resubscription after a reconnect never both send it on one
+	// connection (a second `subscribed` would move the offset past live
+	// messages still on their way).
+	sess *session
 }
 
 // New checks opts and returns a Client; call Run to connect.
@@ -875,12 +880,26 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 func (c *Client) subscribeOn(s *session, ctx context.Context, channel string) error {
 	c.mu.Lock()
 	st := c.subs[channel]
+	if st != nil && st.sess == s {
+		c.mu.Unlock()
+		return nil // already subscribed on this connection
+	}
 	frame := map[string]any{"type": wire.TypeSubscribe, "channel": channel}
-	if st != nil && st.known {
-		frame["since"] = st.last
+	if st != nil {
+		if st.known {
+			frame["since"] = st.last
+		}
+		st.sess = s
 	}
 	c.mu.Unlock()
 	_, err := s.request(ctx, frame)
+	if err != nil {
+		c.mu.Lock()
+		if st := c.subs[channel]; st != nil && st.sess == s {
+			st.sess = nil
+		}
+		c.mu.Unlock()
+	}
 	return err
 }
 
