@@ -180,10 +180,19 @@ func runBenchWS(ctx context.Context, e env) error {
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
+			// The context given to the dial must live as long as the
+			// connection: cancelling it after the handshake can close
+			// the upgraded connection. The 30 s bound applies to the
+			// opening only.
+			cctx, cancel := context.WithCancel(ctx)
+			bound := time.AfterFunc(30*time.Second, cancel)
 			c, err := proto.open(cctx, i, channels[i%len(channels)])
+			if !bound.Stop() && err == nil {
+				err = errors.New("opening took longer than 30 s")
+				c.CloseNow()
+			}
 			if err != nil {
+				cancel()
 				connErrs.Add(1)
 				firstErr.CompareAndSwap(nil, err)
 				return
@@ -192,6 +201,7 @@ func runBenchWS(ctx context.Context, e env) error {
 			readers.Add(1)
 			go func() {
 				defer readers.Done()
+				defer cancel()
 				for {
 					_, b, err := c.Read(readCtx)
 					if err != nil {
