@@ -3,7 +3,6 @@ package device_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -99,21 +99,9 @@ func asDevice(id string) unhidra.Identity {
 func newFleetEnv(t testing.TB) *fleetEnv {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
+	sqlitetest.AddUsers(t, db, "alice", "bob", "admin")
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, u := range []string{"alice", "bob", "admin"} {
-		if _, err := db.Writer().ExecContext(ctx, `INSERT INTO users (username, display_name, password_hash, created_at, updated_at) VALUES (?, ?, 'x', ?, ?)`,
-			u, u, sqlite.Time(now), sqlite.Time(now)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for id, owner := range map[string]string{"d1": "alice", "d2": "bob"} {
 		if _, err := db.Writer().ExecContext(ctx, `INSERT INTO devices (id, name, owner, key_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
 			id, id, owner, []byte("hash-"+id), sqlite.Time(now)); err != nil {

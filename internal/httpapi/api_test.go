@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -52,13 +52,7 @@ const devKey = "unhidra_dk_sensorkey"
 func newAPIEnv(t *testing.T) *apiEnv {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "unhidra.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
 	st, err := sqlite.NewChatStore(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/httpapi"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/sqlitetest"
 )
 
 const authTestSecret = "httpapi-auth-test-secret-0123456789ab"
@@ -44,19 +44,13 @@ type authEnvOpts struct {
 
 func newAuthEnv(t *testing.T, o authEnvOpts) *authEnv {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "unhidra.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
 	if o.loginPerMinute == 0 {
 		o.loginPerMinute = 1000
 	}
 	reg := prometheus.NewRegistry()
 	e := &authEnv{}
+	var err error
 	e.authSvc, err = auth.New(auth.Config{Secret: authTestSecret, LoginPerMinute: o.loginPerMinute, Params: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}},
 		auth.Deps{Store: sqlite.NewAuthStore(db), Registerer: reg})
 	if err != nil {

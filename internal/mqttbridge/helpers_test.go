@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/unhidra/unhidra/internal/mqttbridge"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -98,22 +98,11 @@ type harnessOpts struct {
 func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mqtt.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	for _, u := range []string{"alice", "bob", "admin"} {
-		if _, err := db.Writer().ExecContext(ctx, `INSERT INTO users (username, display_name, password_hash, created_at, updated_at) VALUES (?, ?, 'x', ?, ?)`,
-			u, u, sqlite.Time(now), sqlite.Time(now)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db := sqlitetest.Open(t)
+	sqlitetest.AddUsers(t, db, "alice", "bob", "admin")
 	h := &harness{t: t, db: db, broker: inmem.NewBroker(), keys: map[string]string{}, reg: prometheus.NewRegistry()}
 	users := dbUsers{db}
+	var err error
 	h.registry, err = device.NewService(device.Config{Secret: testSecret}, device.Deps{Store: sqlite.NewDeviceStore(db), Users: users, Publisher: h.broker})
 	if err != nil {
 		t.Fatal(err)

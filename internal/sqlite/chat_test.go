@@ -12,6 +12,7 @@ import (
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/internal/storetest"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -19,14 +20,7 @@ import (
 func chatTestDB(t testing.TB) (*sqlite.DB, *sqlite.ChatStore) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "unhidra.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Migrate(ctx); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
+	db := sqlitetest.Open(t)
 	st, err := sqlite.NewChatStore(ctx, db)
 	if err != nil {
 		db.Close()
