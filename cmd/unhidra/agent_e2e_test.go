@@ -173,9 +173,6 @@ func (d *deviceServer) telemetry(t *testing.T, token, id string) []telemetryPoin
 }
 
 func TestAgentAgainstTheRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	s := startDeviceServer(t, nil)
 	admin := s.login(t, "admin", s.adminPW).AccessToken
 	id, key := s.registerDevice(t, "agent-e2e")
@@ -324,9 +321,6 @@ func testPKI(t *testing.T) (caFile, certFile, keyFile string) {
 }
 
 func TestAgentOverWSSChecksTheCertificate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	caFile, certFile, keyFile := testPKI(t)
 	otherCA, _, _ := testPKI(t)
 	s := startDeviceServer(t, map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile})

@@ -33,9 +33,6 @@ func runCmd(t *testing.T, ctx context.Context, args ...string) (string, error) {
 var deliveredLine = regexp.MustCompile(`delivered: (\d+) of (\d+) expected`)
 
 func TestBenchWSAgainstTheRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	s := startDeviceServer(t, nil)
 	// Default limits: 10 connections per user, so the bench creates users.
 	out, err := runCmd(t, context.Background(), "bench", "ws", "--url", s.wsURL(), "--auth-url", s.url,
@@ -62,9 +59,6 @@ func TestBenchWSAgainstTheRealServer(t *testing.T) {
 }
 
 func TestBenchMQTTAgainstTheRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	port, _ := freePort()
 	s := startDeviceServer(t, map[string]string{"UNHIDRA_SERVICES": "auth,gateway,mqtt", "MQTT_PORT": strconv.Itoa(port)})
 	for _, qos := range []string{"0", "1"} {
@@ -82,9 +76,6 @@ func TestBenchMQTTAgainstTheRealServer(t *testing.T) {
 }
 
 func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	port, _ := freePort()
 	s := startDeviceServer(t, map[string]string{"UNHIDRA_SERVICES": "auth,gateway,mqtt", "MQTT_PORT": strconv.Itoa(port)})
 	admin := s.login(t, "admin", s.adminPW).AccessToken

@@ -47,9 +47,6 @@ func (f *flakyNet) cut() {
 }
 
 func TestClientSDKAgainstTheRealServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	s := startDeviceServer(t, nil)
 	pair := s.login(t, "admin", s.adminPW)
 	r := s.gw(t, "POST", "/api/v1/channels", pair.AccessToken, map[string]any{"name": "sdk-e2e", "kind": "public"})

@@ -106,22 +106,22 @@ func publishBurst(c *child, tok, channel string, ids []string, log *ackLog, sent
 	defer ws.Close()
 	// At most maxBurst frames per connection: the gateway's per-connection
 	// inbound limit (burst 100) is not what this test is about.
-	var todo []string
+	var due []string
 	for _, id := range ids {
-		if len(todo) == maxBurst {
+		if len(due) == maxBurst {
 			break
 		}
 		if !log.has(id) {
-			todo = append(todo, id)
+			due = append(due, id)
 		}
 	}
-	for _, id := range todo {
+	for _, id := range due {
 		if err := ws.WriteJSON(map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "text": "crash " + id}); err != nil {
 			break
 		}
 		sent.Add(1)
 	}
-	pending := len(todo)
+	pending := len(due)
 	for pending > 0 {
 		f, err := ws.tryRead(20 * time.Second)
 		if err != nil {
@@ -233,9 +233,6 @@ func TestSoakCrashDurabilityUnderKill9(t *testing.T) {
 }
 
 func crashCycles(t *testing.T, cycles, publishers, perPublisher int) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
 	first := c.start()
 	tokens, channel := crashSetup(t, c, publishers)
@@ -329,9 +326,6 @@ func TestSoakQoS1TelemetrySurvivesKill9(t *testing.T) {
 // every minEvery–maxEvery until at least minTotal points are PUBACKed and
 // minKills kills happened.
 func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery time.Duration) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
 	c.start()
 	owner := c.login(t, "admin", c.adminPW)
@@ -450,9 +444,6 @@ func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery
 // while clients publish; every client gets 1001, every acked message is in
 // history, and the process exits 0 within SHUTDOWN_TIMEOUT.
 func TestGracefulShutdownUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	const clients = 20
 	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
 	c.start()

@@ -48,9 +48,6 @@ func TestSoakLoginFloodFigures(t *testing.T) {
 }
 
 func loginFlood(t *testing.T, d time.Duration, strict bool) {
-	if testing.Short() {
-		t.Skip("load test")
-	}
 	const attackers = 200
 	c := newChild(t, map[string]string{
 		"RATE_LIMIT_LOGIN_PER_MINUTE": "100000000", "RATE_LIMIT_IP_PER_MINUTE": "100000000",
@@ -204,9 +201,6 @@ func TestSoakSlowConsumerFigures(t *testing.T) {
 
 // slowConsumer publishes one message every interval.
 func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict bool) {
-	if testing.Short() {
-		t.Skip("load test")
-	}
 	const (
 		textSize = 31 << 10 // bytes of data per message (the limit is 32 KiB)
 		// On loopback the kernel's send buffer of the slow socket grows to
@@ -450,9 +444,6 @@ type publishFate struct {
 }
 
 func shutdownInFlight(t *testing.T, clients, burst int) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	const users = 4
 	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
 	c.start()
@@ -724,9 +715,6 @@ func TestSoakFloodLeavesOthersUnaffected(t *testing.T) {
 var rateLimitedCode = []byte(`"code":"rate_limited"`)
 
 func floodNeighbour(t *testing.T, flooders int, strict bool) {
-	if testing.Short() {
-		t.Skip("load test")
-	}
 	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
 	c.start()
 	tokens, channel := crashSetup(t, c, 2) // pub0 floods, pub1 is the neighbour

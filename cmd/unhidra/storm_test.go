@@ -49,9 +49,6 @@ type stormPlan struct {
 // clients over 6 channels, one kill -9 while messages flow; every gap is
 // inside the window, so every resubscribe must be recovered:true.
 func TestReconnectStormRecoversBySinceAfterKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	stormRun(t, stormPlan{clients: 300, users: 3, channels: 6, rate: 10, between: 1500 * time.Millisecond, kills: 1})
 }
 
