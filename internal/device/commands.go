@@ -241,32 +241,3 @@ func (f *Fleet) ExpireCommands(ctx context.Context) (int, error) {
 	}
 }
 
-// Attach is what a transport calls when a device connection is ready to
-// receive commands: the device is online (Connected), every pending command
-// is handed to deliver and marked delivered when deliver succeeds. It
-// returns detach, to call when the connection ends (Disconnected). Commands
-// offered later on broker.DeviceCommandTopic are the transport's to
-// forward; it then calls CommandDelivered for each.
-func (f *Fleet) Attach(ctx context.Context, deviceID string, deliver func(wire.CommandFrame) error) (detach func(context.Context), err error) {
-	if err := f.Connected(ctx, deviceID); err != nil {
-		return nil, err
-	}
-	detach = func(ctx context.Context) {
-		if err := f.Disconnected(ctx, deviceID); err != nil {
-			f.log.Warn("device disconnected", "device", deviceID, "err", err)
-		}
-	}
-	cmds, err := f.PendingCommands(ctx, deviceID)
-	if err != nil {
-		return detach, err
-	}
-	for _, c := range cmds {
-		if err := deliver(c.Frame()); err != nil {
-			return detach, err
-		}
-		if _, err := f.CommandDelivered(ctx, deviceID, c.ID); err != nil {
-			return detach, err
-		}
-	}
-	return detach, nil
-}
