@@ -240,4 +240,3 @@ func (f *Fleet) ExpireCommands(ctx context.Context) (int, error) {
 		}
 	}
 }
-
