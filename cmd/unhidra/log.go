@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"github.com/unhidra/unhidra/internal/redact"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,6 +21,33 @@ func isSecretKey(k string) bool {
 		}
 	}
 	return false
+}
+
+// scrubAttr replaces credential-shaped substrings of a string, error or
+// Stringer value (redact.Scrub): whatever a caller passes by mistake, a key
+// or token never reaches the log.
+func scrubAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		if s := v.String(); redact.LooksSecret(s) {
+			return slog.String(a.Key, redact.Scrub(s))
+		}
+	case slog.KindAny:
+		var s string
+		switch x := v.Any().(type) {
+		case error:
+			s = x.Error()
+		case fmt.Stringer:
+			s = x.String()
+		default:
+			return a
+		}
+		if redact.LooksSecret(s) {
+			return slog.String(a.Key, redact.Scrub(s))
+		}
+	}
+	return a
 }
 
 // newLogger returns the process logger: text (development) or JSON
@@ -42,7 +71,7 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 			if isSecretKey(a.Key) {
 				return slog.String(a.Key, "[redacted]")
 			}
-			return a
+			return scrubAttr(a)
 		},
 	}
 	if format == "json" {

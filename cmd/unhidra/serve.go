@@ -6,6 +6,8 @@ package main
 // app.components in newApp.
 
 import (
+	"github.com/unhidra/unhidra/internal/ratelimit"
+
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -278,7 +280,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			Draining:       a.draining.Load,
 			Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}),
 			HTTPMetrics:    a.httpm,
-			RequestLimit:   auth.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil),
+			RequestLimit:   ratelimit.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil),
 		}
 		srv, err := a.listen("auth API", cfg.AuthPort, api.Handler())
 		if err != nil {
@@ -322,7 +324,7 @@ func (a *app) startGateway(cfg *config.Config, log *slog.Logger) error {
 	// exact RATE_LIMIT_IP_PER_MINUTE limit in the gateway.
 	apiLog := log.With("server", "api")
 	var apiHandler http.Handler = httpapi.RefuseURLCredentials(apiLog, api)
-	apiHandler = httpapi.LimitByIP(auth.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil), cfg.TrustedProxies, nil, apiLog, apiHandler)
+	apiHandler = httpapi.LimitByIP(ratelimit.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil), cfg.TrustedProxies, nil, apiLog, apiHandler)
 	apiHandler = httpapi.Recover(apiLog, a.httpm.Instrument("api", apiLog, apiHandler))
 	a.gateway, err = gateway.New(gateway.Config{
 		Addr:                 net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.GatewayPort)),

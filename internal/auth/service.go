@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"github.com/unhidra/unhidra/internal/ratelimit"
+
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -56,17 +58,15 @@ type Deps struct {
 
 // Service is the auth domain service.
 type Service struct {
-	cfg     Config
-	store   Store
-	pub     Publisher
-	audit   Auditor
-	log     *slog.Logger
-	metrics *Metrics
-	tokens  *tokens
-	pool    *hashPool
-	ipLimit interface {
-		Allow(string) (bool, time.Duration)
-	}
+	cfg      Config
+	store    Store
+	pub      Publisher
+	audit    Auditor
+	log      *slog.Logger
+	metrics  *Metrics
+	tokens   *tokens
+	pool     *hashPool
+	ipLimit  ratelimit.Limiter
 	accounts *AccountLimiter
 	sessions *sessionCache
 	// dummy is a hash no password matches, verified for unknown users so
@@ -130,7 +130,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		metrics:  m,
 		tokens:   newTokens(cfg.Secret, cfg.PreviousSecret, cfg.AccessTTL, cfg.Now),
 		pool:     newHashPool(cfg.HashWorkers, cfg.HashQueue, m),
-		ipLimit:  newLoginLimiter(cfg.LoginPerMinute, cfg.Now),
+		ipLimit:  ratelimit.PerMinute(cfg.LoginPerMinute, cfg.Now),
 		accounts: NewAccountLimiter(MaxAccountFailures, time.Hour, cfg.Now),
 		sessions: newSessionCache(cfg.RevocationTTL, cfg.AccessTTL+TokenLeeway, cfg.Now),
 	}

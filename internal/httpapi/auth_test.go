@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"github.com/unhidra/unhidra/internal/ratelimit"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -291,7 +293,7 @@ func TestAuthAPIIgnoresForwardedForFromUntrustedPeers(t *testing.T) {
 
 func TestAuthAPIPerIPRequestLimit(t *testing.T) {
 	clk := time.Unix(1_800_000_000, 0)
-	e := newAuthEnv(t, authEnvOpts{requestLimit: auth.NewBucketLimiter(60, 3, func() time.Time { return clk })})
+	e := newAuthEnv(t, authEnvOpts{requestLimit: ratelimit.NewBucketLimiter(60, 3, func() time.Time { return clk })})
 	for i := range 3 {
 		if r := e.do(t, "GET", "/debug/password-params", nil); r.status != 200 {
 			t.Fatalf("request %d: %d", i+1, r.status)

@@ -5,6 +5,8 @@ package httpapi
 // URLs, and access logs that never contain a query string.
 
 import (
+	"github.com/unhidra/unhidra/internal/ratelimit"
+
 	"bufio"
 	"errors"
 	"log/slog"
@@ -125,11 +127,8 @@ func (m *HTTPMetrics) Instrument(server string, log *slog.Logger, next http.Hand
 	})
 }
 
-// Limiter decides whether one more event for key is allowed now, and if not
-// how long to wait. auth.BucketLimiter and auth.WindowLimiter satisfy it.
-type Limiter interface {
-	Allow(key string) (ok bool, retryAfter time.Duration)
-}
+// Limiter is the limiter every transport shares.
+type Limiter = ratelimit.Limiter
 
 // LimitByIP answers 429 with Retry-After when the client IP (X-Forwarded-For
 // only from trusted proxies) exceeds l. Requests for which exempt returns
