@@ -276,6 +276,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			TrustedProxies: cfg.TrustedProxies,
 			AllowedOrigins: cfg.AllowedOrigins,
 			GatewayPort:    a.gatewayPort(),
+			TrustProxyTLS:  cfg.TrustProxyTLS,
 			Health:         a.db.Ping,
 			Draining:       a.draining.Load,
 			Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}),

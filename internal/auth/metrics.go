@@ -8,9 +8,12 @@ const (
 	OutcomeBadPassword = "bad_credentials"
 	OutcomeRateLimited = "rate_limited"
 	OutcomeLocked      = "account_locked"
-	OutcomeBusy        = "busy"
-	OutcomeRefused     = "refused" // disabled or unverified account, right password
-	OutcomeInvalid     = "invalid"
+	// OutcomeDeviceLocked: a trusted attempt refused because its device
+	// cookie failed too often.
+	OutcomeDeviceLocked = "device_locked"
+	OutcomeBusy         = "busy"
+	OutcomeRefused      = "refused" // disabled or unverified account, right password
+	OutcomeInvalid      = "invalid"
 )
 
 // Metrics are the auth service's Prometheus collectors.
@@ -48,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rotated refresh tokens presented again (the session family was revoked).",
 		}),
 	}
-	for _, o := range []string{OutcomeSuccess, OutcomeBadPassword, OutcomeRateLimited, OutcomeLocked, OutcomeBusy, OutcomeRefused, OutcomeInvalid} {
+	for _, o := range []string{OutcomeSuccess, OutcomeBadPassword, OutcomeRateLimited, OutcomeLocked, OutcomeDeviceLocked, OutcomeBusy, OutcomeRefused, OutcomeInvalid} {
 		m.loginAttempts.WithLabelValues(o)
 	}
 	if reg != nil {

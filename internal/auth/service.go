@@ -20,6 +20,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -68,6 +69,10 @@ type Service struct {
 	pool     *hashPool
 	ipLimit  ratelimit.Limiter
 	accounts *AccountLimiter
+	// trusted counts the failures of trusted attempts, each on its own key:
+	// a device cookie's nonce at login, a session at password change.
+	trusted  *AccountLimiter
+	cookies  *deviceCookies
 	sessions *sessionCache
 	// dummy is a hash no password matches, verified for unknown users so
 	// they cost the same as a wrong password. Made on first need (inside a
@@ -132,6 +137,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 		pool:     newHashPool(cfg.HashWorkers, cfg.HashQueue, m),
 		ipLimit:  ratelimit.PerMinute(cfg.LoginPerMinute, cfg.Now),
 		accounts: NewAccountLimiter(MaxAccountFailures, time.Hour, cfg.Now),
+		trusted:  NewAccountLimiter(DeviceCookieMaxFailures, DeviceCookieWindow, cfg.Now),
+		cookies:  newDeviceCookies(cfg.Secret, cfg.PreviousSecret, cfg.Now),
 		sessions: newSessionCache(cfg.RevocationTTL, cfg.AccessTTL+TokenLeeway, cfg.Now),
 	}
 	s.dummy = sync.OnceValue(func() string {
@@ -213,6 +220,10 @@ type TokenPair struct {
 		DisplayName string   `json:"display_name"`
 		Roles       []string `json:"roles"`
 	} `json:"user"`
+	// DeviceCookie is set by a successful login: the value of the device
+	// cookie DeviceCookieName(User.Username) the transport sets on the
+	// client. It is never part of the JSON answer.
+	DeviceCookie string `json:"-"`
 }
 
 func (s *Service) hash(ctx context.Context, password string) (string, error) {
@@ -393,15 +404,28 @@ type LoginInput struct {
 	Username string
 	Password string
 	IP       netip.Addr
+	// DeviceCookie is the value of the client's device cookie for this
+	// user (DeviceCookieName(Username)), "" without one.
+	DeviceCookie string
 }
 
 var errBadCredentials = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid username or password")
 
 func retryAfter(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
 
+// typedName is how a login name that failed appears in the log and the
+// audit: whatever was typed may be a password typed in the wrong field, so
+// only its short hash (redact.Hash) is recorded, never the text.
+func typedName(name string) wire.Principal { return userPrincipal(redact.Hash(name)) }
+
 // Login checks a password and starts a session. Every attempt counts against
-// the client IP's limit; failures count against the account's hourly cap.
-// Unknown users and wrong passwords get the same error after the same work.
+// the client IP's limit. An attempt presenting a valid device cookie for the
+// user is trusted: its failures count against that cookie alone
+// (DeviceCookieMaxFailures per DeviceCookieWindow) and the account's cap
+// does not refuse it. Other attempts' failures count against the account's
+// hourly cap (MaxAccountFailures). A successful login returns a fresh device
+// cookie in TokenPair.DeviceCookie. Unknown users and wrong passwords get
+// the same error after the same work.
 func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	count := func(o string) { s.metrics.loginAttempts.WithLabelValues(o).Inc() }
 	name, err := NormalizeUsername(in.Username)
@@ -418,11 +442,23 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 		count(OutcomeRateLimited)
 		return TokenPair{}, &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many login attempts, try again later", RetryAfter: retryAfter(wait)}
 	}
-	done, wait, ok := s.accounts.Reserve(name)
-	if !ok {
-		count(OutcomeLocked)
-		s.emit(ctx, Event{Action: ActionLogin, Actor: userPrincipal(name), IP: ip, Outcome: "failure", Reason: "account locked after too many failures"})
-		return TokenPair{}, &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts for this account, try again later", RetryAfter: retryAfter(wait)}
+	var done func(failed bool)
+	var wait time.Duration
+	var ok bool
+	if nonce, trusted := s.cookies.verify(in.DeviceCookie, name); trusted {
+		done, wait, ok = s.trusted.Reserve("cookie:" + nonce)
+		if !ok {
+			count(OutcomeDeviceLocked)
+			s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "device cookie locked after too many failures"})
+			return TokenPair{}, &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts from this device, try again later", RetryAfter: retryAfter(wait)}
+		}
+	} else {
+		done, wait, ok = s.accounts.Reserve(name)
+		if !ok {
+			count(OutcomeLocked)
+			s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "account locked after too many failures"})
+			return TokenPair{}, &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts for this account, try again later", RetryAfter: retryAfter(wait)}
+		}
 	}
 	failed := true
 	defer func() { done(failed) }()
@@ -455,10 +491,11 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	}
 	if !known || !match {
 		count(OutcomeBadPassword)
-		s.emit(ctx, Event{Action: ActionLogin, Actor: userPrincipal(name), IP: ip, Outcome: "failure", Reason: "bad credentials"})
+		s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "bad credentials"})
 		return TokenPair{}, errBadCredentials
 	}
 	failed = false
+	// From here the password was right: the name is an account's.
 	if u.Disabled {
 		count(OutcomeRefused)
 		s.emit(ctx, Event{Action: ActionLogin, Actor: userPrincipal(name), IP: ip, Outcome: "failure", Reason: "account disabled"})
@@ -476,6 +513,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if err != nil {
 		return TokenPair{}, err
 	}
+	pair.DeviceCookie = s.cookies.issue(u.Username)
 	count(OutcomeSuccess)
 	s.emit(ctx, Event{Action: ActionLogin, Actor: userPrincipal(name), IP: ip})
 	return pair, nil
@@ -657,7 +695,10 @@ func (s *Service) UpdateMe(ctx context.Context, who unhidra.Identity, displayNam
 }
 
 // ChangePassword checks the current password, stores the new one and ends
-// every other session of the user.
+// every other session of the user. The caller holds a session, so wrong
+// current passwords count against that session alone (like a device
+// cookie's): strangers who locked the account's untrusted logins do not stop
+// its owner from changing the password.
 func (s *Service) ChangePassword(ctx context.Context, who unhidra.Identity, current, next string) error {
 	if err := requireUser(who); err != nil {
 		return err
@@ -669,9 +710,9 @@ func (s *Service) ChangePassword(ctx context.Context, who unhidra.Identity, curr
 		return err
 	}
 	name := who.Principal.ID
-	done, wait, ok := s.accounts.Reserve(name)
+	done, wait, ok := s.trusted.Reserve("session:" + who.SessionID)
 	if !ok {
-		return &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts for this account, try again later", RetryAfter: retryAfter(wait)}
+		return &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts in this session, try again later", RetryAfter: retryAfter(wait)}
 	}
 	u, err := s.store.User(ctx, name)
 	if err != nil {

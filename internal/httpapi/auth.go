@@ -31,6 +31,9 @@ type AuthAPI struct {
 	// same-origin plus the gateway's page on the same host (GatewayPort).
 	AllowedOrigins []string
 	GatewayPort    int
+	// TrustProxyTLS: TLS is terminated by a proxy in front, so cookies are
+	// marked Secure although the request reached us in plain HTTP.
+	TrustProxyTLS bool
 
 	// Health reports whether the process and its database are usable;
 	// Draining reports whether the server is shutting down (/ready fails).
@@ -171,12 +174,38 @@ func (a *AuthAPI) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	pair, err := a.Auth.Login(r.Context(), auth.LoginInput{Username: in.Username, Password: in.Password, IP: a.clientIP(r)})
+	li := auth.LoginInput{Username: in.Username, Password: in.Password, IP: a.clientIP(r)}
+	name := auth.DeviceCookieName(in.Username)
+	if name != "" {
+		if c, err := r.Cookie(name); err == nil {
+			li.DeviceCookie = c.Value
+		}
+	}
+	pair, err := a.Auth.Login(r.Context(), li)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	if pair.DeviceCookie != "" {
+		http.SetCookie(w, a.deviceCookie(auth.DeviceCookieName(pair.User.Username), pair.DeviceCookie, r))
+	}
 	WriteJSON(w, http.StatusOK, pair)
+}
+
+// deviceCookie is the device cookie a successful login sets (see the auth
+// package): sent back to POST /login only, never readable by scripts,
+// never sent on cross-site requests, Secure whenever the client speaks
+// HTTPS to us or to the TLS proxy in front.
+func (a *AuthAPI) deviceCookie(name, value string, r *http.Request) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     auth.DeviceCookiePath,
+		MaxAge:   int(auth.DeviceCookieMaxAge / time.Second),
+		HttpOnly: true,
+		Secure:   r.TLS != nil || a.TrustProxyTLS,
+		SameSite: http.SameSiteStrictMode,
+	}
 }
 
 func (a *AuthAPI) refresh(w http.ResponseWriter, r *http.Request) {
@@ -439,8 +468,10 @@ func (a *AuthAPI) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // cors applies the ALLOWED_ORIGINS rule (SPEC §2) to cross-origin requests.
-// Credentials travel in the Authorization header, never in cookies, so no
-// Allow-Credentials is sent.
+// Credentials travel in the Authorization header, never in cookies; the one
+// cookie is the device cookie of POST /login, so Allow-Credentials is sent
+// to allowed origins on that route only (the web client on the gateway port
+// sends its login with credentials: "include" to keep its device cookie).
 func (a *AuthAPI) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -453,6 +484,9 @@ func (a *AuthAPI) cors(next http.Handler) http.Handler {
 		if allowed {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
 			w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
+			if r.URL.Path == auth.DeviceCookiePath {
+				w.Header().Set("Access-Control-Allow-Credentials", "true")
+			}
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {

@@ -7,6 +7,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/redact"
 )
 
 // MaxJSONBody is the cap on JSON request bodies (SPEC §3).
@@ -33,8 +35,11 @@ type errorBody struct {
 }
 
 // WriteJSON writes v as JSON with the given status.
+// Every JSON answer, errors included, carries X-Content-Type-Options:
+// nosniff, so no browser ever renders one as HTML or script.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if v != nil {
@@ -47,7 +52,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := unhidra.ErrorCode(err)
 	if code == unhidra.EINTERNAL && log != nil {
-		log.Error("internal error", "method", r.Method, "route", r.Pattern, "err", err)
+		log.Error("internal error", "method", r.Method, "route", r.Pattern, "err", redact.Scrub(err.Error()))
 	}
 	if ra := unhidra.RetryAfter(err); ra > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ra))
@@ -61,8 +66,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 }
 
 // DecodeJSON decodes the request body into v. It requires a JSON content
-// type, caps the body at limit bytes (413 beyond), ignores unknown fields and
-// refuses trailing data.
+// type, caps the body at limit bytes (413 beyond), refuses invalid UTF-8 and
+// nesting deeper than MaxJSONDepth (400, before decoding), ignores unknown
+// fields and refuses trailing data. Every JSON body of the auth API and the
+// REST API goes through it.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
@@ -72,23 +79,25 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	if r.ContentLength > limit {
 		return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
-		case errors.Is(err, io.EOF):
-			return unhidra.Errorf(unhidra.EINVALID, "request body is empty")
-		default:
-			return unhidra.Errorf(unhidra.EINVALID, "request body is not valid JSON")
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return unhidra.Errorf(unhidra.ETOOLARGE, "request body is larger than %d bytes", limit)
 		}
+		return unhidra.Errorf(unhidra.EINVALID, "request body could not be read")
+	}
+	if err := checkJSONText(b); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return unhidra.Errorf(unhidra.EINVALID, "request body is empty")
+		}
+		return unhidra.Errorf(unhidra.EINVALID, "request body is not valid JSON")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return unhidra.Errorf(unhidra.EINVALID, "request body has data after the JSON value")
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"bufio"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/redact"
 )
 
 // HTTPMetrics counts requests by server, route pattern and status, and times
@@ -156,7 +158,7 @@ func Recover(log *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				if log != nil {
-					log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", v)
+					log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", redact.Scrub(fmt.Sprint(v)))
 				}
 				WriteError(w, r, nil, unhidra.Errorf(unhidra.EINTERNAL, "internal error"))
 			}

@@ -73,6 +73,7 @@ $("login").addEventListener("submit", async (ev) => {
   try {
     const resp = await fetch(form.get("auth") + "/login", {
       method: "POST",
+      credentials: "include", // keeps the device cookie (README, Limits)
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
     });
