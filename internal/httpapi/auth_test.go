@@ -5,14 +5,18 @@ import (
 
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,6 +39,7 @@ type authEnv struct {
 	authSvc  *auth.Service
 	devices  *device.Service
 	draining atomic.Bool
+	client   *http.Client // nil: http.DefaultClient (no cookie jar)
 }
 
 type authEnvOpts struct {
@@ -42,6 +47,9 @@ type authEnvOpts struct {
 	trusted        []netip.Prefix
 	origins        []string
 	requestLimit   httpapi.Limiter
+	log            *slog.Logger // the service's and the API's; nil: none
+	trustProxyTLS  bool
+	tls            bool // serve HTTPS
 }
 
 func newAuthEnv(t *testing.T, o authEnvOpts) *authEnv {
@@ -54,7 +62,7 @@ func newAuthEnv(t *testing.T, o authEnvOpts) *authEnv {
 	e := &authEnv{}
 	var err error
 	e.authSvc, err = auth.New(auth.Config{Secret: authTestSecret, LoginPerMinute: o.loginPerMinute, Params: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}},
-		auth.Deps{Store: sqlite.NewAuthStore(db), Registerer: reg})
+		auth.Deps{Store: sqlite.NewAuthStore(db), Registerer: reg, Log: o.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +77,13 @@ func newAuthEnv(t *testing.T, o authEnvOpts) *authEnv {
 		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		HTTPMetrics:  httpapi.NewHTTPMetrics(reg),
 		RequestLimit: o.requestLimit,
+		Log:          o.log, TrustProxyTLS: o.trustProxyTLS,
 	}
-	e.srv = httptest.NewServer(e.api.Handler())
+	if o.tls {
+		e.srv = httptest.NewTLSServer(e.api.Handler())
+	} else {
+		e.srv = httptest.NewServer(e.api.Handler())
+	}
 	t.Cleanup(e.srv.Close)
 	ctx := context.Background()
 	if _, err := e.authSvc.CreateUser(ctx, auth.CreateUserInput{Username: "root", Password: "root password", Admin: true}); err != nil {
@@ -118,7 +131,11 @@ func (e *authEnv) do(t *testing.T, method, path string, body any, hdr ...string)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if e.client != nil {
+		client = e.client
+	}
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,3 +471,153 @@ func FuzzHasURLCredential(f *testing.F) {
 		}
 	})
 }
+
+func (r authResp) cookies() []*http.Cookie { return (&http.Response{Header: r.header}).Cookies() }
+
+func (r authResp) deviceCookie(user string) *http.Cookie {
+	for _, c := range r.cookies() {
+		if c.Name == auth.DeviceCookieName(user) {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestAuthAPIDeviceCookieAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opts       authEnvOpts
+		wantSecure bool
+	}{
+		{"plain HTTP sets it without Secure", authEnvOpts{}, false},
+		{"HTTPS sets it Secure", authEnvOpts{tls: true}, true},
+		{"behind a TLS proxy (TRUST_PROXY_TLS) it is Secure", authEnvOpts{trustProxyTLS: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAuthEnv(t, tc.opts)
+			e.client = e.srv.Client()
+			if r := e.do(t, "POST", "/login", map[string]string{"username": "alice", "password": "wrong password"}); r.status != 401 || len(r.cookies()) != 0 {
+				t.Fatalf("a failed login: %d with cookies %v, want 401 and none", r.status, r.header.Values("Set-Cookie"))
+			}
+			r := e.do(t, "POST", "/login", map[string]string{"username": "Alice", "password": "alice password"})
+			if r.status != 200 {
+				t.Fatalf("login: %d %s", r.status, r.body)
+			}
+			c := r.deviceCookie("alice")
+			if c == nil {
+				t.Fatalf("no device cookie in %q", r.header.Values("Set-Cookie"))
+			}
+			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/login" || c.Secure != tc.wantSecure {
+				t.Errorf("cookie %q: HttpOnly=%v SameSite=%v Path=%q Secure=%v; want HttpOnly, Strict, /login, Secure=%v",
+					r.header.Get("Set-Cookie"), c.HttpOnly, c.SameSite, c.Path, c.Secure, tc.wantSecure)
+			}
+			if want := int(auth.DeviceCookieMaxAge / time.Second); c.MaxAge != want {
+				t.Errorf("Max-Age %d, want %d", c.MaxAge, want)
+			}
+			if strings.Contains(string(r.body), c.Value) || strings.Contains(string(r.body), "device_cookie") {
+				t.Error("the device cookie leaked into the JSON answer")
+			}
+		})
+	}
+}
+
+func TestAuthAPIDeviceCookieKeepsTheOwnerInDuringALockout(t *testing.T) {
+	e := newAuthEnv(t, authEnvOpts{})
+	jar, _ := cookiejar.New(nil)
+	owner := &http.Client{Jar: jar}
+	login := func(c *http.Client, pw string, hdr ...string) authResp {
+		e.client = c
+		defer func() { e.client = nil }()
+		return e.do(t, "POST", "/login", map[string]string{"username": "alice", "password": pw}, hdr...)
+	}
+	if r := login(owner, "alice password"); r.status != 200 {
+		t.Fatalf("the owner's first login: %d %s", r.status, r.body)
+	}
+	for i := range auth.MaxAccountFailures {
+		if r := login(nil, "wrong password"); r.status != 401 {
+			t.Fatalf("stranger's attempt %d: %d", i+1, r.status)
+		}
+	}
+	if r := login(nil, "alice password"); r.status != 429 {
+		t.Fatalf("an untrusted client on the locked account: %d, want 429", r.status)
+	}
+	forged := auth.DeviceCookieName("alice") + "=" + base64.RawURLEncoding.EncodeToString([]byte("alice|bm9uY2U|1767323045")) + "." + strings.Repeat("A", 43)
+	if r := login(nil, "alice password", "Cookie", forged); r.status != 429 {
+		t.Fatalf("a forged device cookie: %d, want 429", r.status)
+	}
+	r := login(owner, "alice password")
+	if r.status != 200 {
+		t.Fatalf("the owner with the device cookie was locked out: %d %s", r.status, r.body)
+	}
+	if r.deviceCookie("alice") == nil {
+		t.Error("the trusted login did not renew the device cookie")
+	}
+}
+
+func TestAuthAPICORSLetsTheLoginKeepItsDeviceCookie(t *testing.T) {
+	e := newAuthEnv(t, authEnvOpts{origins: []string{"https://app.example.com"}})
+	r := e.do(t, "OPTIONS", "/login", nil, "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type")
+	if r.status != 204 || r.header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("login preflight from an allowed origin: %d, Allow-Credentials %q, want 204 and true", r.status, r.header.Get("Access-Control-Allow-Credentials"))
+	}
+	if r := e.do(t, "GET", "/debug/password-params", nil, "Origin", "https://app.example.com"); r.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Error("a route other than /login allows credentials")
+	}
+	if r := e.do(t, "OPTIONS", "/login", nil, "Origin", "https://evil.example.com", "Access-Control-Request-Method", "POST"); r.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Error("a refused origin got Allow-Credentials")
+	}
+}
+
+func TestAuthAPILogsNoSecrets(t *testing.T) {
+	var logs syncBuffer
+	e := newAuthEnv(t, authEnvOpts{log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	pw := "tr0ub4dor-and-3-horses" // a password that is also a valid username
+	jwtName := "eyJhbGciOi.eyJzdWIiOi.c2ln"
+	if r := e.do(t, "POST", "/register", map[string]string{"username": "bob", "password": pw}); r.status != 201 {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	secrets := []string{pw, jwtName, strings.ToLower(jwtName), "unhidra_rt_bogusbogusbogusbogus", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"}
+	steps := []struct {
+		what         string
+		method, path string
+		body         any
+		hdr          []string
+		status       int
+	}{
+		{"the password typed as the username", "POST", "/login", map[string]string{"username": pw, "password": "bob"}, nil, 401},
+		{"the password in both fields", "POST", "/login", map[string]string{"username": pw, "password": pw}, nil, 401},
+		{"a JWT-shaped username", "POST", "/login", map[string]string{"username": jwtName, "password": pw}, nil, 401},
+		{"a bogus refresh token", "POST", "/token/refresh", map[string]string{"refresh_token": secrets[3]}, nil, 401},
+		{"a bogus access token", "GET", "/me", nil, []string{"Authorization", "Bearer " + secrets[4]}, 401},
+		{"a refresh token in the URL", "GET", "/me?refresh_token=" + secrets[3], nil, nil, 400},
+		{"a body that is not JSON around a password", "POST", "/login", `{"username":"bob","password":"` + pw + `"`, nil, 400},
+	}
+	for _, s := range steps {
+		if r := e.do(t, s.method, s.path, s.body, s.hdr...); r.status != s.status {
+			t.Errorf("%s: %d %s, want %d", s.what, r.status, r.body, s.status)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"http request"`) || !strings.Contains(out, "bad credentials") || !strings.Contains(out, "redacted:") {
+		t.Fatalf("the requests were not logged (access log, audit with a redacted name):\n%s", out)
+	}
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("the log holds %q:\n%s", s, out)
+		}
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
