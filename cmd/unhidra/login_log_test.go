@@ -1,0 +1,40 @@
+package main
+
+// Mistyped logins in the suite-wide log check (TestMain): a password typed
+// in the username field, a token pasted there, a bogus refresh token. Every
+// value is registered as a secret, so a leak fails the whole suite, and
+// this test also fails on its own.
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMistypedLoginsLeaveNoSecretInTheLog(t *testing.T) {
+	s := startServer(t, nil, cheapHash) // LOG_LEVEL=debug: access logs too
+	pw := secret("password typed as a username", "tr0ub4dor-"+randomHex(8))
+	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "typist", "password": pw}), 201, "register")
+
+	// A JWT pasted in the username field is lower-cased by the username
+	// rules; neither form may reach the log.
+	jwtish := "eyJ" + randomHex(5) + ".eyJ" + randomHex(4) + ".x"
+	secret("JWT typed as a username", jwtish)
+	secret("JWT typed as a username (lower-cased)", strings.ToLower(jwtish))
+	rt := secret("bogus refresh token", "unhidra_rt_"+randomHex(16))
+
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": pw, "password": "typist"}), 401, "username and password swapped")
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": pw, "password": pw}), 401, "the password in both fields")
+	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": jwtish, "password": pw}), 401, "a JWT as the username")
+	s.want(t, s.call(t, "POST", "/token/refresh", "", map[string]string{"refresh_token": rt}), 401, "a bogus refresh token")
+	s.login(t, "typist", pw)
+
+	logs := s.logs.String()
+	if !strings.Contains(logs, "bad credentials") || !strings.Contains(logs, "redacted:") {
+		t.Fatalf("the failed logins were not audited with a redacted name:\n%s", logs)
+	}
+	for _, v := range []string{pw, jwtish, strings.ToLower(jwtish), rt} {
+		if strings.Contains(logs, v) {
+			t.Errorf("the server log holds %q", v)
+		}
+	}
+}
