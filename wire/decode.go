@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -121,15 +122,21 @@ func DecodeClientFrame(b []byte) (ClientFrame, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return f, invalidf("frame must be a JSON object")
 	}
+	// Depth and Unicode first: encoding/json would accept 10,000 levels and
+	// silently replace invalid UTF-8 and lone surrogates with U+FFFD.
+	if err := CheckJSONBody(b); err != nil {
+		var je *JSONError
+		if errors.As(err, &je) && je.Reason != JSONSyntax {
+			f.ID = recoverID(b)
+			if je.Reason == JSONTooDeep {
+				return f, invalidf("frame nests JSON deeper than %d levels", MaxDepth)
+			}
+			return f, invalidf("frame is not valid UTF-8 or has a lone surrogate escape")
+		}
+	}
 	var env clientEnvelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		// Try to recover the id for the error reply.
-		var idOnly struct {
-			ID json.RawMessage `json:"id"`
-		}
-		if json.Unmarshal(b, &idOnly) == nil && validID(idOnly.ID) == nil {
-			f.ID = idOnly.ID
-		}
+		f.ID = recoverID(b)
 		return f, invalidf("frame is not valid JSON or has a field of the wrong type")
 	}
 	if !isNull(env.ID) {
@@ -352,12 +359,25 @@ func boundedID(name string, v *string, max int, required bool) (string, error) {
 	return s, nil
 }
 
-// validID accepts a JSON string or number of bounded length.
+// recoverID returns the frame's id for the error reply to a refused frame,
+// or nil when there is no valid one.
+func recoverID(b []byte) json.RawMessage {
+	var idOnly struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(b, &idOnly) == nil && !isNull(idOnly.ID) && validID(idOnly.ID) == nil {
+		return idOnly.ID
+	}
+	return nil
+}
+
+// validID accepts a JSON string or number of bounded length whose text is
+// valid Unicode (it is echoed byte-exact).
 func validID(raw json.RawMessage) error {
 	if len(raw) > MaxFrameIDBytes {
 		return invalidf("id is longer than %d bytes", MaxFrameIDBytes)
 	}
-	if len(raw) == 0 {
+	if len(raw) == 0 || CheckJSON(raw) != nil {
 		return invalidf("id must be a string or a number")
 	}
 	switch c := raw[0]; {
