@@ -85,14 +85,20 @@ func validJSON(raw json.RawMessage, field string, maxBytes int) (json.RawMessage
 // whichever transport the device is connected on (broker topic
 // DeviceCommandTopic). A device that is offline gets it when it connects,
 // until the timeout (default DefaultCommandTimeout). Owner and admins only.
+// A revoked device takes no commands: conflict.
 func (f *Fleet) SendCommand(ctx context.Context, who unhidra.Identity, deviceID, name string, params json.RawMessage, timeout time.Duration) (Command, error) {
-	if err := f.authorizeUser(ctx, who, deviceID); err != nil {
+	d, err := f.authorizeUser(ctx, who, deviceID)
+	if err != nil {
 		return Command{}, err
+	}
+	deviceID = d.ID
+	if d.Revoked || f.isRevoked(deviceID) {
+		return Command{}, unhidra.Errorf(unhidra.ECONFLICT, "device is revoked")
 	}
 	if err := ValidateCommandName(name); err != nil {
 		return Command{}, err
 	}
-	params, err := validJSON(params, "params", MaxCommandParamsBytes)
+	params, err = validJSON(params, "params", MaxCommandParamsBytes)
 	if err != nil {
 		return Command{}, err
 	}
@@ -116,6 +122,7 @@ func (f *Fleet) SendCommand(ctx context.Context, who unhidra.Identity, deviceID,
 	if err := f.store.CreateCommand(ctx, c); err != nil {
 		return Command{}, err
 	}
+	f.met.commandStatus(CommandPending, 1)
 	frame, err := json.Marshal(c.Frame())
 	if err == nil {
 		err = f.broker.Publish(ctx, broker.DeviceCommandTopic(deviceID), frame)
@@ -134,8 +141,13 @@ func (f *Fleet) GetCommand(ctx context.Context, who unhidra.Identity, deviceID, 
 		if err := deviceSelf(who, deviceID); err != nil {
 			return Command{}, err
 		}
-	} else if err := f.authorizeUser(ctx, who, deviceID); err != nil {
-		return Command{}, err
+		deviceID = who.Principal.ID
+	} else {
+		d, err := f.authorizeUser(ctx, who, deviceID)
+		if err != nil {
+			return Command{}, err
+		}
+		deviceID = d.ID
 	}
 	if commandID == "" || len(commandID) > wire.MaxCommandIDLen {
 		return Command{}, unhidra.Errorf(unhidra.ENOTFOUND, "command not found")
@@ -156,6 +168,9 @@ func (f *Fleet) PendingCommands(ctx context.Context, deviceID string) ([]Command
 // delivered by another connection, answered or timed out).
 func (f *Fleet) CommandDelivered(ctx context.Context, deviceID, commandID string) (bool, error) {
 	_, moved, err := f.store.TransitionCommand(ctx, deviceID, commandID, []string{CommandPending}, CommandDelivered, nil, f.now())
+	if moved {
+		f.met.commandStatus(CommandDelivered, 1)
+	}
 	return moved, err
 }
 
@@ -192,7 +207,7 @@ type commandEvent struct {
 // device:<id>. Answering a command that is already final is accepted and
 // changes nothing (a retransmission); an unknown command is not_found.
 func (f *Fleet) CommandResult(ctx context.Context, who unhidra.Identity, r CommandResult) error {
-	if err := deviceSelf(who, ""); err != nil {
+	if err := f.deviceActs(who, ""); err != nil {
 		return err
 	}
 	if r.CommandID == "" || len(r.CommandID) > wire.MaxCommandIDLen {
@@ -213,6 +228,7 @@ func (f *Fleet) CommandResult(ctx context.Context, who unhidra.Identity, r Comma
 	if !moved {
 		return nil
 	}
+	f.met.commandStatus(c.Status, 1)
 	_, err = f.post(ctx, id, commandEvent{Type: "command_result", CommandID: c.ID, Name: c.Name, Status: c.Status, Result: c.Result})
 	if err != nil {
 		f.log.Warn("command result event", "device", id, "command", c.ID, "err", err)
@@ -234,6 +250,7 @@ func (f *Fleet) ExpireCommands(ctx context.Context) (int, error) {
 				f.log.Warn("command timeout event", "device", c.DeviceID, "command", c.ID, "err", err)
 			}
 		}
+		f.met.commandStatus(CommandTimeout, len(cs))
 		total += len(cs)
 		if len(cs) < 500 {
 			return total, nil

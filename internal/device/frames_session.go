@@ -13,6 +13,7 @@ func (fr Frames) DeviceConnected(ctx context.Context, who unhidra.Identity) ([]w
 	if !who.IsDevice() {
 		return nil, unhidra.Errorf(unhidra.EFORBIDDEN, "only devices have device sessions")
 	}
+	ctx = WithTransport(ctx, "websocket")
 	if err := fr.Fleet.Connected(ctx, who.Principal.ID); err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func (fr Frames) DeviceDisconnected(ctx context.Context, who unhidra.Identity) {
 	if !who.IsDevice() {
 		return
 	}
-	if err := fr.Fleet.Disconnected(ctx, who.Principal.ID); err != nil && fr.Fleet.log != nil {
+	if err := fr.Fleet.Disconnected(WithTransport(ctx, "websocket"), who.Principal.ID); err != nil && fr.Fleet.log != nil {
 		fr.Fleet.log.Warn("device disconnect bookkeeping failed", "device", who.Principal.ID, "err", err)
 	}
 }

@@ -45,11 +45,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
@@ -73,12 +75,15 @@ type FleetStore interface {
 
 	// SetOnline records the online state and last_seen of a device and
 	// reports whether the online state changed. An unknown device is
-	// not_found.
+	// not_found; a revoked device cannot go online (forbidden), only
+	// offline.
 	SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (changed bool, err error)
 	// ResetOnline marks every device offline and returns how many were
 	// online.
 	ResetOnline(ctx context.Context) (int64, error)
 
+	// CreateCommand stores a new command: not_found for an unknown device,
+	// conflict for a revoked one.
 	CreateCommand(ctx context.Context, c Command) error
 	GetCommand(ctx context.Context, deviceID, commandID string) (Command, error)
 	// OpenCommands returns the device's pending commands whose deadline is
@@ -104,6 +109,15 @@ type Channels interface {
 // is not_found.
 type Owners interface {
 	DeviceOwner(ctx context.Context, deviceID string) (owner string, err error)
+}
+
+// DeviceLookup finds a device by id in any letter case: the registry
+// (*Service.LookupDevice). When FleetOptions.Owners implements it (the
+// registry does), a user's call resolves the id it names to the device's
+// canonical id, and sees whether the device is revoked; otherwise the id is
+// used as given.
+type DeviceLookup interface {
+	LookupDevice(ctx context.Context, deviceID string) (Device, error)
 }
 
 // FleetOptions configures a Fleet. Store and Broker are required.
@@ -144,6 +158,10 @@ type FleetOptions struct {
 	// not yet seen committed; beyond it TelemetryNoWait waits for the
 	// commit like Telemetry (backpressure). Default 4096.
 	MaxTelemetryInFlight int
+	// Registerer, when set, receives the fleet's metrics:
+	// unhidra_devices_online, unhidra_telemetry_points_stored_total and
+	// unhidra_device_commands_total{status}.
+	Registerer prometheus.Registerer
 }
 
 // DeviceData queues a device's data message together with a row stored in
@@ -181,6 +199,13 @@ type Fleet struct {
 
 	entropy *ulid.MonotonicEntropy
 	idMu    sync.Mutex
+
+	// revoked holds the ids of devices this node has seen revoked (a
+	// revocation event, a lookup, a refused SetOnline): their sessions that
+	// are still open may not post, heartbeat or answer. Revocation is
+	// final, so entries are never removed.
+	revoked sync.Map // device id → struct{}
+	met     *fleetMetrics
 }
 
 // Default limits.
@@ -212,7 +237,7 @@ func NewFleet(o FleetOptions) *Fleet {
 	if o.TelemetryWithMessage {
 		data, _ = o.Channels.(DeviceData)
 	}
-	return &Fleet{
+	f := &Fleet{
 		data:        data,
 		maxInFlight: int64(o.MaxTelemetryInFlight),
 		store:       o.Store,
@@ -227,6 +252,65 @@ func NewFleet(o FleetOptions) *Fleet {
 		ensure:      o.EnsureChannel,
 		entropy:     ulid.Monotonic(rand.Reader, 0),
 	}
+	f.met = newFleetMetrics(o.Registerer, f)
+	if o.Broker != nil {
+		if _, err := o.Broker.Subscribe(broker.RevocationTopic, f.onRevocation); err != nil {
+			f.log.Warn("fleet: no revocation events", "err", err)
+		}
+	}
+	return f
+}
+
+// errRevoked refuses what a revoked device's lingering session asks for.
+var errRevoked = unhidra.Errorf(unhidra.EFORBIDDEN, "device is revoked")
+
+func (f *Fleet) markRevoked(id string) { f.revoked.Store(id, struct{}{}) }
+
+func (f *Fleet) isRevoked(id string) bool {
+	_, ok := f.revoked.Load(id)
+	return ok
+}
+
+// onRevocation learns of revoked devices from the revocation events the
+// registry publishes (on revocation and on key rotation, which revokes no
+// device: the registry tells them apart). It must not block.
+func (f *Fleet) onRevocation(payload []byte) {
+	var r broker.Revocation
+	if json.Unmarshal(payload, &r) != nil || r.Kind != broker.RevokeDevice || ValidateDeviceID(r.ID) != nil {
+		return
+	}
+	l, ok := f.owners.(DeviceLookup)
+	if !ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d, err := l.LookupDevice(ctx, r.ID)
+		if err != nil {
+			f.log.Debug("revocation event: device lookup", "device", r.ID, "err", err)
+			return
+		}
+		if d.Revoked {
+			f.markRevoked(d.ID)
+		}
+	}()
+}
+
+// transportKey is the context key of WithTransport.
+type transportKey struct{}
+
+// WithTransport returns ctx naming the transport ("websocket", "mqtt") a
+// device's call arrives on, for the fleet's connect and disconnect log.
+func WithTransport(ctx context.Context, transport string) context.Context {
+	return context.WithValue(ctx, transportKey{}, transport)
+}
+
+func transportOf(ctx context.Context) string {
+	if t, ok := ctx.Value(transportKey{}).(string); ok && t != "" {
+		return t
+	}
+	return "unknown"
 }
 
 func (f *Fleet) newID() string {
@@ -235,46 +319,70 @@ func (f *Fleet) newID() string {
 	return ulid.MustNew(ulid.Timestamp(f.now()), f.entropy).String()
 }
 
-// deviceSelf checks that who is the device deviceID itself.
+// deviceSelf checks that who is the device deviceID itself (ids compare
+// case-insensitively; who's is the canonical one).
 func deviceSelf(who unhidra.Identity, deviceID string) error {
 	if !who.IsDevice() {
 		return unhidra.Errorf(unhidra.EFORBIDDEN, "only a device may do this")
 	}
-	if deviceID != "" && deviceID != who.Principal.ID {
+	if deviceID != "" && !SameID(deviceID, who.Principal.ID) {
 		return unhidra.Errorf(unhidra.EFORBIDDEN, "a device may act only as itself")
 	}
 	return nil
 }
 
-// authorizeUser lets the device's owner and admins through.
-func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceID string) error {
-	if err := ValidateDeviceID(deviceID); err != nil {
+// deviceActs checks that who is the device deviceID itself and is not known
+// to be revoked, for what a device sends.
+func (f *Fleet) deviceActs(who unhidra.Identity, deviceID string) error {
+	if err := deviceSelf(who, deviceID); err != nil {
 		return err
 	}
+	if f.isRevoked(who.Principal.ID) {
+		return errRevoked
+	}
+	return nil
+}
+
+// authorizeUser lets the device's owner and admins through and returns the
+// device (with its canonical id; Revoked is known only with a DeviceLookup).
+func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceID string) (Device, error) {
+	if err := ValidateDeviceID(deviceID); err != nil {
+		return Device{}, err
+	}
 	if who.IsDevice() {
-		return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+		return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 	}
 	if f.owners == nil {
 		if who.IsAdmin() {
-			return nil
+			return Device{ID: deviceID}, nil
 		}
-		return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+		return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 	}
-	owner, err := f.owners.DeviceOwner(ctx, deviceID)
+	var d Device
+	var err error
+	if l, ok := f.owners.(DeviceLookup); ok {
+		d, err = l.LookupDevice(ctx, deviceID)
+	} else {
+		d.ID = deviceID
+		d.Owner, err = f.owners.DeviceOwner(ctx, deviceID)
+	}
 	if err != nil {
 		if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
 			if who.IsAdmin() {
-				return unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
+				return Device{}, unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
 			}
 			// No leak of which device ids exist.
-			return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+			return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 		}
-		return err
+		return Device{}, err
 	}
-	if who.IsAdmin() || owner == who.Principal.ID {
-		return nil
+	if d.Revoked {
+		f.markRevoked(d.ID)
 	}
-	return unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
+	if who.IsAdmin() || strings.EqualFold(d.Owner, who.Principal.ID) {
+		return d, nil
+	}
+	return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 }
 
 // ValidateDeviceID checks the shape of a device id: 1..wire.MaxDeviceIDLen
@@ -384,12 +492,12 @@ func ParseHeartbeat(payload []byte) (Heartbeat, error) {
 // Heartbeat records that the device is alive: online, last_seen now, and a
 // heartbeat event {"type":"heartbeat","ts",…fields} in device:<id>.
 func (f *Fleet) Heartbeat(ctx context.Context, who unhidra.Identity, hb Heartbeat) error {
-	if err := deviceSelf(who, hb.DeviceID); err != nil {
+	if err := f.deviceActs(who, hb.DeviceID); err != nil {
 		return err
 	}
 	id := who.Principal.ID
 	now := f.now()
-	changed, err := f.store.SetOnline(ctx, id, true, now)
+	changed, err := f.storeOnline(ctx, id, true, now)
 	if err != nil {
 		return err
 	}
@@ -423,7 +531,7 @@ type statusEvent struct {
 // "online" field, when a boolean, sets the online state. Any JSON object is
 // accepted and relayed as a status event.
 func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte) error {
-	if err := deviceSelf(who, ""); err != nil {
+	if err := f.deviceActs(who, ""); err != nil {
 		return err
 	}
 	if len(payload) > MaxHeartbeatBytes {
@@ -441,7 +549,7 @@ func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte
 	}
 	id := who.Principal.ID
 	now := f.now()
-	if _, err := f.store.SetOnline(ctx, id, online, now); err != nil {
+	if _, err := f.storeOnline(ctx, id, online, now); err != nil {
 		return err
 	}
 	_, err := f.post(ctx, id, statusEvent{Type: "status", Online: online, At: now, Status: payload})
@@ -453,29 +561,60 @@ type liveDevice struct {
 	n       int // live connections
 	gen     uint64
 	offline *time.Timer // pending offline after the grace period
+	online  bool        // this node marked the device online
+}
+
+// DevicesOnline returns how many devices this node has marked online: with
+// a live connection here, or within the offline grace after the last one.
+func (f *Fleet) DevicesOnline() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, d := range f.conns {
+		if d.online {
+			n++
+		}
+	}
+	return n
 }
 
 // Connected records that a transport accepted a connection of the device:
-// the device is online. Call Disconnected when it ends.
+// the device is online. Call Disconnected when it ends, also when Connected
+// failed. A revoked device does not go online (forbidden). The transport
+// is named by WithTransport(ctx, …), for the log.
 func (f *Fleet) Connected(ctx context.Context, deviceID string) error {
 	f.mu.Lock()
 	d := f.conns[deviceID]
-	wasOnline := d != nil
+	wasOnline := d != nil && d.online
 	if d == nil {
 		d = &liveDevice{}
 		f.conns[deviceID] = d
 	}
 	d.n++
+	n := d.n
 	if d.offline != nil {
 		d.offline.Stop()
 		d.offline = nil
 		d.gen++
 	}
 	f.mu.Unlock()
+	if f.isRevoked(deviceID) {
+		f.log.Info("revoked device connection refused", "device", deviceID, "transport", transportOf(ctx))
+		return errRevoked
+	}
+	f.log.Info("device connected", "device", deviceID, "transport", transportOf(ctx), "connections", n)
 	if wasOnline {
 		return nil
 	}
-	return f.setOnline(ctx, deviceID, true)
+	if err := f.setOnline(ctx, deviceID, true); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if d := f.conns[deviceID]; d != nil && d.n > 0 {
+		d.online = true
+	}
+	f.mu.Unlock()
+	return nil
 }
 
 // Disconnected records the end of a connection of the device; when it was
@@ -489,13 +628,19 @@ func (f *Fleet) Disconnected(ctx context.Context, deviceID string) error {
 		return nil
 	}
 	d.n--
-	if d.n > 0 {
+	n, wasOnline := d.n, d.online
+	if n > 0 {
 		f.mu.Unlock()
+		f.log.Info("device disconnected", "device", deviceID, "transport", transportOf(ctx), "connections", n)
 		return nil
 	}
-	if f.grace <= 0 {
+	if f.grace <= 0 || !wasOnline {
 		delete(f.conns, deviceID)
 		f.mu.Unlock()
+		f.log.Info("device disconnected", "device", deviceID, "transport", transportOf(ctx), "connections", 0)
+		if !wasOnline {
+			return nil
+		}
 		return f.setOnline(ctx, deviceID, false)
 	}
 	if f.stopped {
@@ -509,6 +654,7 @@ func (f *Fleet) Disconnected(ctx context.Context, deviceID string) error {
 	gen := d.gen
 	d.offline = time.AfterFunc(f.grace, func() { f.goOffline(deviceID, gen) })
 	f.mu.Unlock()
+	f.log.Info("device disconnected", "device", deviceID, "transport", transportOf(ctx), "connections", 0, "offline_in", f.grace)
 	return nil
 }
 
@@ -541,13 +687,28 @@ func (f *Fleet) goOffline(deviceID string, gen uint64) {
 	}
 }
 
+// storeOnline is store.SetOnline, learning from a refusal that the device
+// is revoked.
+func (f *Fleet) storeOnline(ctx context.Context, deviceID string, online bool, at time.Time) (bool, error) {
+	changed, err := f.store.SetOnline(ctx, deviceID, online, at)
+	if online && unhidra.ErrorCode(err) == unhidra.EFORBIDDEN {
+		f.markRevoked(deviceID)
+	}
+	return changed, err
+}
+
 func (f *Fleet) setOnline(ctx context.Context, deviceID string, online bool) error {
 	now := f.now()
-	changed, err := f.store.SetOnline(ctx, deviceID, online, now)
+	changed, err := f.storeOnline(ctx, deviceID, online, now)
 	if err != nil {
 		return err
 	}
 	if changed {
+		state := "offline"
+		if online {
+			state = "online"
+		}
+		f.log.Info("device "+state, "device", deviceID)
 		if _, err := f.post(ctx, deviceID, statusEvent{Type: "status", Online: online, At: now}); err != nil {
 			f.log.Warn("device status event", "device", deviceID, "err", err)
 		}

@@ -61,7 +61,10 @@ type Device struct {
 }
 
 // Store keeps the device registry. Errors use the root vocabulary:
-// ENOTFOUND for an unknown device or key, ECONFLICT for a taken id.
+// ENOTFOUND for an unknown device or key, ECONFLICT for a taken id. Ids are
+// case-insensitive: an id taken in another letter case is taken, and every
+// call naming a device by id finds it in any case (Device returns it with
+// its id as stored).
 type Store interface {
 	CreateDevice(ctx context.Context, d Device, keyHash []byte) error
 	Device(ctx context.Context, id string) (Device, error)
@@ -228,6 +231,12 @@ type RegisterInput struct {
 
 // CheckID validates a device id: 1–64 of [A-Za-z0-9._-], not starting with
 // '.', so it fits MQTT topics, channel names and URLs unescaped.
+//
+// Device ids are case-insensitive, like usernames: "GH-1" and "gh-1" name
+// one device. Register stores a new id in lower case (CanonicalID), and the
+// store finds an id in any case and returns the device with its id as
+// stored, the canonical one every other call then uses. (Ids registered
+// before ids were case-insensitive keep the case they were stored in.)
 func CheckID(id string) error {
 	if len(id) == 0 || len(id) > MaxIDLen || id[0] == '.' || id[0] == '-' {
 		return unhidra.Errorf(unhidra.EINVALID, "device_id must be 1 to %d of A-Z, a-z, 0-9, '.', '_' and '-'", MaxIDLen)
@@ -240,6 +249,13 @@ func CheckID(id string) error {
 	}
 	return nil
 }
+
+// CanonicalID returns the form in which a new device id is stored: lower
+// case.
+func CanonicalID(id string) string { return strings.ToLower(id) }
+
+// SameID reports whether two device ids name the same device.
+func SameID(a, b string) bool { return strings.EqualFold(a, b) }
 
 func checkName(name string) (string, error) {
 	if len(name) > MaxNameLen*4 || !utf8.ValidString(name) {
@@ -283,6 +299,8 @@ func (s *Service) Register(ctx context.Context, who unhidra.Identity, in Registe
 		id = strings.ToLower(ulid.Make().String())
 	} else if err := CheckID(id); err != nil {
 		return Device{}, "", err
+	} else {
+		id = CanonicalID(id)
 	}
 	owner := in.Owner
 	switch {
@@ -335,10 +353,10 @@ func (s *Service) List(ctx context.Context, who unhidra.Identity) ([]Device, err
 }
 
 // Get returns one device to its owner or an administrator; to anyone else
-// it does not exist.
+// it does not exist. id may be in any letter case.
 func (s *Service) Get(ctx context.Context, who unhidra.Identity, id string) (Device, error) {
-	if who.Principal.Kind == wire.KindDevice && who.Principal.ID == id {
-		return s.store.Device(ctx, id)
+	if who.Principal.Kind == wire.KindDevice && SameID(who.Principal.ID, id) {
+		return s.store.Device(ctx, who.Principal.ID)
 	}
 	if err := requireUser(who); err != nil {
 		return Device{}, err
@@ -350,7 +368,7 @@ func (s *Service) Get(ctx context.Context, who unhidra.Identity, id string) (Dev
 	if err != nil {
 		return Device{}, err
 	}
-	if d.Owner != who.Principal.ID && !isAdmin(who) {
+	if !strings.EqualFold(d.Owner, who.Principal.ID) && !isAdmin(who) {
 		return Device{}, unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
 	}
 	return d, nil
@@ -359,14 +377,21 @@ func (s *Service) Get(ctx context.Context, who unhidra.Identity, id string) (Dev
 // DeviceOwner returns the owner of a device (for other services; no
 // authorization).
 func (s *Service) DeviceOwner(ctx context.Context, id string) (string, error) {
-	if CheckID(id) != nil {
-		return "", unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
-	}
-	d, err := s.store.Device(ctx, id)
+	d, err := s.LookupDevice(ctx, id)
 	if err != nil {
 		return "", err
 	}
 	return d.Owner, nil
+}
+
+// LookupDevice returns the device named by id in any letter case, with its
+// canonical id and whether it is revoked (for other services; no
+// authorization). It is the Fleet's DeviceLookup.
+func (s *Service) LookupDevice(ctx context.Context, id string) (Device, error) {
+	if CheckID(id) != nil {
+		return Device{}, unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
+	}
+	return s.store.Device(ctx, id)
 }
 
 // Revoke revokes a device: its key stops working at once and transports
@@ -380,12 +405,13 @@ func (s *Service) Revoke(ctx context.Context, who unhidra.Identity, id string) e
 		return unhidra.Errorf(unhidra.EFORBIDDEN, "this route needs a user's access token")
 	}
 	if !d.Revoked {
-		if err := s.store.RevokeDevice(ctx, id, s.now()); err != nil {
+		if err := s.store.RevokeDevice(ctx, d.ID, s.now()); err != nil {
 			return err
 		}
 	}
-	s.publishRevocation(ctx, id)
-	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRevoke, Actor: who.Principal, Target: id, Outcome: "success"})
+	// The canonical id: transports match it against their sessions.
+	s.publishRevocation(ctx, d.ID)
+	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRevoke, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return nil
 }
 
@@ -406,11 +432,11 @@ func (s *Service) RotateKey(ctx context.Context, who unhidra.Identity, id string
 	if err != nil {
 		return "", err
 	}
-	if err := s.store.SetKeyHash(ctx, id, keyHash(s.hashKey, key)); err != nil {
+	if err := s.store.SetKeyHash(ctx, d.ID, keyHash(s.hashKey, key)); err != nil {
 		return "", err
 	}
-	s.publishRevocation(ctx, id)
-	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRotate, Actor: who.Principal, Target: id, Outcome: "success"})
+	s.publishRevocation(ctx, d.ID)
+	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRotate, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return key, nil
 }
 

@@ -158,12 +158,22 @@ func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p Telemetry
 		if err != nil {
 			return wire.Ack{}, err
 		}
-		return wait(ctx)
+		ack, err := wait(ctx)
+		if err == nil {
+			f.met.telemetryStored.Inc()
+		}
+		return ack, err
 	}
 	// Two writes, run at once (each joins its own group commit); the ack
 	// waits for both.
 	stored := make(chan error, 1)
-	go func() { stored <- f.appendTelemetry(ctx, p) }()
+	go func() {
+		err := f.appendTelemetry(ctx, p)
+		if err == nil {
+			f.met.telemetryStored.Inc()
+		}
+		stored <- err
+	}()
 	ack, perr := f.post(ctx, p.DeviceID, telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
 	if err := <-stored; err != nil {
 		return wire.Ack{}, err
@@ -214,6 +224,8 @@ func (f *Fleet) TelemetryNoWait(ctx context.Context, who unhidra.Identity, p Tel
 		if _, err := wait(cctx); err != nil {
 			f.noWaitFail.Add(1)
 			f.log.Warn("telemetry not stored after an early return", "device", p.DeviceID, "err", err)
+		} else {
+			f.met.telemetryStored.Inc()
 		}
 	}()
 	return true, nil
@@ -230,9 +242,10 @@ func (f *Fleet) TelemetryNoWaitFailures() uint64 { return f.noWaitFail.Load() }
 // for that are not committed yet.
 func (f *Fleet) TelemetryInFlight() int64 { return max(f.inFlight.Load(), 0) }
 
-// preparePoint checks who may send p and validates it.
+// preparePoint checks who may send p (the device itself, not revoked) and
+// validates it.
 func (f *Fleet) preparePoint(who unhidra.Identity, p *TelemetryPoint) error {
-	if err := deviceSelf(who, p.DeviceID); err != nil {
+	if err := f.deviceActs(who, p.DeviceID); err != nil {
 		return err
 	}
 	p.DeviceID = who.Principal.ID
@@ -317,8 +330,13 @@ func (f *Fleet) QueryTelemetry(ctx context.Context, who unhidra.Identity, device
 		if err := deviceSelf(who, deviceID); err != nil {
 			return nil, err
 		}
-	} else if err := f.authorizeUser(ctx, who, deviceID); err != nil {
-		return nil, err
+		deviceID = who.Principal.ID
+	} else {
+		d, err := f.authorizeUser(ctx, who, deviceID)
+		if err != nil {
+			return nil, err
+		}
+		deviceID = d.ID
 	}
 	switch {
 	case limit == 0:

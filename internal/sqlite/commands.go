@@ -57,10 +57,22 @@ func nullJSON(raw json.RawMessage) any {
 	return string(raw)
 }
 
-// CreateCommand stores a new command.
+// CreateCommand stores a new command. A revoked device takes none
+// (conflict), checked in the same transaction as the insert so that a
+// revocation cannot slip in between.
 func (s *FleetStore) CreateCommand(ctx context.Context, c device.Command) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO commands (`+commandCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
+		var revoked sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM devices WHERE id = ?`, c.DeviceID).Scan(&revoked)
+		switch {
+		case err == sql.ErrNoRows:
+			return unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
+		case err != nil:
+			return err
+		case revoked.Valid:
+			return unhidra.Errorf(unhidra.ECONFLICT, "device is revoked")
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO commands (`+commandCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
 			c.ID, c.DeviceID, c.Name, nullJSON(c.Params), c.Status, nullJSON(c.Result), c.CreatedBy, Time(c.CreatedAt), Time(c.Deadline))
 		if IsConstraint(err) {
 			return unhidra.Errorf(unhidra.ECONFLICT, "command exists")

@@ -6,14 +6,25 @@ import (
 	"errors"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/device"
 )
 
 var _ device.Store = (*DeviceStore)(nil)
 
-// DeviceStore keeps the device registry (device.Store).
+// DeviceStore keeps the device registry (device.Store). Device ids are
+// case-insensitive (migration 0007): every lookup by id finds the device in
+// any letter case and returns it with its id as stored, which is the
+// device's canonical id. When two ids stored before that migration differ
+// only in case, the exact match wins.
 type DeviceStore struct{ db *DB }
+
+// byID is the WHERE clause of a lookup by id in any case; it takes the id
+// twice.
+const byID = ` WHERE id = ? COLLATE NOCASE ORDER BY id = ? DESC LIMIT 1`
 
 // NewDeviceStore returns the device registry store on db.
 func NewDeviceStore(db *DB) *DeviceStore { return &DeviceStore{db: db} }
@@ -50,15 +61,22 @@ func (s *DeviceStore) CreateDevice(ctx context.Context, d device.Device, keyHash
 			d.ID, d.Name, d.Owner, keyHash, Time(d.CreatedAt))
 		return err
 	})
-	if IsConstraint(err) {
+	if IsConstraint(err) || isTriggerConstraint(err) {
 		return unhidra.Errorf(unhidra.ECONFLICT, "device_id is taken")
 	}
 	return err
 }
 
+// isTriggerConstraint reports a RAISE(ABORT) of a trigger, such as the
+// case-insensitive uniqueness of device ids.
+func isTriggerConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_TRIGGER
+}
+
 // Device returns one device.
 func (s *DeviceStore) Device(ctx context.Context, id string) (device.Device, error) {
-	return scanDevice(s.db.read.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id))
+	return scanDevice(s.db.read.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices`+byID, id, id))
 }
 
 // Devices lists devices of owner (all when owner is empty) by id.
@@ -93,7 +111,7 @@ func (s *DeviceStore) DeviceByKeyHash(ctx context.Context, hash []byte) (device.
 // RevokeDevice marks a device revoked (idempotent).
 func (s *DeviceStore) RevokeDevice(ctx context.Context, id string, at time.Time) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = COALESCE(revoked_at, ?), online = 0 WHERE id = ?`, Time(at), id)
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = COALESCE(revoked_at, ?), online = 0 WHERE id = (SELECT id FROM devices`+byID+`)`, Time(at), id, id)
 		if err != nil {
 			return err
 		}
@@ -107,7 +125,7 @@ func (s *DeviceStore) RevokeDevice(ctx context.Context, id string, at time.Time)
 // SetKeyHash replaces the key hash of a device that is not revoked.
 func (s *DeviceStore) SetKeyHash(ctx context.Context, id string, hash []byte) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET key_hash = ? WHERE id = ? AND revoked_at IS NULL`, hash, id)
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET key_hash = ? WHERE id = (SELECT id FROM devices`+byID+`) AND revoked_at IS NULL`, hash, id, id)
 		if err != nil {
 			return err
 		}

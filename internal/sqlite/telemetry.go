@@ -171,17 +171,23 @@ func (s *FleetStore) PruneTelemetry(ctx context.Context, before time.Time) (int6
 }
 
 // SetOnline records online state and last_seen; it reports whether online
-// changed. An unknown device is not_found.
+// changed. An unknown device is not_found; a revoked device stays offline
+// (forbidden), so a heartbeat from a session that outlived the revocation
+// does not show it online again.
 func (s *FleetStore) SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (bool, error) {
 	var changed bool
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var cur sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT online FROM devices WHERE id = ?`, deviceID).Scan(&cur)
+		var revoked sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT online, revoked_at FROM devices WHERE id = ?`, deviceID).Scan(&cur, &revoked)
 		if err == sql.ErrNoRows {
 			return unhidra.Errorf(unhidra.ENOTFOUND, "device not found")
 		}
 		if err != nil {
 			return err
+		}
+		if online && revoked.Valid {
+			return unhidra.Errorf(unhidra.EFORBIDDEN, "device is revoked")
 		}
 		v := 0
 		if online {
