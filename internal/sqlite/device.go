@@ -16,7 +16,7 @@ import (
 var _ device.Store = (*DeviceStore)(nil)
 
 // DeviceStore keeps the device registry (device.Store). Device ids are
-// case-insensitive (migration 0007): every lookup by id finds the device in
+// case-insensitive (migration 0008): every lookup by id finds the device in
 // any letter case and returns it with its id as stored, which is the
 // device's canonical id. When two ids stored before that migration differ
 // only in case, the exact match wins.
