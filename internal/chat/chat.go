@@ -83,6 +83,26 @@ const (
 	MaxSearchLimit    = 100
 	DefaultSearchLim  = 20
 	MaxListedChannels = 1000
+	// MaxListedBlocks bounds GET /api/v1/blocks and the blocks one user
+	// may hold.
+	MaxListedBlocks = 1000
+)
+
+// Channel-creation quota (users; admins are exempt). Reopening an existing
+// direct channel creates nothing and counts nothing; device channels are
+// made with their device and never count.
+const (
+	// MaxChannelsPerDay bounds the channels (public, private and direct)
+	// one user creates in any rolling QuotaWindow; the next create is
+	// refused rate_limited with Retry-After until the oldest of them ages
+	// out of the window.
+	MaxChannelsPerDay = 100
+	// MaxCreatedChannels bounds the public and private channels one user
+	// has created that still exist; beyond it creates are refused
+	// rate_limited until the user deletes one.
+	MaxCreatedChannels = 500
+	// QuotaWindow is the window of MaxChannelsPerDay.
+	QuotaWindow = 24 * time.Hour
 )
 
 // Channel is a place where messages are posted.
@@ -96,6 +116,9 @@ type Channel struct {
 	CreatedAt time.Time `json:"created_at"`
 	// LastOffset is the offset of the newest message (0 when empty).
 	LastOffset int64 `json:"last_offset"`
+	// DirectKey names the pair of a direct channel ("a\nb", sorted user
+	// ids); empty for other kinds. Not shown to clients.
+	DirectKey string `json:"-"`
 }
 
 // Member is a user's membership of a channel.
@@ -103,6 +126,41 @@ type Member struct {
 	User     string    `json:"user"`
 	Role     string    `json:"role"`
 	JoinedAt time.Time `json:"joined_at"`
+	// AcceptedAt is when the member accepted the channel: joined it
+	// themselves, created or opened it, posted in it or accepted it. A
+	// member added by someone else is pending (nil) until then and shares
+	// no presence through the channel (see the package comment).
+	AcceptedAt *time.Time `json:"accepted_at,omitempty"`
+}
+
+// Accepted reports whether the member accepted the channel.
+func (m Member) Accepted() bool { return m.AcceptedAt != nil }
+
+// Block is one user blocking another (GET /api/v1/blocks).
+type Block struct {
+	User      string    `json:"user"` // the blocked user
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// directPeer returns the other user of a direct channel's pair, or "".
+func directPeer(ch Channel, me string) string {
+	a, b, ok := strings.Cut(ch.DirectKey, "\n")
+	switch {
+	case !ok:
+		return ""
+	case a == me:
+		return b
+	case b == me:
+		return a
+	}
+	return ""
+}
+
+func directKeyOf(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "\n" + b
 }
 
 // DeviceChannelID returns the id of the channel of device deviceID.

@@ -52,6 +52,9 @@ func (s *Service) Post(ctx context.Context, who unhidra.Identity, in wire.Publis
 	if err := s.checkBodyForChannel(a.ch, body); err != nil {
 		return wire.Message{}, false, err
 	}
+	if err := s.checkDirectPost(ctx, who, a.ch); err != nil {
+		return wire.Message{}, false, err
+	}
 	msg := wire.Message{
 		ID:          newID(),
 		Channel:     a.ch.ID,
@@ -66,6 +69,12 @@ func (s *Service) Post(ctx context.Context, who unhidra.Identity, in wire.Publis
 	r, err := s.appendMessage(ctx, Append{Msg: msg, Index: body.Text != nil && !s.requiresE2EE(a.ch)})
 	if err != nil {
 		return wire.Message{}, false, err
+	}
+	if a.role != "" && !a.member.Accepted() {
+		// Posting in a channel one was added to accepts it.
+		if _, err := s.accept(ctx, who, a); err != nil {
+			s.log.Warn("chat: accept on post", "channel", a.ch.ID, "err", err)
+		}
 	}
 	return r.Msg, r.Duplicate, nil
 }
@@ -201,6 +210,9 @@ func (s *Service) EditMessage(ctx context.Context, who unhidra.Identity, channel
 	if err := s.checkBodyForChannel(a.ch, body); err != nil {
 		return wire.Message{}, err
 	}
+	if err := s.checkDirectPost(ctx, who, a.ch); err != nil {
+		return wire.Message{}, err
+	}
 	m, err := s.store.EditMessage(ctx, a.ch.ID, id, body, s.now())
 	if err != nil {
 		return wire.Message{}, err
@@ -290,6 +302,9 @@ func (s *Service) Typing(ctx context.Context, who unhidra.Identity, channel stri
 	}
 	if !a.post {
 		return errNoAccess
+	}
+	if err := s.checkDirectPost(ctx, who, a.ch); err != nil {
+		return err
 	}
 	if !s.allowTyping(who.Principal.ID + "\x00" + a.ch.ID) {
 		return nil

@@ -69,6 +69,10 @@ type Service struct {
 	typingMu sync.Mutex
 	typing   map[string]time.Time
 
+	// createMu serializes channel creation, so the quota check and the
+	// create it admits cannot interleave with another create.
+	createMu sync.Mutex
+
 	// group commit (commit.go)
 	qmu     sync.Mutex
 	queue   []*pending
@@ -133,6 +137,7 @@ var errNoAccess = unhidra.Errorf(unhidra.EFORBIDDEN, "not allowed on this channe
 type access struct {
 	ch     Channel
 	role   string // channel role, "" when not a member
+	member Member // the caller's membership (Role "" when none)
 	read   bool
 	post   bool
 	manage bool // rename, set topic, add/remove members, delete others' messages
@@ -148,7 +153,7 @@ func (s *Service) accessTo(ctx context.Context, who unhidra.Identity, id string)
 	if who.Principal.Kind == wire.KindUser {
 		user = who.Principal.ID
 	}
-	ch, role, err := s.store.ChannelAccess(ctx, id, user)
+	ch, m, err := s.store.ChannelAccess(ctx, id, user)
 	if err != nil {
 		if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
 			return access{}, errNoAccess
@@ -166,7 +171,7 @@ func (s *Service) accessTo(ctx context.Context, who unhidra.Identity, id string)
 	if user == "" {
 		return access{}, errNoAccess
 	}
-	a.role = role
+	a.role, a.member = m.Role, m
 	member := a.role != ""
 	admin := who.IsAdmin()
 	switch ch.Kind {
@@ -218,7 +223,12 @@ type CreateChannel struct {
 
 // CreateChannel creates a public, private or direct channel owned by who.
 // For a direct channel, Members names the one other user; an existing
-// direct channel between the two is returned instead (created false).
+// direct channel between the two is returned instead (created false), with
+// whichever of the two had left it added back: who as an accepted member
+// (opening a conversation is consenting to it), the other as a pending one.
+// Users who block each other cannot open a direct channel, and nobody can
+// add a user who blocks them. Creating is bounded by MaxChannelsPerDay and
+// MaxCreatedChannels (admins are exempt).
 func (s *Service) CreateChannel(ctx context.Context, who unhidra.Identity, in CreateChannel) (Channel, bool, error) {
 	if who.IsDevice() || who.Principal.ID == "" {
 		return Channel{}, false, unhidra.Errorf(unhidra.EFORBIDDEN, "only users create channels")
@@ -255,7 +265,12 @@ func (s *Service) CreateChannel(ctx context.Context, who unhidra.Identity, in Cr
 			others[u] = true
 		}
 	}
+	users := make([]string, 0, len(others))
 	for u := range others {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	for _, u := range users {
 		if err := s.checkUser(ctx, u); err != nil {
 			return Channel{}, false, err
 		}
@@ -265,48 +280,56 @@ func (s *Service) CreateChannel(ctx context.Context, who unhidra.Identity, in Cr
 	var members []Member
 	var directKey string
 	if in.Kind == KindDirect {
-		if len(others) != 1 {
+		if len(users) != 1 {
 			return Channel{}, false, unhidra.Errorf(unhidra.EINVALID, "a direct channel needs exactly one other member")
 		}
-		var other string
-		for u := range others {
-			other = u
+		other := users[0]
+		if err := s.checkDirectBlock(ctx, me, other); err != nil {
+			return Channel{}, false, err
 		}
-		pair := []string{me, other}
-		sort.Strings(pair)
-		directKey = pair[0] + "\n" + pair[1]
+		directKey = directKeyOf(me, other)
 		if existing, err := s.store.FindDirect(ctx, directKey); err == nil {
-			return existing, false, nil
+			return s.reopenDirect(ctx, who, existing, other)
 		} else if unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
 			return Channel{}, false, err
 		}
+		pair := []string{me, other}
+		sort.Strings(pair)
 		ch.Name = pair[0] + ", " + pair[1]
 		if strings.TrimSpace(in.Name) != "" {
 			if ch.Name, err = ValidateName(in.Name); err != nil {
 				return Channel{}, false, err
 			}
 		}
-		members = []Member{{User: pair[0], Role: RoleMember, JoinedAt: now}, {User: pair[1], Role: RoleMember, JoinedAt: now}}
+		members = []Member{{User: me, Role: RoleMember, JoinedAt: now, AcceptedAt: &now}, {User: other, Role: RoleMember, JoinedAt: now}}
+		sort.Slice(members, func(i, j int) bool { return members[i].User < members[j].User })
 	} else {
 		if ch.Name, err = ValidateName(in.Name); err != nil {
 			return Channel{}, false, err
 		}
-		members = append(members, Member{User: me, Role: RoleOwner, JoinedAt: now})
-		users := make([]string, 0, len(others))
-		for u := range others {
-			users = append(users, u)
+		for _, u := range users {
+			if err := s.checkInvite(ctx, me, u); err != nil {
+				return Channel{}, false, err
+			}
 		}
-		sort.Strings(users)
+		members = append(members, Member{User: me, Role: RoleOwner, JoinedAt: now, AcceptedAt: &now})
 		for _, u := range users {
 			members = append(members, Member{User: u, Role: RoleMember, JoinedAt: now})
 		}
 	}
 	ch.ID = newID()
-	if err := s.store.CreateChannel(ctx, ch, directKey, members); err != nil {
+	ch.DirectKey = directKey
+	s.createMu.Lock()
+	err = s.checkQuota(ctx, who, in.Kind, now)
+	if err == nil {
+		err = s.store.CreateChannel(ctx, ch, directKey, members)
+	}
+	s.createMu.Unlock()
+	if err != nil {
 		if directKey != "" && unhidra.ErrorCode(err) == unhidra.ECONFLICT {
 			// A concurrent create of the same direct channel won.
 			if existing, ferr := s.store.FindDirect(ctx, directKey); ferr == nil {
-				return existing, false, nil
+				return s.reopenDirect(ctx, who, existing, users[0])
 			}
 		}
 		return Channel{}, false, err
@@ -353,7 +376,7 @@ func (s *Service) EnsureDeviceChannel(ctx context.Context, deviceID, owner strin
 	ch, err := s.store.GetChannel(ctx, id)
 	if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
 		ch = Channel{ID: id, Name: deviceID, Kind: KindDevice, CreatedBy: owner, CreatedAt: now}
-		err = s.store.CreateChannel(ctx, ch, "", []Member{{User: owner, Role: RoleOwner, JoinedAt: now}})
+		err = s.store.CreateChannel(ctx, ch, "", []Member{{User: owner, Role: RoleOwner, JoinedAt: now, AcceptedAt: &now}})
 		if err == nil {
 			s.emit(ctx, Event{Action: EventChannelCreated, Actor: unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: owner}}, Channel: id})
 			return ch, nil
@@ -370,7 +393,7 @@ func (s *Service) EnsureDeviceChannel(ctx context.Context, deviceID, owner strin
 		return Channel{}, unhidra.Errorf(unhidra.ECONFLICT, "channel %s exists and is not a device channel", id)
 	}
 	if _, err := s.store.GetMember(ctx, id, owner); unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
-		if _, err := s.store.PutMember(ctx, id, Member{User: owner, Role: RoleOwner, JoinedAt: now}); err != nil {
+		if _, err := s.store.PutMember(ctx, id, Member{User: owner, Role: RoleOwner, JoinedAt: now, AcceptedAt: &now}); err != nil {
 			return Channel{}, err
 		}
 	} else if err != nil {
@@ -510,10 +533,18 @@ func (s *Service) PutMember(ctx context.Context, who unhidra.Identity, channel, 
 		if err := s.checkUser(ctx, user); err != nil {
 			return Member{}, err
 		}
+		if err := s.checkInvite(ctx, who.Principal.ID, user); err != nil {
+			return Member{}, err
+		}
 	}
-	m := Member{User: user, Role: role, JoinedAt: s.now()}
+	now := s.now()
+	// Someone added by another is pending until they accept.
+	m := Member{User: user, Role: role, JoinedAt: now}
+	if user == who.Principal.ID {
+		m.AcceptedAt = &now
+	}
 	if exists {
-		m.JoinedAt = cur.JoinedAt
+		m.JoinedAt, m.AcceptedAt = cur.JoinedAt, cur.AcceptedAt
 	}
 	added, err := s.store.PutMember(ctx, channel, m)
 	if err != nil {
@@ -601,12 +632,14 @@ func (s *Service) Join(ctx context.Context, who unhidra.Identity, channel string
 		return Member{}, err
 	}
 	if a.role != "" {
-		return s.store.GetMember(ctx, channel, who.Principal.ID)
+		// Joining a channel one was added to accepts it.
+		return s.accept(ctx, who, a)
 	}
 	if a.ch.Kind != KindPublic {
 		return Member{}, unhidra.Errorf(unhidra.EFORBIDDEN, "only public channels can be joined; ask a channel admin")
 	}
-	m := Member{User: who.Principal.ID, Role: RoleMember, JoinedAt: s.now()}
+	now := s.now()
+	m := Member{User: who.Principal.ID, Role: RoleMember, JoinedAt: now, AcceptedAt: &now}
 	added, err := s.store.PutMember(ctx, channel, m)
 	if err != nil {
 		return Member{}, err
@@ -617,8 +650,12 @@ func (s *Service) Join(ctx context.Context, who unhidra.Identity, channel string
 	return m, nil
 }
 
-// Leave removes who from a public or private channel. The only owner of a
-// channel with other members must hand the owner role on first.
+// Leave removes who from a public, private or direct channel. The only
+// owner of a channel with other members must hand the owner role on first.
+// Either member may leave a direct channel: the other keeps it and its
+// history, cannot post there until they open it again (which invites the
+// leaver back as a pending member), and the last member leaving deletes it
+// with its messages (opening it again then starts a new, empty one).
 func (s *Service) Leave(ctx context.Context, who unhidra.Identity, channel string) error {
 	if who.IsDevice() {
 		return errNoAccess
@@ -630,8 +667,11 @@ func (s *Service) Leave(ctx context.Context, who unhidra.Identity, channel strin
 	if a.role == "" {
 		return errNoAccess
 	}
-	if a.ch.Kind == KindDirect || a.ch.Kind == KindDevice {
-		return unhidra.Errorf(unhidra.EINVALID, "the members of %s channels are fixed", a.ch.Kind)
+	if a.ch.Kind == KindDevice {
+		return unhidra.Errorf(unhidra.EINVALID, "the members of device channels are fixed")
+	}
+	if a.ch.Kind == KindDirect {
+		return s.leaveDirect(ctx, who, a.ch)
 	}
 	if a.role == RoleOwner {
 		if err := s.keepAnOwner(ctx, channel, who.Principal.ID); err != nil {

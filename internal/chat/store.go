@@ -18,12 +18,22 @@ import (
 type Store interface {
 	// CreateChannel stores ch and its initial members in one transaction.
 	// A duplicate id, or a second direct channel with the same DirectKey,
-	// is a conflict.
+	// is a conflict. Unless ch is a device channel, the same transaction
+	// records one creation by ch.CreatedBy at ch.CreatedAt for
+	// CreationsSince (and may forget creations older than QuotaWindow).
+	// Channels read back carry directKey as DirectKey.
 	CreateChannel(ctx context.Context, ch Channel, directKey string, members []Member) error
 	GetChannel(ctx context.Context, id string) (Channel, error)
-	// ChannelAccess returns channel id and user's role there ("" when user
-	// is not a member, or user is ""), in one read.
-	ChannelAccess(ctx context.Context, id, user string) (Channel, string, error)
+	// ChannelAccess returns channel id and user's membership there (Role
+	// "" when user is not a member, or user is ""), in one read.
+	ChannelAccess(ctx context.Context, id, user string) (Channel, Member, error)
+	// CreationsSince counts the channels user created after since
+	// (every kind but device, deleted ones included) and returns the
+	// oldest of those creation times (zero when n is 0).
+	CreationsSince(ctx context.Context, user string, since time.Time) (n int, oldest time.Time, err error)
+	// CreatedChannels counts the public and private channels user created
+	// that still exist.
+	CreatedChannels(ctx context.Context, user string) (int, error)
 	// FindDirect returns the direct channel with the given DirectKey.
 	FindDirect(ctx context.Context, directKey string) (Channel, error)
 	// ListChannels returns the channels user is a member of plus every
@@ -41,14 +51,36 @@ type Store interface {
 	GetMember(ctx context.Context, channel, user string) (Member, error)
 	// Members lists the members of channel ordered by user.
 	Members(ctx context.Context, channel string) ([]Member, error)
-	// PutMember adds user or changes their role; it reports whether the
-	// user was added (false: the role was changed).
+	// PutMember adds user (with m.AcceptedAt) or changes their role,
+	// keeping their joined_at and accepted_at; it reports whether the user
+	// was added (false: the role was changed).
 	PutMember(ctx context.Context, channel string, m Member) (added bool, err error)
+	// AcceptMember sets user's accepted_at to at unless it is set already
+	// and returns the membership; not_found if user is not a member.
+	AcceptMember(ctx context.Context, channel, user string, at time.Time) (Member, error)
 	// RemoveMember removes user from channel, not_found if not a member.
 	RemoveMember(ctx context.Context, channel, user string) error
-	// PresenceChannels lists the ids of the private and direct channels user
-	// belongs to, at most limit (presence fan-out).
+	// PresenceChannels lists the ids of the channels on which user's
+	// presence is published, at most limit, ordered by id: the private and
+	// direct channels user belongs to and has accepted, where, for a direct
+	// channel, the other member has accepted too, and where no member
+	// blocks user or is blocked by user.
 	PresenceChannels(ctx context.Context, user string, limit int) ([]string, error)
+	// SharesChannel reports whether viewer may see target's presence
+	// (GET /api/v1/presence): they are members of one channel that target
+	// has accepted (a direct channel: both have), and neither blocks the
+	// other.
+	SharesChannel(ctx context.Context, viewer, target string) (bool, error)
+
+	// Block records that blocker blocks blocked at at; blocking again
+	// keeps the first record. It reports whether the block is new.
+	Block(ctx context.Context, blocker, blocked string, at time.Time) (bool, error)
+	// Unblock removes the block; it reports whether there was one.
+	Unblock(ctx context.Context, blocker, blocked string) (bool, error)
+	// Blocks lists the users blocker blocks, ordered by user, at most limit.
+	Blocks(ctx context.Context, blocker string, limit int) ([]Block, error)
+	// BlockBetween reports whether a blocks b and whether b blocks a.
+	BlockBetween(ctx context.Context, a, b string) (aBlocksB, bBlocksA bool, err error)
 
 	// AppendMessages stores a batch of new messages in ONE transaction. For
 	// each append it assigns the channel's next offset (gapless, starting at

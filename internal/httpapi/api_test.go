@@ -443,9 +443,20 @@ func TestAPIPresenceAndConnections(t *testing.T) {
 	if r.status != 200 || len(ps) != 0 {
 		t.Errorf("presence of strangers = %d %+v, want 200 and nobody", r.status, ps)
 	}
-	if _, _, err := e.chat.CreateChannel(ctx, unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "alice"}},
-		chat.CreateChannel{Name: "pair", Kind: chat.KindPrivate, Members: []string{"bob", "carol"}}); err != nil {
+	pair, _, err := e.chat.CreateChannel(ctx, unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "alice"}},
+		chat.CreateChannel{Name: "pair", Kind: chat.KindPrivate, Members: []string{"bob", "carol"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	r = e.do("GET", "/api/v1/presence?user=bob&user=carol", "tok-alice", nil)
+	r.decode(t, &ps)
+	if r.status != 200 || len(ps) != 0 {
+		t.Errorf("presence of people alice added but who have not accepted = %d %+v, want nobody", r.status, ps)
+	}
+	for _, tok := range []string{"tok-bob", "tok-carol"} {
+		if r := e.do("POST", "/api/v1/channels/"+pair.ID+"/accept", tok, nil); r.status != 200 {
+			t.Fatalf("accept: %d %s", r.status, r.body)
+		}
 	}
 	r = e.do("GET", "/api/v1/presence?user=bob&user=carol&user=bob", "tok-alice", nil)
 	r.decode(t, &ps)

@@ -198,6 +198,12 @@ func TestPresenceFramesReachPrivateAndDirectChannelsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// alice accepts what bob added her to (presence needs consent).
+	for _, ch := range []chat.Channel{priv, dm} {
+		if _, err := f.chat.Accept(ctx, alice, ch.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tp, td, tpub := f.tap(t, priv.ID), f.tap(t, dm.ID), f.tap(t, pub.ID)
 	c1, c2 := conn(alice, "s1"), conn(alice, "s2")
 	_ = s.Connect(ctx, c1)
@@ -331,7 +337,11 @@ func TestGetForShowsOnlyPeopleWhoShareAChannel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: "a-b", Kind: chat.KindPrivate, Members: []string{"bob"}}); err != nil {
+	ab, _, err := f.chat.CreateChannel(ctx, alice, chat.CreateChannel{Name: "a-b", Kind: chat.KindPrivate, Members: []string{"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.chat.Accept(ctx, bob, ab.ID); err != nil {
 		t.Fatal(err)
 	}
 	users := func(ps []presence.Presence) []string {

@@ -30,13 +30,15 @@ type ChatStore struct {
 
 	// reader statements
 	getChannel, channelAccess, findDirect, getMember, listMembers, listChannels, presenceChannels *sql.Stmt
+	sharesChannel, blockBetween, listBlocks, creations, created                                   *sql.Stmt
 	after, historyDesc, getMessage, thread, lastSeen                                              *sql.Stmt
 	// writer statements (used through tx.StmtContext)
 	wChannelOff, wIdem, wThreadRoot, wInsert, wFTSInsert, wFTSDelete, wSetOff *sql.Stmt
 }
 
 const msgCols = `id, channel_id, off, sender_kind, sender_id, created_at, client_msg_id, thread_id, text, data, e2ee, edited_at, deleted`
-const chanCols = `id, name, kind, e2ee, topic, created_by, created_at, last_offset`
+const chanCols = `id, name, kind, e2ee, topic, created_by, created_at, last_offset, direct_key`
+const memberCols = `user_id, role, joined_at, accepted_at`
 
 // NewChatStore prepares the chat store's statements. The database must be
 // migrated.
@@ -49,11 +51,12 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 		q    string
 	}{
 		{&s.getChannel, r, `SELECT ` + chanCols + ` FROM channels WHERE id = ?`},
-		{&s.channelAccess, r, `SELECT c.id, c.name, c.kind, c.e2ee, c.topic, c.created_by, c.created_at, c.last_offset, coalesce(m.role, '')
+		{&s.channelAccess, r, `SELECT c.id, c.name, c.kind, c.e2ee, c.topic, c.created_by, c.created_at, c.last_offset, c.direct_key,
+				coalesce(m.role, ''), coalesce(m.joined_at, ''), m.accepted_at
 			FROM channels c LEFT JOIN channel_members m ON m.channel_id = c.id AND m.user_id = ? WHERE c.id = ?`},
 		{&s.findDirect, r, `SELECT ` + chanCols + ` FROM channels WHERE direct_key = ?`},
-		{&s.getMember, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? AND user_id = ?`},
-		{&s.listMembers, r, `SELECT user_id, role, joined_at FROM channel_members WHERE channel_id = ? ORDER BY user_id`},
+		{&s.getMember, r, `SELECT ` + memberCols + ` FROM channel_members WHERE channel_id = ? AND user_id = ?`},
+		{&s.listMembers, r, `SELECT ` + memberCols + ` FROM channel_members WHERE channel_id = ? ORDER BY user_id`},
 		{&s.listChannels, r, `WITH mine AS (SELECT channel_id FROM channel_members WHERE user_id = ?)
 			SELECT ` + chanCols + ` FROM channels
 			WHERE kind = 'public'
@@ -61,7 +64,24 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 			   OR (? AND kind = 'device')
 			ORDER BY kind = 'public' AND id NOT IN mine, id LIMIT ?`},
 		{&s.presenceChannels, r, `SELECT c.id FROM channel_members m JOIN channels c ON c.id = m.channel_id
-			WHERE m.user_id = ? AND c.kind IN ('private', 'direct') ORDER BY c.id LIMIT ?`},
+			WHERE m.user_id = ?1 AND m.accepted_at IS NOT NULL AND c.kind IN ('private', 'direct')
+			  AND (c.kind <> 'direct' OR (SELECT COUNT(*) FROM channel_members o
+			       WHERE o.channel_id = c.id AND o.accepted_at IS NOT NULL) = 2)
+			  AND NOT EXISTS (SELECT 1 FROM channel_members o JOIN user_blocks b ON b.blocker = ?1 AND b.blocked = o.user_id
+			       WHERE o.channel_id = c.id)
+			  AND NOT EXISTS (SELECT 1 FROM channel_members o JOIN user_blocks b ON b.blocked = ?1 AND b.blocker = o.user_id
+			       WHERE o.channel_id = c.id)
+			ORDER BY c.id LIMIT ?2`},
+		{&s.sharesChannel, r, `SELECT 1 FROM channel_members x
+			JOIN channel_members y ON y.channel_id = x.channel_id AND y.user_id = ?2
+			JOIN channels c ON c.id = x.channel_id
+			WHERE x.user_id = ?1 AND y.accepted_at IS NOT NULL AND (c.kind <> 'direct' OR x.accepted_at IS NOT NULL)
+			  AND NOT EXISTS (SELECT 1 FROM user_blocks b WHERE (b.blocker = ?1 AND b.blocked = ?2) OR (b.blocker = ?2 AND b.blocked = ?1))
+			LIMIT 1`},
+		{&s.blockBetween, r, `SELECT blocker FROM user_blocks WHERE (blocker = ?1 AND blocked = ?2) OR (blocker = ?2 AND blocked = ?1)`},
+		{&s.listBlocks, r, `SELECT blocked, created_at FROM user_blocks WHERE blocker = ? ORDER BY blocked LIMIT ?`},
+		{&s.creations, r, `SELECT COUNT(*), coalesce(MIN(created_at), '') FROM channel_creations WHERE user_id = ? AND created_at > ?`},
+		{&s.created, r, `SELECT COUNT(*) FROM channels WHERE created_by = ? AND kind IN ('public', 'private')`},
 		{&s.after, r, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND off > ? ORDER BY off LIMIT ?`},
 		{&s.historyDesc, r, `SELECT ` + msgCols + ` FROM messages WHERE channel_id = ? AND off < ? AND off > ? ORDER BY off DESC LIMIT ?`},
 		{&s.getMessage, r, `SELECT ` + msgCols + ` FROM messages WHERE id = ? AND channel_id = ?`},
@@ -90,6 +110,7 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 // Close releases the prepared statements (not the database).
 func (s *ChatStore) Close() error {
 	for _, st := range []*sql.Stmt{s.getChannel, s.channelAccess, s.findDirect, s.getMember, s.listMembers, s.listChannels, s.presenceChannels,
+		s.sharesChannel, s.blockBetween, s.listBlocks, s.creations, s.created,
 		s.after, s.historyDesc, s.getMessage, s.thread, s.lastSeen,
 		s.wChannelOff, s.wIdem, s.wThreadRoot, s.wInsert, s.wFTSInsert, s.wFTSDelete, s.wSetOff} {
 		if st != nil {
@@ -105,10 +126,12 @@ func scanChannel(sc scanner) (chat.Channel, error) {
 	var c chat.Channel
 	var e2ee int
 	var created string
-	if err := sc.Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset); err != nil {
+	var direct sql.NullString
+	if err := sc.Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset, &direct); err != nil {
 		return chat.Channel{}, err
 	}
 	c.E2EE = e2ee != 0
+	c.DirectKey = direct.String
 	t, err := ParseTime(created)
 	if err != nil {
 		return chat.Channel{}, fmt.Errorf("sqlite: channel %s: created_at: %w", c.ID, err)
@@ -213,16 +236,55 @@ func (s *ChatStore) CreateChannel(ctx context.Context, ch chat.Channel, directKe
 			return err
 		}
 		for _, m := range members {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
-				ch.ID, m.User, m.Role, Time(m.JoinedAt)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at, accepted_at) VALUES (?, ?, ?, ?, ?)`,
+				ch.ID, m.User, m.Role, Time(m.JoinedAt), timeArg(m.AcceptedAt)); err != nil {
 				if IsConstraint(err) {
 					return unhidra.Wrap(unhidra.ECONFLICT, "duplicate member", err)
 				}
 				return err
 			}
 		}
-		return nil
+		if ch.Kind == chat.KindDevice {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM channel_creations WHERE user_id = ? AND created_at < ?`,
+			ch.CreatedBy, Time(ch.CreatedAt.Add(-chat.QuotaWindow))); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO channel_creations (user_id, created_at) VALUES (?, ?)`, ch.CreatedBy, Time(ch.CreatedAt))
+		return err
 	})
+}
+
+func timeArg(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return Time(*t)
+}
+
+// CreationsSince implements chat.Store.
+func (s *ChatStore) CreationsSince(ctx context.Context, user string, since time.Time) (int, time.Time, error) {
+	var n int
+	var oldest string
+	if err := s.creations.QueryRowContext(ctx, user, Time(since)).Scan(&n, &oldest); err != nil {
+		return 0, time.Time{}, Err(err)
+	}
+	if n == 0 {
+		return 0, time.Time{}, nil
+	}
+	t, err := ParseTime(oldest)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return n, t, nil
+}
+
+// CreatedChannels implements chat.Store.
+func (s *ChatStore) CreatedChannels(ctx context.Context, user string) (int, error) {
+	var n int
+	err := s.created.QueryRowContext(ctx, user).Scan(&n)
+	return n, Err(err)
 }
 
 // GetChannel implements chat.Store.
@@ -235,22 +297,47 @@ func (s *ChatStore) GetChannel(ctx context.Context, id string) (chat.Channel, er
 }
 
 // ChannelAccess implements chat.Store.
-func (s *ChatStore) ChannelAccess(ctx context.Context, id, user string) (chat.Channel, string, error) {
+func (s *ChatStore) ChannelAccess(ctx context.Context, id, user string) (chat.Channel, chat.Member, error) {
 	var c chat.Channel
+	var m chat.Member
 	var e2ee int
-	var created, role string
-	err := s.channelAccess.QueryRowContext(ctx, user, id).Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset, &role)
+	var created, joined string
+	var direct, accepted sql.NullString
+	err := s.channelAccess.QueryRowContext(ctx, user, id).Scan(&c.ID, &c.Name, &c.Kind, &e2ee, &c.Topic, &c.CreatedBy, &created, &c.LastOffset, &direct,
+		&m.Role, &joined, &accepted)
 	if errors.Is(err, sql.ErrNoRows) {
-		return chat.Channel{}, "", errChannelNotFound
+		return chat.Channel{}, chat.Member{}, errChannelNotFound
 	}
 	if err != nil {
-		return chat.Channel{}, "", Err(err)
+		return chat.Channel{}, chat.Member{}, Err(err)
 	}
 	c.E2EE = e2ee != 0
+	c.DirectKey = direct.String
 	if c.CreatedAt, err = ParseTime(created); err != nil {
-		return chat.Channel{}, "", fmt.Errorf("sqlite: channel %s: created_at: %w", c.ID, err)
+		return chat.Channel{}, chat.Member{}, fmt.Errorf("sqlite: channel %s: created_at: %w", c.ID, err)
 	}
-	return c, role, nil
+	if m.Role == "" {
+		return c, chat.Member{}, nil
+	}
+	m.User = user
+	if m.JoinedAt, err = ParseTime(joined); err != nil {
+		return chat.Channel{}, chat.Member{}, fmt.Errorf("sqlite: member %s: joined_at: %w", user, err)
+	}
+	if m.AcceptedAt, err = parseTimePtr(accepted); err != nil {
+		return chat.Channel{}, chat.Member{}, fmt.Errorf("sqlite: member %s: accepted_at: %w", user, err)
+	}
+	return c, m, nil
+}
+
+func parseTimePtr(v sql.NullString) (*time.Time, error) {
+	if !v.Valid {
+		return nil, nil
+	}
+	t, err := ParseTime(v.String)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 // FindDirect implements chat.Store.
@@ -317,7 +404,8 @@ func (s *ChatStore) DeleteChannel(ctx context.Context, id string) error {
 func scanMember(sc scanner) (chat.Member, error) {
 	var m chat.Member
 	var joined string
-	if err := sc.Scan(&m.User, &m.Role, &joined); err != nil {
+	var accepted sql.NullString
+	if err := sc.Scan(&m.User, &m.Role, &joined, &accepted); err != nil {
 		return chat.Member{}, err
 	}
 	t, err := ParseTime(joined)
@@ -325,6 +413,9 @@ func scanMember(sc scanner) (chat.Member, error) {
 		return chat.Member{}, err
 	}
 	m.JoinedAt = t
+	if m.AcceptedAt, err = parseTimePtr(accepted); err != nil {
+		return chat.Member{}, err
+	}
 	return m, nil
 }
 
@@ -374,11 +465,29 @@ func (s *ChatStore) PutMember(ctx context.Context, channel string, m chat.Member
 			return nil
 		}
 		added = true
-		_, err = tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
-			channel, m.User, m.Role, Time(m.JoinedAt))
+		_, err = tx.ExecContext(ctx, `INSERT INTO channel_members (channel_id, user_id, role, joined_at, accepted_at) VALUES (?, ?, ?, ?, ?)`,
+			channel, m.User, m.Role, Time(m.JoinedAt), timeArg(m.AcceptedAt))
 		return err
 	})
 	return added, err
+}
+
+// AcceptMember implements chat.Store.
+func (s *ChatStore) AcceptMember(ctx context.Context, channel, user string, at time.Time) (chat.Member, error) {
+	var out chat.Member
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE channel_members SET accepted_at = ? WHERE channel_id = ? AND user_id = ? AND accepted_at IS NULL`,
+			Time(at), channel, user); err != nil {
+			return err
+		}
+		m, err := scanMember(tx.QueryRowContext(ctx, `SELECT `+memberCols+` FROM channel_members WHERE channel_id = ? AND user_id = ?`, channel, user))
+		if errors.Is(err, sql.ErrNoRows) {
+			return errMemberNotFound
+		}
+		out = m
+		return err
+	})
+	return out, err
 }
 
 // RemoveMember implements chat.Store.
@@ -676,17 +785,89 @@ func (s *ChatStore) Search(ctx context.Context, q chat.SearchQuery) ([]wire.Mess
 	return msgs, err
 }
 
-// SharesChannel reports whether users a and b are members of one channel
-// (presence.Peers).
-func (s *ChatStore) SharesChannel(ctx context.Context, a, b string) (bool, error) {
+// SharesChannel implements chat.Store (and presence.Peers).
+func (s *ChatStore) SharesChannel(ctx context.Context, viewer, target string) (bool, error) {
 	var one int
-	err := s.db.Reader().QueryRowContext(ctx, `SELECT 1 FROM channel_members x
-		JOIN channel_members y ON y.channel_id = x.channel_id AND y.user_id = ?
-		WHERE x.user_id = ? LIMIT 1`, b, a).Scan(&one)
+	err := s.sharesChannel.QueryRowContext(ctx, viewer, target).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	return err == nil, Err(err)
+}
+
+// Block implements chat.Store.
+func (s *ChatStore) Block(ctx context.Context, blocker, blocked string, at time.Time) (bool, error) {
+	var added bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO user_blocks (blocker, blocked, created_at) VALUES (?, ?, ?)
+			ON CONFLICT (blocker, blocked) DO NOTHING`, blocker, blocked, Time(at))
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		added = n > 0
+		return nil
+	})
+	return added, err
+}
+
+// Unblock implements chat.Store.
+func (s *ChatStore) Unblock(ctx context.Context, blocker, blocked string) (bool, error) {
+	var removed bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM user_blocks WHERE blocker = ? AND blocked = ?`, blocker, blocked)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		removed = n > 0
+		return nil
+	})
+	return removed, err
+}
+
+// Blocks implements chat.Store.
+func (s *ChatStore) Blocks(ctx context.Context, blocker string, limit int) ([]chat.Block, error) {
+	rows, err := s.listBlocks.QueryContext(ctx, blocker, limit)
+	if err != nil {
+		return nil, Err(err)
+	}
+	defer rows.Close()
+	out := []chat.Block{}
+	for rows.Next() {
+		var b chat.Block
+		var at string
+		if err := rows.Scan(&b.User, &at); err != nil {
+			return nil, Err(err)
+		}
+		if b.CreatedAt, err = ParseTime(at); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, Err(rows.Err())
+}
+
+// BlockBetween implements chat.Store.
+func (s *ChatStore) BlockBetween(ctx context.Context, a, b string) (bool, bool, error) {
+	rows, err := s.blockBetween.QueryContext(ctx, a, b)
+	if err != nil {
+		return false, false, Err(err)
+	}
+	defer rows.Close()
+	var ab, ba bool
+	for rows.Next() {
+		var blocker string
+		if err := rows.Scan(&blocker); err != nil {
+			return false, false, Err(err)
+		}
+		if blocker == a {
+			ab = true
+		} else {
+			ba = true
+		}
+	}
+	return ab, ba, Err(rows.Err())
 }
 
 // SetLastSeen records when principal kind/id was last connected.
