@@ -285,7 +285,8 @@ type Body struct {
 
 // bodyOf extracts and validates the body of a publish or an edit. It checks
 // that exactly one of text, data and e2ee is set, their sizes (wire limits),
-// UTF-8, that data is JSON and e2ee a JSON object.
+// UTF-8, that data is JSON and e2ee a JSON object, both nested at most
+// wire.MaxDepth levels.
 func bodyOf(text *string, data, e2ee []byte) (Body, error) {
 	if isJSONNull(data) {
 		data = nil
@@ -326,19 +327,34 @@ func bodyOf(text *string, data, e2ee []byte) (Body, error) {
 		if len(data) > wire.MaxDataBytes {
 			return Body{}, unhidra.Errorf(unhidra.ETOOLARGE, "data is larger than %d bytes", wire.MaxDataBytes)
 		}
-		if !utf8.Valid(data) || !jsonValid(data) {
-			return Body{}, unhidra.Errorf(unhidra.EINVALID, "data is not valid JSON")
+		if err := checkJSONValue("data", data); err != nil {
+			return Body{}, err
 		}
 		return Body{Data: append([]byte(nil), data...)}, nil
 	default:
 		if len(e2ee) > wire.MaxDataBytes {
 			return Body{}, unhidra.Errorf(unhidra.ETOOLARGE, "e2ee is larger than %d bytes", wire.MaxDataBytes)
 		}
-		if !utf8.Valid(e2ee) || !jsonValid(e2ee) || !isJSONObject(e2ee) {
+		if err := checkJSONValue("e2ee", e2ee); err != nil {
+			return Body{}, err
+		}
+		if !isJSONObject(e2ee) {
 			return Body{}, unhidra.Errorf(unhidra.EINVALID, "e2ee must be a JSON object")
 		}
 		return Body{E2EE: append([]byte(nil), e2ee...)}, nil
 	}
+}
+
+// checkJSONValue refuses a data or e2ee value that is not one JSON value of
+// valid UTF-8 (no lone surrogate escapes) nested at most wire.MaxDepth
+// levels. It is the one such check for messages from every transport (and
+// device telemetry, which is a data message), so history never holds a value
+// common clients cannot read back.
+func checkJSONValue(field string, b []byte) error {
+	if err := wire.CheckJSON(b); err != nil {
+		return unhidra.Wrap(unhidra.EINVALID, field+": "+err.Error(), err)
+	}
+	return nil
 }
 
 // ValidateClientMsgID checks an optional client_msg_id: at most

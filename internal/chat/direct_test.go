@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,5 +363,58 @@ func TestCreatedChannelsAreCapped(t *testing.T) {
 	}
 	if _, _, err := e.svc.CreateChannel(ctx, alice, chat.CreateChannel{Name: "one more", Kind: chat.KindPublic}); err != nil {
 		t.Errorf("creating after deleting one: %v", err)
+	}
+}
+
+func nest(depth int) string {
+	return strings.Repeat("[", depth) + "1" + strings.Repeat("]", depth)
+}
+
+// TestDataDepthAndUnicodeAreCheckedInTheDomain: every transport ends in
+// these calls, so REST, WebSocket and MQTT refuse the same values.
+func TestDataDepthAndUnicodeAreCheckedInTheDomain(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, chat.Options{})
+	ch := e.channel(t, alice, chat.KindPrivate)
+	sec, _, err := e.svc.CreateChannel(ctx, alice, chat.CreateChannel{Name: "secret", Kind: chat.KindPrivate, E2EE: ptr(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.EnsureDeviceChannel(ctx, "d1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   wire.Publish
+		want string
+	}{
+		{"data nested 32 levels is accepted", wire.Publish{Channel: ch.ID, Data: json.RawMessage(nest(wire.MaxDepth))}, ""},
+		{"data nested 33 levels is refused", wire.Publish{Channel: ch.ID, Data: json.RawMessage(nest(wire.MaxDepth + 1))}, unhidra.EINVALID},
+		{"data nested 10,000 levels is refused", wire.Publish{Channel: ch.ID, Data: json.RawMessage(nest(10_000))}, unhidra.EINVALID},
+		{"data with invalid UTF-8 is refused", wire.Publish{Channel: ch.ID, Data: json.RawMessage("\"a\xffb\"")}, unhidra.EINVALID},
+		{"data with a lone surrogate escape is refused", wire.Publish{Channel: ch.ID, Data: json.RawMessage(`{"s":"\ud800"}`)}, unhidra.EINVALID},
+		{"an e2ee envelope nested 33 levels is refused", wire.Publish{Channel: sec.ID, E2EE: json.RawMessage(`{"a":` + nest(wire.MaxDepth) + `}`)}, unhidra.EINVALID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.svc.Publish(ctx, alice, tc.in)
+			if got := code(err); got != tc.want {
+				t.Errorf("error = %v, want code %q", err, tc.want)
+			}
+		})
+	}
+	ack, err := e.svc.Publish(ctx, alice, wire.Publish{Channel: ch.ID, Data: json.RawMessage(`{"ok":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.EditMessage(ctx, alice, ch.ID, ack.MessageID, chat.Edit{Data: json.RawMessage(nest(wire.MaxDepth + 1))}); code(err) != unhidra.EINVALID {
+		t.Errorf("an edit to data nested 33 levels: %v, want invalid", err)
+	}
+	if _, err := e.svc.QueueDeviceData(ctx, "d1", json.RawMessage(`{"t":`+nest(wire.MaxDepth)+`}`), nil); code(err) != unhidra.EINVALID {
+		t.Errorf("device data nested 33 levels: %v, want invalid", err)
+	}
+	msgs, _, err := e.svc.History(ctx, alice, ch.ID, chat.Page{Limit: 10})
+	if err != nil || len(msgs) != 2 {
+		t.Errorf("history = %d messages, %v; want the 32-level one and the last one only", len(msgs), err)
 	}
 }

@@ -3,7 +3,6 @@ package chat
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/unhidra/unhidra/wire"
@@ -172,8 +171,6 @@ type Reader struct {
 }
 
 func isJSONNull(b []byte) bool { return bytes.Equal(bytes.TrimSpace(b), []byte("null")) }
-
-func jsonValid(b []byte) bool { return json.Valid(b) }
 
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
