@@ -21,10 +21,16 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/redact"
+	"github.com/unhidra/unhidra/wire"
 )
 
 // MaxJSONBody is the cap on JSON request bodies (SPEC §3).
 const MaxJSONBody = 64 << 10
+
+// MaxJSONDepth bounds the nesting of every value of a JSON request body
+// (message `data` included): each field of the body may nest this many
+// levels of objects and arrays, as on every other transport.
+const MaxJSONDepth = wire.MaxDepth
 
 // errorBody is the SPEC §3 error shape.
 type errorBody struct {
@@ -87,8 +93,13 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		}
 		return unhidra.Errorf(unhidra.EINVALID, "request body could not be read")
 	}
-	if err := checkJSONText(b); err != nil {
-		return err
+	// One check for every transport: invalid UTF-8 or a lone surrogate
+	// escape (which encoding/json would silently replace with U+FFFD) and
+	// nesting deeper than MaxJSONDepth below the body are refused before
+	// decoding; syntax errors get the decoder's more precise messages.
+	var je *wire.JSONError
+	if err := wire.CheckJSONBody(b); errors.As(err, &je) && je.Reason != wire.JSONSyntax {
+		return unhidra.Errorf(unhidra.EINVALID, "request body: %s", je.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
