@@ -14,6 +14,14 @@
 // transitions are published (first connection, last disconnection, a status
 // change), in the order they happened per user.
 //
+// Consent: both paths ask the chat store (Channels, Peers), which counts
+// only channels the user has accepted (a member added by someone else is
+// pending until they post or accept; a direct channel counts once both
+// members accepted) and never a channel shared with someone the user blocks
+// or is blocked by (see internal/chat's direct.go). So opening a direct
+// channel with a stranger, or putting them into a channel, shows nothing of
+// their presence or last_seen.
+//
 // Concurrency contract: a Service is safe for concurrent use. Connect and
 // Disconnect are cheap unless they change the user's presence; then they do
 // one store read (the channels) and publish synchronously on the caller's

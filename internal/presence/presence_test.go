@@ -375,3 +375,120 @@ func TestGetForShowsOnlyPeopleWhoShareAChannel(t *testing.T) {
 		t.Errorf("a device asking: %v, want forbidden", err)
 	}
 }
+
+// TestDirectChannelSharesNoPresenceUntilAccepted: opening a direct channel
+// with someone shows neither side's presence to the other (no frames on
+// the channel, nothing from GET /presence) until the other side posts or
+// accepts; a block stops it again.
+func TestDirectChannelSharesNoPresenceUntilAccepted(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	opts := presence.Options{}
+	opts.Peers = f.st
+	s := f.service(opts)
+	dm, _, err := f.chat.CreateChannel(ctx, bob, chat.CreateChannel{Kind: chat.KindDirect, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := f.tap(t, dm.ID)
+	visible := func(who unhidra.Identity, user string) bool {
+		t.Helper()
+		ps, err := s.GetFor(ctx, who, []string{user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ps) == 1
+	}
+	cycle := func(who unhidra.Identity, session string) {
+		c := conn(who, session)
+		if err := s.Connect(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		s.Disconnect(ctx, c)
+	}
+
+	cycle(alice, "a1")
+	cycle(bob, "b1")
+	if got := td.statuses(); len(got) != 0 {
+		t.Errorf("before alice accepted, the direct channel carried %v, want nothing", got)
+	}
+	if visible(bob, "alice") {
+		t.Errorf("bob (who opened the channel) sees alice's presence and last_seen before she accepted")
+	}
+	if visible(alice, "bob") {
+		t.Errorf("alice sees bob's presence before she accepted")
+	}
+
+	// alice answers: posting accepts.
+	if _, err := f.chat.Publish(ctx, alice, wire.Publish{Channel: dm.ID, Text: ptr("hi bob")}); err != nil {
+		t.Fatal(err)
+	}
+	cycle(alice, "a2")
+	cycle(bob, "b2")
+	if got, want := fmt.Sprint(td.statuses()), "[alice=online alice=offline bob=online bob=offline]"; got != want {
+		t.Errorf("after alice posted, the direct channel carried %s, want %s", got, want)
+	}
+	if !visible(bob, "alice") || !visible(alice, "bob") {
+		t.Errorf("after alice posted, presence is not visible both ways")
+	}
+
+	// alice blocks bob: nothing either way.
+	if _, err := f.chat.Block(ctx, alice, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	before := len(td.statuses())
+	cycle(alice, "a3")
+	cycle(bob, "b3")
+	if got := td.statuses()[before:]; len(got) != 0 {
+		t.Errorf("after the block, the direct channel carried %v, want nothing", got)
+	}
+	if visible(bob, "alice") || visible(alice, "bob") {
+		t.Errorf("after the block, presence is still visible")
+	}
+}
+
+// TestBeingAddedToAChannelSharesNoPresenceUntilAccepted: a stranger who
+// puts someone into a private channel of theirs does not get to watch them.
+func TestBeingAddedToAChannelSharesNoPresenceUntilAccepted(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	opts := presence.Options{}
+	opts.Peers = f.st
+	s := f.service(opts)
+	carol := ident(wire.KindUser, "carol")
+	trap, _, err := f.chat.CreateChannel(ctx, carol, chat.CreateChannel{Name: "trap", Kind: chat.KindPrivate, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := f.chat.CreateChannel(ctx, carol, chat.CreateChannel{Name: "lobby", Kind: chat.KindPublic, Members: []string{"alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := f.tap(t, trap.ID)
+	c := conn(alice, "a1")
+	if err := s.Connect(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.statuses(); len(got) != 0 {
+		t.Errorf("the stranger's channel carried %v, want nothing", got)
+	}
+	if ps, _ := s.GetFor(ctx, carol, []string{"alice"}); len(ps) != 0 {
+		t.Errorf("the stranger sees %+v, want nobody", ps)
+	}
+	// Joining the public channel alice was put in is alice's consent there.
+	if _, err := f.chat.Join(ctx, alice, pub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := s.GetFor(ctx, carol, []string{"alice"}); len(ps) != 1 || ps[0].Status != wire.StatusOnline {
+		t.Errorf("after alice joined a channel with carol: %+v, want alice online", ps)
+	}
+	if _, err := f.chat.Accept(ctx, alice, trap.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.Disconnect(ctx, c)
+	if got, want := fmt.Sprint(tp.statuses()), "[alice=offline]"; got != want {
+		t.Errorf("after alice accepted, the channel carried %s, want %s", got, want)
+	}
+}
+
+func ptr(s string) *string { return &s }
