@@ -264,7 +264,16 @@ func NewFleet(o FleetOptions) *Fleet {
 // errRevoked refuses what a revoked device's lingering session asks for.
 var errRevoked = unhidra.Errorf(unhidra.EFORBIDDEN, "device is revoked")
 
-func (f *Fleet) markRevoked(id string) { f.revoked.Store(id, struct{}{}) }
+// markRevoked records that the device is revoked. The registry marked it
+// offline when it revoked it; this node no longer counts it online.
+func (f *Fleet) markRevoked(id string) {
+	f.revoked.Store(id, struct{}{})
+	f.mu.Lock()
+	if d := f.conns[id]; d != nil {
+		d.online = false
+	}
+	f.mu.Unlock()
+}
 
 func (f *Fleet) isRevoked(id string) bool {
 	_, ok := f.revoked.Load(id)
@@ -612,9 +621,12 @@ func (f *Fleet) Connected(ctx context.Context, deviceID string) error {
 	f.mu.Lock()
 	if d := f.conns[deviceID]; d != nil && d.n > 0 {
 		d.online = true
+		f.mu.Unlock()
+		return nil
 	}
 	f.mu.Unlock()
-	return nil
+	// The connection ended while it was being marked online.
+	return f.setOnline(ctx, deviceID, false)
 }
 
 // Disconnected records the end of a connection of the device; when it was

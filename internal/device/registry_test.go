@@ -29,6 +29,7 @@ type regEnv struct {
 	users *auth.Service
 	db    *sqlite.DB
 	path  string
+	bus   *inmem.Broker
 	mu    sync.Mutex
 	revs  []broker.Revocation
 }
@@ -62,6 +63,7 @@ func newRegEnv(t *testing.T) *regEnv {
 			t.Fatal(err)
 		}
 	}
+	r.bus = b
 	r.svc = r.withSecrets(t, regSecret, "", b)
 	return r
 }

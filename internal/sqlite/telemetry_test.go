@@ -250,3 +250,41 @@ func TestChatStoreWritesTelemetryRowsWithTheirMessages(t *testing.T) {
 		t.Fatalf("telemetry rows %+v, want seqs 1 and 3", pts)
 	}
 }
+
+func TestFleetStoreRevokedDevices(t *testing.T) {
+	db, st := fleetTestDB(t)
+	ctx := context.Background()
+	if _, err := st.SetOnline(ctx, "d1", true, fleetT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.NewDeviceStore(db).RevokeDevice(ctx, "d1", fleetT0); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a revoked device cannot go online again", func(t *testing.T) {
+		if _, err := st.SetOnline(ctx, "d1", true, fleetT0.Add(time.Second)); unhidra.ErrorCode(err) != unhidra.EFORBIDDEN {
+			t.Fatalf("SetOnline(true) after revocation: %v, want forbidden", err)
+		}
+		var online bool
+		db.Reader().QueryRow(`SELECT online FROM devices WHERE id = 'd1'`).Scan(&online)
+		if online {
+			t.Error("a revoked device shows online")
+		}
+		if _, err := st.SetOnline(ctx, "d1", false, fleetT0.Add(time.Second)); err != nil {
+			t.Errorf("going offline: %v", err)
+		}
+	})
+	t.Run("a revoked device takes no command", func(t *testing.T) {
+		c := device.Command{ID: "c1", DeviceID: "d1", Name: "ping", Status: device.CommandPending, CreatedBy: "alice", CreatedAt: fleetT0, Deadline: fleetT0.Add(time.Minute)}
+		if err := st.CreateCommand(ctx, c); unhidra.ErrorCode(err) != unhidra.ECONFLICT {
+			t.Fatalf("CreateCommand for a revoked device: %v, want conflict", err)
+		}
+		c.DeviceID = "nope"
+		if err := st.CreateCommand(ctx, c); unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
+			t.Fatalf("CreateCommand for an unknown device: %v, want not_found", err)
+		}
+		c.DeviceID = "d2"
+		if err := st.CreateCommand(ctx, c); err != nil {
+			t.Fatalf("CreateCommand for a live device: %v", err)
+		}
+	})
+}
