@@ -16,6 +16,7 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -139,6 +140,8 @@ func (c *conn) start(resp []byte) {
 	s.met.handshakes.Inc()
 	s.met.connections.WithLabelValues(c.principal.Kind).Inc()
 	s.events.Accepted(c.ip, c.ident, c.id)
+	// Never the credential: only who it proved, and where from.
+	s.log.Info("websocket client connected", c.logAttrs()...)
 
 	if s.deps.Presence != nil {
 		ctx, cancel := context.WithTimeout(s.base, callTimeout)
@@ -171,8 +174,8 @@ func (c *conn) start(resp []byte) {
 	c.mu.Lock()
 	c.pingDue = now.Add(cfg.PingInterval)
 	c.pingTimer = time.AfterFunc(cfg.PingInterval, c.onPingTimer)
-	if exp := c.ident.ExpiresAt; !exp.IsZero() {
-		c.expiryTimer = time.AfterFunc(exp.Sub(cfg.Now()), c.onExpiry)
+	if until := s.validUntil(c.ident); !until.IsZero() {
+		c.expiryTimer = time.AfterFunc(until.Sub(cfg.Now()), c.onExpiry)
 	}
 	c.flushing = false
 	if len(c.out) > 0 || c.dead {
@@ -182,6 +185,20 @@ func (c *conn) start(resp []byte) {
 
 	s.wg.Add(1)
 	go c.readLoop()
+}
+
+// logAttrs identify the connection in the connect and disconnect lines:
+// principal kind and id (client-chosen, so through redact.Name), the
+// connection's session id (the welcome's), the client IP and the socket's
+// peer address.
+func (c *conn) logAttrs() []any {
+	return []any{
+		"kind", c.principal.Kind,
+		"id", redact.Name(c.principal.ID),
+		"session", c.id,
+		"remote", c.ip.String(),
+		"peer", c.nc.RemoteAddr().String(),
+	}
 }
 
 func seconds(d time.Duration) int {
@@ -697,7 +714,7 @@ func (c *conn) refresh(ctx context.Context, who unhidra.Identity, f wire.ClientF
 		return
 	}
 	id, err := c.srv.deps.Tokens.AuthenticateToken(ctx, f.Token)
-	if err != nil || id.Principal != who.Principal || (!id.ExpiresAt.IsZero() && !id.ExpiresAt.After(c.srv.cfg.Now())) {
+	if err != nil || id.Principal != who.Principal || c.srv.expired(id) {
 		c.sendError(f.ID, unhidra.EUNAUTHORIZED, "invalid token")
 		return
 	}
@@ -706,8 +723,8 @@ func (c *conn) refresh(ctx context.Context, who unhidra.Identity, f wire.ClientF
 	if c.expiryTimer != nil {
 		c.expiryTimer.Stop()
 	}
-	if !id.ExpiresAt.IsZero() {
-		c.expiryTimer = time.AfterFunc(id.ExpiresAt.Sub(c.srv.cfg.Now()), c.onExpiry)
+	if until := c.srv.validUntil(id); !until.IsZero() {
+		c.expiryTimer = time.AfterFunc(until.Sub(c.srv.cfg.Now()), c.onExpiry)
 	}
 	c.mu.Unlock()
 	c.send(wire.Refreshed{Type: wire.TypeRefreshed, ID: f.ID, ExpiresAt: id.ExpiresAt.UTC()})
@@ -718,7 +735,7 @@ func (c *conn) refresh(ctx context.Context, who unhidra.Identity, f wire.ClientF
 func (c *conn) onExpiry() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if exp := c.ident.ExpiresAt; exp.IsZero() || c.srv.cfg.Now().Before(exp) {
+	if !c.srv.expired(c.ident) {
 		return // refreshed meanwhile
 	}
 	c.closeLocked(CloseTokenExpired, "token expired", "token_expired", false)
@@ -999,6 +1016,8 @@ func (c *conn) finish() {
 	s.met.connections.WithLabelValues(c.principal.Kind).Dec()
 	s.met.closes.WithLabelValues(why).Inc()
 	s.events.Closed(ident, c.id, why)
+	s.log.Info("websocket client disconnected", append(c.logAttrs(),
+		"reason", why, "duration", time.Since(c.pc.ConnectedAt).Round(time.Millisecond).String())...)
 	s.unregister(c) // last: a drain waits for this
 }
 

@@ -239,11 +239,14 @@ func testConfig() Config {
 	return Config{
 		Addr:                 "127.0.0.1:0",
 		RateLimitIPPerMinute: -1,
-		MaxConnsPerUser:      1000,
-		PingInterval:         time.Minute,
-		PongTimeout:          time.Minute,
-		CloseTimeout:         time.Second,
-		ShutdownTimeout:      5 * time.Second,
+		// Expiry tests use tokens of a few hundred milliseconds; the
+		// leeway's own tests set it back to the default.
+		TokenLeeway:     -1,
+		MaxConnsPerUser: 1000,
+		PingInterval:    time.Minute,
+		PongTimeout:     time.Minute,
+		CloseTimeout:    time.Second,
+		ShutdownTimeout: 5 * time.Second,
 	}
 }
 

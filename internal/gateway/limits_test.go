@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -58,32 +58,102 @@ func TestEleventhConnectionOfAUserIsRefused(t *testing.T) {
 	})
 }
 
-// WS-6: handshakes per IP per minute, with an injected clock.
+// The handshake limit per IP is an exact sliding minute: with a limit of 60,
+// exactly 60 handshakes pass in any 60 s, however they are spread (a token
+// bucket let 117 through in 58 s), and the 61st is refused with a
+// Retry-After that ends when the oldest of them leaves the window.
+func TestIPLimiterIsAnExactSlidingMinute(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := newIPLimiter(60, clk.Now)
+	ip := netip.MustParseAddr("192.0.2.7")
+	// 60 handshakes spread over 59 s: one a second.
+	for i := range 60 {
+		if ok, _ := l.allow(ip); !ok {
+			t.Fatalf("handshake %d at +%ds refused", i+1, i)
+		}
+		if i < 59 {
+			clk.Advance(time.Second)
+		}
+	}
+	// At +59 s the first (at +0 s) is still inside the window.
+	ok, retry := l.allow(ip)
+	if ok {
+		t.Fatal("61st handshake within a minute allowed")
+	}
+	if retry != 1 {
+		t.Errorf("Retry-After = %d, want 1 (the oldest leaves at +60 s)", retry)
+	}
+	// Much later in the window a refill-based limiter would have let some
+	// through; a sliding window lets exactly the ones that left.
+	clk.Advance(999 * time.Millisecond)
+	if ok, _ := l.allow(ip); ok {
+		t.Fatal("allowed before the oldest handshake left the window")
+	}
+	clk.Advance(time.Millisecond) // +60 s: the first is a minute old
+	if ok, _ := l.allow(ip); !ok {
+		t.Fatal("refused once the oldest handshake left the window")
+	}
+	if ok, retry := l.allow(ip); ok || retry != 1 {
+		t.Fatalf("second handshake at +60 s: ok %v retry %d, want refused for 1 s", ok, retry)
+	}
+	// A burst: 60 at once after a quiet minute, then nothing for 59 s.
+	clk.Advance(2 * time.Minute)
+	for i := range 60 {
+		if ok, _ := l.allow(ip); !ok {
+			t.Fatalf("burst handshake %d refused", i+1)
+		}
+	}
+	clk.Advance(30 * time.Second)
+	if ok, retry := l.allow(ip); ok || retry != 30 {
+		t.Fatalf("after 30 s: ok %v retry %d, want refused for 30 s", ok, retry)
+	}
+	// Another address has its own window; no limit means none.
+	if ok, _ := l.allow(netip.MustParseAddr("192.0.2.8")); !ok {
+		t.Error("another address refused")
+	}
+	if ok, _ := newIPLimiter(-1, clk.Now).allow(ip); !ok {
+		t.Error("a disabled limiter refused")
+	}
+}
+
+// WS-6: handshakes per IP per minute over real HTTP, with an injected clock:
+// 60 handshakes spread over 59 s pass, the 61st gets 429 with Retry-After,
+// bad handshakes count too, and the next is allowed exactly when the oldest
+// is a minute old.
 func TestHandshakeRatePerIP(t *testing.T) {
 	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := newEnv(t, func(c *Config, _ *Deps) { c.RateLimitIPPerMinute = 5; c.Now = clk.Now })
+	e := newEnv(t, func(c *Config, _ *Deps) { c.RateLimitIPPerMinute = 60; c.Now = clk.Now })
 	tok := e.user("alice", "s1", time.Hour)
 	opt := wstest.Options{Header: protoHeader("unhidra.v1, bearer." + tok)}
-	for i := range 5 {
+	for i := range 60 {
 		if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("handshake %d: status %d", i+1, resp.StatusCode)
+		}
+		if i < 59 {
+			clk.Advance(time.Second)
 		}
 	}
 	resp := e.handshake(t, e.url, opt)
 	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("6th handshake: status %d, want 429", resp.StatusCode)
+		t.Fatalf("61st handshake in a minute: status %d, want 429", resp.StatusCode)
 	}
-	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-	if err != nil || ra < 1 || ra > 60 {
-		t.Errorf("Retry-After = %q, want 1..60 seconds", resp.Header.Get("Retry-After"))
+	if ra := resp.Header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After = %q, want 1 (the oldest handshake leaves the window in 1 s)", ra)
 	}
 	// Bad handshakes count too: the limit protects authentication.
 	if resp := e.handshake(t, e.url, wstest.Options{}); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("unauthenticated handshake over the limit: status %d, want 429", resp.StatusCode)
 	}
-	clk.Advance(15 * time.Second) // refills 1.25 handshakes
+	clk.Advance(500 * time.Millisecond)
+	if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("before the oldest left: status %d, want 429", resp.StatusCode)
+	}
+	clk.Advance(500 * time.Millisecond)
 	if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Errorf("after 15 s: status %d, want 101", resp.StatusCode)
+		t.Errorf("once the oldest left: status %d, want 101", resp.StatusCode)
+	}
+	if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("the next one: status %d, want 429", resp.StatusCode)
 	}
 	// Another source address has its own budget.
 	c, resp2, err := wstest.Dial(t.Context(), e.url, wstest.Options{Header: opt.Header, LocalAddr: "127.0.0.2"})

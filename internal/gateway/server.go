@@ -19,10 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/httpapi"
 	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -100,9 +102,14 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// AllowedOrigins is the exact Origin list; empty means same-origin only.
 	AllowedOrigins []string
-	// RateLimitIPPerMinute bounds handshakes per client IP (default 60;
-	// negative disables).
+	// RateLimitIPPerMinute bounds handshakes per client IP in any sliding
+	// minute, exactly (default 60; negative disables).
 	RateLimitIPPerMinute int
+	// TokenLeeway is how long past its exp an access token is still
+	// accepted, here as by the auth service's verification and so by the
+	// REST API (default auth.TokenLeeway; negative: none). A connection
+	// whose token is not refreshed is closed with 4001 when it ends.
+	TokenLeeway time.Duration
 	// MaxConnsPerUser bounds open connections per principal (default 10).
 	MaxConnsPerUser int
 	// PingInterval and PongTimeout drive dead-peer detection (30 s, 10 s).
@@ -153,6 +160,11 @@ func (c *Config) setDefaults() {
 	def(&c.ShutdownTimeout, 10*time.Second)
 	def(&c.RequestTimeout, 30*time.Second)
 	def(&c.FloodCloseAfter, 5*time.Second)
+	if c.TokenLeeway == 0 {
+		c.TokenLeeway = auth.TokenLeeway
+	} else if c.TokenLeeway < 0 {
+		c.TokenLeeway = 0
+	}
 	if c.RateLimitIPPerMinute == 0 {
 		c.RateLimitIPPerMinute = 60
 	}
@@ -577,13 +589,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if err == nil && !id.ExpiresAt.IsZero() && !id.ExpiresAt.After(s.cfg.Now()) {
+	if err == nil && s.expired(id) {
 		err = errInvalidToken
 	}
 	if err != nil {
 		switch unhidra.ErrorCode(err) {
 		case unhidra.EUNAVAILABLE, unhidra.EINTERNAL:
-			s.log.Error("websocket authentication failed", "err", err)
+			s.log.Error("websocket authentication failed", "ip", ip.String(), "err", redact.Scrub(err.Error()))
 			s.refuse(w, ip, "unavailable", nobody, unhidra.Errorf(unhidra.EUNAVAILABLE, "authentication is unavailable"))
 		default:
 			s.refuse(w, ip, "unauthorized", nobody, errInvalidToken)
@@ -636,6 +648,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	resp += "\r\n"
 	c.start([]byte(resp))
+}
+
+// validUntil is when id's credential stops being accepted: its token's exp
+// plus the leeway the auth service's verification grants (the zero time for
+// device keys, which do not expire).
+func (s *Server) validUntil(id unhidra.Identity) time.Time {
+	if id.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return id.ExpiresAt.Add(s.cfg.TokenLeeway)
+}
+
+// expired reports whether id's credential is no longer accepted now.
+func (s *Server) expired(id unhidra.Identity) bool {
+	until := s.validUntil(id)
+	return !until.IsZero() && !s.cfg.Now().Before(until)
 }
 
 // reserve takes one of the principal's connection slots.
