@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -365,10 +366,98 @@ func recoverID(b []byte) json.RawMessage {
 	var idOnly struct {
 		ID json.RawMessage `json:"id"`
 	}
-	if json.Unmarshal(b, &idOnly) == nil && !isNull(idOnly.ID) && validID(idOnly.ID) == nil {
+	if json.Unmarshal(b, &idOnly) != nil {
+		// Nested past encoding/json's own limit, or otherwise broken
+		// below the top level: look at the top-level members only.
+		idOnly.ID = topLevelMember(b, "id")
+	}
+	if !isNull(idOnly.ID) && validID(idOnly.ID) == nil {
 		return idOnly.ID
 	}
 	return nil
+}
+
+// topLevelMember returns the raw value of the last member of the JSON object
+// b whose key matches name as encoding/json matches field names (case
+// folded), without decoding the other values; nil when b is not an object
+// whose members up to the end can be delimited.
+func topLevelMember(b []byte, name string) json.RawMessage {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil
+	}
+	var found json.RawMessage
+	for i = skipSpace(b, i+1); i < len(b) && b[i] != '}'; {
+		if b[i] != '"' {
+			return nil
+		}
+		end, _ := scanJSONString(b, i+1)
+		if end >= len(b) {
+			return nil
+		}
+		var key string
+		keyOK := json.Unmarshal(b[i:end+1], &key) == nil
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return nil
+		}
+		start := skipSpace(b, i+1)
+		i = skipValue(b, start)
+		if i <= start || i > len(b) {
+			return nil
+		}
+		if keyOK && strings.EqualFold(key, name) {
+			found = b[start:i]
+		}
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return found
+}
+
+// skipValue returns the index just past the JSON value starting at b[i]
+// (strings and brackets delimited, scalars up to the next delimiter).
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		end, _ := scanJSONString(b, i+1)
+		return end + 1
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			case '"':
+				i, _ = scanJSONString(b, i+1)
+			}
+		}
+		return len(b) + 1
+	}
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return i
+		}
+	}
+	return i
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 // validID accepts a JSON string or number of bounded length whose text is

@@ -224,3 +224,29 @@ func FuzzCheckJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeClientFrameKeepsIDOfAFrameNestedPastTheDecodersLimit(t *testing.T) {
+	f, err := DecodeClientFrame([]byte(`{"type":"publish","id":"x9","channel":"c","data":` + nested(10000) + `}`))
+	if err == nil || string(f.ID) != `"x9"` {
+		t.Fatalf("err %v, id %s; want refused with id \"x9\"", err, f.ID)
+	}
+}
+
+// topLevelMember agrees with encoding/json on every object both can read.
+func FuzzTopLevelMember(f *testing.F) {
+	for _, s := range []string{`{"id":1}`, `{"a":[{"id":2}],"id":"x"}`, `{"ID":1,"id":2}`, `{"id":"\"}"}`, ` { "id" : 7 } `, `{"a":"\\"}`, `{"Id":null}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := topLevelMember(b, "id")
+		var ref struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(b, &ref) != nil {
+			return
+		}
+		if !bytes.Equal(got, ref.ID) {
+			t.Fatalf("topLevelMember(%q) = %q, encoding/json says %q", b, got, ref.ID)
+		}
+	})
+}
