@@ -481,3 +481,123 @@ func TestAPIPresenceAndConnections(t *testing.T) {
 		t.Errorf("connections = %d %+v", r.status, conns)
 	}
 }
+
+// TestAPIDirectConsentLeaveAndBlock: the consent, leave and block rules
+// end to end over REST.
+func TestAPIDirectConsentLeaveAndBlock(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	for _, u := range []string{"alice", "bob"} {
+		c := &presence.Conn{SessionID: "s-" + u, Identity: unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: u}},
+			RemoteIP: "127.0.0.1", Transport: presence.TransportWS, ConnectedAt: time.Now().UTC()}
+		if err := e.pres.Connect(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		defer e.pres.Disconnect(ctx, c)
+	}
+	sees := func(token, user string) bool {
+		t.Helper()
+		var ps []presence.Presence
+		r := e.do("GET", "/api/v1/presence?user="+user, token, nil)
+		r.decode(t, &ps)
+		if r.status != 200 {
+			t.Fatalf("presence: %d %s", r.status, r.body)
+		}
+		return len(ps) == 1
+	}
+	dm := e.mkChannel("tok-alice", "", "direct", map[string]any{"members": []string{"bob"}})
+	if sees("tok-alice", "bob") || sees("tok-bob", "alice") {
+		t.Errorf("presence visible across a direct channel bob has not accepted")
+	}
+	var ms []chat.Member
+	r := e.do("GET", "/api/v1/channels/"+dm.ID+"/members", "tok-alice", nil)
+	r.decode(t, &ms)
+	if len(ms) != 2 || ms[0].AcceptedAt == nil || ms[1].User != "bob" || ms[1].AcceptedAt != nil {
+		t.Errorf("members = %s, want alice accepted and bob pending", r.body)
+	}
+	var m chat.Member
+	r = e.do("POST", "/api/v1/channels/"+dm.ID+"/accept", "tok-bob", nil)
+	r.decode(t, &m)
+	if r.status != 200 || m.User != "bob" || m.AcceptedAt == nil {
+		t.Fatalf("accept = %d %s", r.status, r.body)
+	}
+	if !sees("tok-alice", "bob") || !sees("tok-bob", "alice") {
+		t.Errorf("presence not visible both ways after bob accepted")
+	}
+
+	e.run(t, []apiCase{
+		{"a stranger cannot accept", "POST", "/api/v1/channels/" + dm.ID + "/accept", "tok-carol", nil, 403, "forbidden"},
+		{"bob leaves the direct channel", "POST", "/api/v1/channels/" + dm.ID + "/leave", "tok-bob", nil, 204, ""},
+		{"bob reads no more", "GET", "/api/v1/channels/" + dm.ID + "/messages", "tok-bob", nil, 403, "forbidden"},
+		{"alice keeps the history", "GET", "/api/v1/channels/" + dm.ID + "/messages", "tok-alice", nil, 200, ""},
+		{"alice cannot post to nobody", "POST", "/api/v1/channels/" + dm.ID + "/messages", "tok-alice", map[string]any{"text": "hello?"}, 403, "forbidden"},
+		{"alice reopens it: the same channel", "POST", "/api/v1/channels", "tok-alice", map[string]any{"kind": "direct", "members": []string{"bob"}}, 200, ""},
+		{"bob is back, pending: no presence", "GET", "/api/v1/channels/" + dm.ID + "/messages", "tok-bob", nil, 200, ""},
+		{"alice leaves through the members route", "DELETE", "/api/v1/channels/" + dm.ID + "/members/alice", "tok-alice", nil, 204, ""},
+	})
+	if sees("tok-bob", "alice") {
+		t.Errorf("bob sees alice after she left")
+	}
+
+	// carol and alice talk; then alice blocks carol.
+	ca := e.mkChannel("tok-carol", "", "direct", map[string]any{"members": []string{"alice"}})
+	if r := e.post("tok-alice", ca.ID, map[string]any{"text": "hi carol"}); r.status != 201 {
+		t.Fatalf("alice answering: %d %s", r.status, r.body)
+	}
+	if !sees("tok-carol", "alice") {
+		t.Errorf("carol does not see alice after alice answered")
+	}
+	var b chat.Block
+	r = e.do("POST", "/api/v1/users/carol/block", "tok-alice", nil)
+	r.decode(t, &b)
+	if r.status != 200 || b.User != "carol" || b.CreatedAt.IsZero() {
+		t.Fatalf("block = %d %s", r.status, r.body)
+	}
+	if sees("tok-carol", "alice") || sees("tok-alice", "carol") {
+		t.Errorf("presence visible across a block")
+	}
+	var bs []chat.Block
+	r = e.do("GET", "/api/v1/blocks", "tok-alice", nil)
+	r.decode(t, &bs)
+	if r.status != 200 || len(bs) != 1 || bs[0].User != "carol" {
+		t.Errorf("blocks = %d %s, want carol", r.status, r.body)
+	}
+	e.run(t, []apiCase{
+		{"carol's message is refused", "POST", "/api/v1/channels/" + ca.ID + "/messages", "tok-carol", map[string]any{"text": "please"}, 403, "forbidden"},
+		{"carol cannot open a new one", "POST", "/api/v1/channels", "tok-carol", map[string]any{"kind": "direct", "members": []string{"alice"}}, 403, "forbidden"},
+		{"carol cannot put alice in a channel", "POST", "/api/v1/channels", "tok-carol", map[string]any{"name": "x", "kind": "private", "members": []string{"alice"}}, 403, "forbidden"},
+		{"blocking oneself is invalid", "POST", "/api/v1/users/alice/block", "tok-alice", nil, 400, "invalid"},
+		{"a device cannot block", "POST", "/api/v1/users/alice/block", devKey, nil, 403, "forbidden"},
+		{"a device has no block list", "GET", "/api/v1/blocks", devKey, nil, 403, "forbidden"},
+		{"alice unblocks carol", "DELETE", "/api/v1/users/carol/block", "tok-alice", nil, 204, ""},
+		{"unblocking again is fine", "DELETE", "/api/v1/users/carol/block", "tok-alice", nil, 204, ""},
+		{"carol may write again", "POST", "/api/v1/channels/" + ca.ID + "/messages", "tok-carol", map[string]any{"text": "thanks"}, 201, ""},
+	})
+	r = e.do("GET", "/api/v1/blocks", "tok-alice", nil)
+	if r.status != 200 || strings.TrimSpace(string(r.body)) != "[]" {
+		t.Errorf("blocks after unblocking = %d %s, want []", r.status, r.body)
+	}
+}
+
+// TestAPIChannelCreationQuota: the 101st channel of a day is 429 with
+// Retry-After.
+func TestAPIChannelCreationQuota(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	bob := unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: "bob"}}
+	for i := 0; i < chat.MaxChannelsPerDay; i++ {
+		if _, _, err := e.chat.CreateChannel(ctx, bob, chat.CreateChannel{Name: "room", Kind: chat.KindPrivate}); err != nil {
+			t.Fatalf("channel %d: %v", i+1, err)
+		}
+	}
+	r := e.do("POST", "/api/v1/channels", "tok-bob", map[string]any{"name": "one more", "kind": "public"})
+	if r.status != http.StatusTooManyRequests || r.code() != unhidra.ERATELIMITED {
+		t.Fatalf("channel %d: %d %s, want 429 rate_limited", chat.MaxChannelsPerDay+1, r.status, r.body)
+	}
+	if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After = %q, want the seconds until a slot frees", ra)
+	}
+	if r := e.do("POST", "/api/v1/channels", "tok-root", map[string]any{"name": "admin room", "kind": "public"}); r.status != 201 {
+		t.Errorf("an admin creating: %d %s", r.status, r.body)
+	}
+}

@@ -48,7 +48,7 @@ const MaxCredentialBytes = 8 << 10
 // no connection can sit idle forever.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
-	if !s.ipLimit.allow(remoteIP(cl)) {
+	if !s.allowConnect(cl) {
 		s.m.limited.WithLabelValues("connect_rate").Inc()
 		s.log.Info("mqtt connection refused: connect rate per IP exceeded", "remote", cl.Net.Remote, "limit_per_minute", s.cfg.RateLimitIPPerMinute)
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrConnectionRateExceeded)
@@ -125,7 +125,7 @@ func (s *Server) authenticate(username string, password []byte) (unhidra.Identit
 	pass := string(password)
 	if strings.HasPrefix(pass, device.KeyPrefix) {
 		who, err := s.deps.DeviceKeys.AuthenticateDeviceKey(ctx, pass)
-		if err != nil || !who.IsDevice() || who.Principal.ID != username {
+		if err != nil || !who.IsDevice() || !device.SameID(who.Principal.ID, username) {
 			return unhidra.Identity{}, false
 		}
 		return who, true
@@ -200,7 +200,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	if ss.who.IsDevice() {
 		id := ss.who.Principal.ID
-		if err := s.deps.Fleet.Connected(ctx, id); err != nil {
+		if err := s.deps.Fleet.Connected(device.WithTransport(ctx, "mqtt"), id); err != nil {
 			s.log.Warn("mqtt device connected", "device", id, "err", err)
 		}
 		s.acquireDeviceCommands(id)
@@ -239,7 +239,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if ss.who.IsDevice() {
 		id := ss.who.Principal.ID
 		s.releaseDeviceCommands(id)
-		if err := s.deps.Fleet.Disconnected(ctx, id); err != nil {
+		if err := s.deps.Fleet.Disconnected(device.WithTransport(ctx, "mqtt"), id); err != nil {
 			s.log.Warn("mqtt device disconnected", "device", id, "err", err)
 		}
 	}

@@ -1,22 +1,23 @@
 package mqttbridge
 
 import (
-	"math"
 	"net/netip"
-	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/unhidra/unhidra/internal/ratelimit"
 )
 
 // Connection limits (SPEC: RATE_LIMIT_IP_PER_MINUTE, MAX_CONNECTIONS_PER_USER).
 //
-// CONNECT rate per client IP: a token bucket per source address holding
-// Config.RateLimitIPPerMinute tokens and refilling at that rate; every
-// CONNECT packet takes one, before its credentials are looked at (so it
-// also slows password guessing). MQTT is plain TCP here, so the address is
-// the socket's peer. Refused: CONNACK 0x9F "connection rate exceeded" (v5),
+// CONNECT rate per client IP: an exact sliding minute per source address
+// (ratelimit.WindowLimiter): at most Config.RateLimitIPPerMinute CONNECT
+// packets in any 60 s, counted before the credentials are looked at (so it
+// also slows password guessing); the next one is allowed when the oldest of
+// them is a minute old. MQTT is plain TCP here, so the address is the
+// socket's peer. Refused: CONNACK 0x9F "connection rate exceeded" (v5),
 // 0x03 "server unavailable" (3.1.1, which has no better code), then close.
 //
 // Connections per principal: at most Config.MaxConnsPerUser live MQTT
@@ -28,63 +29,25 @@ import (
 // size in the gateway (sharing one count would need a reservation API in
 // the presence registry, which only sees established connections).
 
-// ipRateLimiter bounds CONNECTs per client IP per minute. It forgets
-// addresses whose bucket has refilled, so its memory is bounded by the
-// addresses active within a minute. Safe for concurrent use.
-type ipRateLimiter struct {
-	perMinute int
-	now       func() time.Time
-
-	mu        sync.Mutex
-	buckets   map[netip.Addr]*tokenBucket
-	lastSweep time.Time
+// newIPLimiter returns the CONNECT limiter per client IP, nil for no limit.
+func newIPLimiter(perMinute int, now func() time.Time) *ratelimit.WindowLimiter {
+	if perMinute <= 0 {
+		return nil
+	}
+	return ratelimit.NewWindowLimiter(perMinute, time.Minute, now)
 }
 
-// tokenBucket holds tokens refilled at rate per second up to burst.
-type tokenBucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newIPRateLimiter(perMinute int, now func() time.Time) *ipRateLimiter {
-	return &ipRateLimiter{perMinute: perMinute, now: now, buckets: make(map[netip.Addr]*tokenBucket)}
-}
-
-// allow takes one CONNECT for ip; perMinute ≤ 0 allows everything.
-func (l *ipRateLimiter) allow(ip netip.Addr) bool {
-	if l == nil || l.perMinute <= 0 {
+// allowConnect counts one CONNECT from cl's address.
+func (s *Server) allowConnect(cl *mqtt.Client) bool {
+	if s.ipLimit == nil {
 		return true
 	}
-	now := l.now()
-	rate := float64(l.perMinute) / 60
-	burst := float64(l.perMinute)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.lastSweep) > time.Minute {
-		for a, b := range l.buckets {
-			if b.tokens+now.Sub(b.last).Seconds()*rate >= burst {
-				delete(l.buckets, a)
-			}
-		}
-		l.lastSweep = now
-	}
-	b := l.buckets[ip]
-	if b == nil {
-		b = &tokenBucket{tokens: burst, last: now}
-		l.buckets[ip] = b
-	} else if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = math.Min(burst, b.tokens+el*rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true
-	}
-	return false
+	ok, _ := s.ipLimit.Allow(remoteIP(cl).String())
+	return ok
 }
 
 // remoteIP is the address of a client's peer ("" or unparsable: the zero
-// Addr, which shares one bucket).
+// Addr, which shares one window).
 func remoteIP(cl *mqtt.Client) netip.Addr {
 	if ap, err := netip.ParseAddrPort(cl.Net.Remote); err == nil {
 		return ap.Addr().Unmap()

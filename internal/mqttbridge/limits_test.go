@@ -32,10 +32,10 @@ func dialFrom(t *testing.T, src, addr string) *rawConn {
 }
 
 // TestConnectRateIsLimitedPerIP covers RATE_LIMIT_IP_PER_MINUTE on MQTT:
-// every CONNECT from an address takes a token (bad credentials too); once
-// they are used up the CONNACK refuses (v5 0x9F, 3.1.1 0x03) and the
-// connection is closed; other addresses are not affected, and the bucket
-// refills with time.
+// every CONNECT from an address counts (bad credentials too); past the
+// limit inside any sliding minute the CONNACK refuses (v5 0x9F, 3.1.1 0x03)
+// and the connection is closed; other addresses are not affected, and the
+// address is allowed again exactly when its oldest CONNECT is a minute old.
 func TestConnectRateIsLimitedPerIP(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -71,13 +71,20 @@ func TestConnectRateIsLimitedPerIP(t *testing.T) {
 			if code := other.connack(t, connectPkt(tc.v, "c2", "d2", h.keys["d2"], 30, nil)); code != 0 {
 				t.Fatalf("another address was refused: 0x%02x", code)
 			}
-			clock.Add(20 * time.Second) // 3 per minute: one token back
+			// An exact sliding minute: 59 s later the three are still in
+			// the window (a token bucket would have refilled by now).
+			clock.Add(59 * time.Second)
+			still := dialFrom(t, "127.0.0.1", addr)
+			if code := still.connack(t, connectPkt(tc.v, "c", "d1", h.keys["d1"], 30, nil)); code != tc.refused {
+				t.Fatalf("59 s later: CONNACK 0x%02x, want 0x%02x (the minute is not over)", code, tc.refused)
+			}
+			clock.Add(time.Second)
 			again := dialFrom(t, "127.0.0.1", addr)
 			if code := again.connack(t, connectPkt(tc.v, "c", "d1", h.keys["d1"], 30, nil)); code != 0 {
-				t.Fatalf("after 20 s the address is still refused: 0x%02x", code)
+				t.Fatalf("a minute after the first CONNECT the address is still refused: 0x%02x", code)
 			}
-			if n := metricValue(t, h, "unhidra_mqtt_connections_refused_total", "connect_rate"); n != 1 {
-				t.Fatalf("unhidra_mqtt_connections_refused_total{limit=connect_rate} = %v, want 1", n)
+			if n := metricValue(t, h, "unhidra_mqtt_connections_refused_total", "connect_rate"); n != 2 {
+				t.Fatalf("unhidra_mqtt_connections_refused_total{limit=connect_rate} = %v, want 2", n)
 			}
 		})
 	}

@@ -22,6 +22,8 @@ type listener struct {
 	addr           string
 	tlsConfig      *tls.Config
 	connectTimeout time.Duration
+	// pre, when set, is a listener the caller opened; Init uses it.
+	pre net.Listener
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -54,9 +56,12 @@ func (l *listener) Address() string {
 }
 
 func (l *listener) Init(log *slog.Logger) error {
-	ln, err := net.Listen("tcp", l.addr)
-	if err != nil {
-		return err
+	ln := l.pre
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", l.addr); err != nil {
+			return err
+		}
 	}
 	if l.tlsConfig != nil {
 		ln = tls.NewListener(ln, l.tlsConfig)

@@ -53,6 +53,7 @@ import (
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -109,6 +110,10 @@ type Config struct {
 	// set.
 	TLSPort int
 	TLS     *tls.Config
+	// Listener and TLSListener, when set, are used instead of binding Port
+	// and TLSPort (the caller opens every port before it touches anything
+	// else). The server owns them.
+	Listener, TLSListener net.Listener
 	// ConnectTimeout bounds the time from TCP accept to a complete CONNECT.
 	// Default 10 s.
 	ConnectTimeout time.Duration
@@ -117,8 +122,8 @@ type Config struct {
 	MaxKeepalive uint16
 	// OpTimeout bounds one service call made for a packet; default 10 s.
 	OpTimeout time.Duration
-	// RateLimitIPPerMinute bounds CONNECT packets per client IP per minute
-	// (RATE_LIMIT_IP_PER_MINUTE; a token bucket with that burst). Refused:
+	// RateLimitIPPerMinute bounds CONNECT packets per client IP in any
+	// sliding minute (RATE_LIMIT_IP_PER_MINUTE; exact). Refused:
 	// CONNACK 0x9F (v5) / 0x03 (3.1.1). 0: no limit.
 	RateLimitIPPerMinute int
 	// MaxConnsPerUser bounds live MQTT connections per user or device
@@ -157,7 +162,7 @@ type Server struct {
 
 	plain, secure *listener
 
-	ipLimit *ipRateLimiter
+	ipLimit *ratelimit.WindowLimiter // nil: no limit
 
 	sessMu   sync.Mutex
 	sessions map[*mqtt.Client]*session
@@ -243,7 +248,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		now:         d.Now,
 		sessions:    make(map[*mqtt.Client]*session),
 		byPrincipal: make(map[wire.Principal]map[*mqtt.Client]struct{}),
-		ipLimit:     newIPRateLimiter(cfg.RateLimitIPPerMinute, d.Now),
+		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, d.Now),
 		devCmd:      make(map[string]*topicSub),
 		chanSubs:    make(map[string]*topicSub),
 		work:        make(chan func(), 8192),
@@ -279,7 +284,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
 		return nil, err
 	}
-	s.plain = &listener{id: "mqtt", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), connectTimeout: cfg.ConnectTimeout}
+	s.plain = &listener{id: "mqtt", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), connectTimeout: cfg.ConnectTimeout, pre: cfg.Listener}
 	if err := s.mq.AddListener(s.plain); err != nil {
 		return nil, fmt.Errorf("mqtt listener: %w", err)
 	}
@@ -288,7 +293,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if tc.MinVersion < tls.VersionTLS12 {
 			tc.MinVersion = tls.VersionTLS12
 		}
-		s.secure = &listener{id: "mqtts", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.TLSPort)), tlsConfig: tc, connectTimeout: cfg.ConnectTimeout}
+		s.secure = &listener{id: "mqtts", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.TLSPort)), tlsConfig: tc, connectTimeout: cfg.ConnectTimeout, pre: cfg.TLSListener}
 		if err := s.mq.AddListener(s.secure); err != nil {
 			s.plain.Close(func(string) {})
 			return nil, fmt.Errorf("mqtt tls listener: %w", err)
