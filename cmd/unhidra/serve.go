@@ -237,6 +237,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		Owners:        a.deviceSvc,
 		EnsureChannel: deviceChannels{a.chatSvc}.EnsureDeviceChannel,
 		Logger:        log.With("service", "fleet"),
+		Registerer:    a.registry,
 		Retention:     cfg.TelemetryRetention,
 		OfflineGrace:  2 * time.Second,
 		// Chat and fleet stores share the SQLite database: a telemetry

@@ -94,6 +94,9 @@ func (noEvents) Closed(unhidra.Identity, string, string)       {}
 type Config struct {
 	// Addr is the listen address, e.g. "127.0.0.1:9000" (port 0 for tests).
 	Addr string
+	// Listener, when set, is used instead of binding Addr (the caller opens
+	// every port before it touches anything else). The gateway owns it.
+	Listener net.Listener
 	// TLS, when set, makes the gateway serve HTTPS/WSS (TLS 1.2 and 1.3 only).
 	TLS *tls.Config
 	// TrustProxyTLS says TLS is terminated by a proxy (https page origins
@@ -349,6 +352,10 @@ func (s *Server) Listen() error {
 	s.lnMu.Lock()
 	defer s.lnMu.Unlock()
 	if s.ln != nil {
+		return nil
+	}
+	if s.cfg.Listener != nil {
+		s.ln = s.cfg.Listener
 		return nil
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
