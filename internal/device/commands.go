@@ -3,8 +3,8 @@ package device
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
-	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
@@ -75,8 +75,8 @@ func validJSON(raw json.RawMessage, field string, maxBytes int) (json.RawMessage
 	if len(raw) > maxBytes {
 		return nil, unhidra.Errorf(unhidra.ETOOLARGE, "%s is larger than %d bytes", field, maxBytes)
 	}
-	if !utf8.Valid(raw) || !json.Valid(raw) {
-		return nil, unhidra.Errorf(unhidra.EINVALID, "%s must be JSON", field)
+	if err := checkJSON(field, raw, false); err != nil {
+		return nil, err
 	}
 	return compact(raw), nil
 }
@@ -187,6 +187,9 @@ func ParseCommandResult(payload []byte) (CommandResult, error) {
 	if len(payload) > MaxCommandResultBytes+1024 {
 		return CommandResult{}, unhidra.Errorf(unhidra.ETOOLARGE, "command result is too large")
 	}
+	if err := checkJSON("command result", payload, true); err != nil {
+		return CommandResult{}, err
+	}
 	var r CommandResult
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return CommandResult{}, unhidra.Errorf(unhidra.EINVALID, "command result must be a JSON object {command_id, status, result?}")
@@ -256,4 +259,23 @@ func (f *Fleet) ExpireCommands(ctx context.Context) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// checkJSON refuses a payload (body: an object whose fields are values, one
+// level more) or a value that is not valid Unicode or nests deeper than
+// wire.MaxDepth — the one rule of every transport (wire.CheckJSON). A
+// payload that is not JSON at all is left to the decoder's own message.
+func checkJSON(field string, b []byte, body bool) error {
+	check := wire.CheckJSON
+	if body {
+		check = wire.CheckJSONBody
+	}
+	var je *wire.JSONError
+	if err := check(b); errors.As(err, &je) && je.Reason != wire.JSONSyntax {
+		return unhidra.Wrap(unhidra.EINVALID, field+": "+err.Error(), err)
+	}
+	if !body && !json.Valid(b) {
+		return unhidra.Errorf(unhidra.EINVALID, "%s must be JSON", field)
+	}
+	return nil
 }

@@ -475,6 +475,8 @@ func ParseHeartbeat(payload []byte) (Heartbeat, error) {
 	var m map[string]json.RawMessage
 	if len(payload) == 0 {
 		m = map[string]json.RawMessage{}
+	} else if err := checkJSON("heartbeat", payload, true); err != nil {
+		return Heartbeat{}, err
 	} else if err := json.Unmarshal(payload, &m); err != nil || m == nil {
 		return Heartbeat{}, unhidra.Errorf(unhidra.EINVALID, "heartbeat must be a JSON object")
 	}
@@ -545,6 +547,9 @@ func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte
 	}
 	if len(payload) > MaxHeartbeatBytes {
 		return unhidra.Errorf(unhidra.ETOOLARGE, "status is larger than %d bytes", MaxHeartbeatBytes)
+	}
+	if err := checkJSON("status", payload, true); err != nil {
+		return err
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil || m == nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"math"
 	"time"
-	"unicode/utf8"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/chat"
@@ -69,6 +68,9 @@ func ParseTelemetry(payload []byte) (TelemetryPoint, error) {
 	if len(payload) > MaxTelemetryDataBytes {
 		return TelemetryPoint{}, unhidra.Errorf(unhidra.ETOOLARGE, "telemetry is larger than %d bytes", MaxTelemetryDataBytes)
 	}
+	if err := checkJSON("telemetry", payload, true); err != nil {
+		return TelemetryPoint{}, err
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
 		return TelemetryPoint{}, unhidra.Errorf(unhidra.EINVALID, "telemetry must be a JSON object")
@@ -116,8 +118,11 @@ func compact(raw []byte) json.RawMessage {
 
 // validatePoint checks a point and fills TS and ReceivedAt.
 func (f *Fleet) validatePoint(p *TelemetryPoint, now time.Time) error {
-	if len(p.Data) == 0 || !isObject(p.Data) || !utf8.Valid(p.Data) || !json.Valid(p.Data) {
+	if len(p.Data) == 0 || !isObject(p.Data) {
 		return unhidra.Errorf(unhidra.EINVALID, "telemetry data must be a JSON object")
+	}
+	if err := checkJSON("telemetry data", p.Data, false); err != nil {
+		return err
 	}
 	if len(p.Data) > MaxTelemetryDataBytes {
 		return unhidra.Errorf(unhidra.ETOOLARGE, "telemetry data is larger than %d bytes", MaxTelemetryDataBytes)
