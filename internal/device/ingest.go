@@ -545,29 +545,40 @@ func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte
 	if err := f.deviceActs(who, ""); err != nil {
 		return err
 	}
-	if len(payload) > MaxHeartbeatBytes {
-		return unhidra.Errorf(unhidra.ETOOLARGE, "status is larger than %d bytes", MaxHeartbeatBytes)
-	}
-	if err := checkJSON("status", payload, true); err != nil {
+	online, err := ParseStatus(payload)
+	if err != nil {
 		return err
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
-		return unhidra.Errorf(unhidra.EINVALID, "status must be a JSON object")
-	}
-	online := true
-	if raw, ok := m["online"]; ok {
-		if err := json.Unmarshal(raw, &online); err != nil {
-			return unhidra.Errorf(unhidra.EINVALID, "online must be a boolean")
-		}
 	}
 	id := who.Principal.ID
 	now := f.now()
 	if _, err := f.storeOnline(ctx, id, online, now); err != nil {
 		return err
 	}
-	_, err := f.post(ctx, id, statusEvent{Type: "status", Online: online, At: now, Status: payload})
+	_, err = f.post(ctx, id, statusEvent{Type: "status", Online: online, At: now, Status: payload})
 	return err
+}
+
+// ParseStatus checks a device's status payload (a JSON object of at most
+// MaxHeartbeatBytes, with an optional boolean "online", true when absent)
+// and returns its online flag.
+func ParseStatus(payload []byte) (online bool, err error) {
+	if len(payload) > MaxHeartbeatBytes {
+		return false, unhidra.Errorf(unhidra.ETOOLARGE, "status is larger than %d bytes", MaxHeartbeatBytes)
+	}
+	if err := checkJSON("status", payload, true); err != nil {
+		return false, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return false, unhidra.Errorf(unhidra.EINVALID, "status must be a JSON object")
+	}
+	online = true
+	if raw, ok := m["online"]; ok {
+		if err := json.Unmarshal(raw, &online); err != nil {
+			return false, unhidra.Errorf(unhidra.EINVALID, "online must be a boolean")
+		}
+	}
+	return online, nil
 }
 
 // liveDevice is a device's connection state on this node.

@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -36,6 +38,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnUnsubscribed,
 		mqtt.OnPacketRead,
 		mqtt.OnPacketSent,
+		mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -69,7 +72,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	who, ok := s.authenticate(string(pk.Connect.Username), pk.Connect.Password)
 	if !ok {
 		s.m.authFailures.Inc()
-		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", printable(pk.Connect.Username))
+		// The username may be a key or token typed in the wrong field, or a
+		// password: only its short hash is logged (as for REST logins).
+		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", redact.Hash(string(pk.Connect.Username)))
 		if pk.ProtocolVersion < 5 {
 			// mochi would answer 3.1.1 clients 0x05 (not authorized); SPEC
 			// §6 says 0x04 (bad user name or password).
@@ -77,27 +82,25 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		}
 		return false
 	}
-	if pk.Connect.WillFlag && !allowed(aclRequest{who: who, topic: pk.Connect.WillTopic, write: true}) {
-		s.m.aclDenials.Inc()
-		s.log.Info("mqtt connection refused: will topic not allowed", "remote", cl.Net.Remote, "principal", who.Principal.String())
-		if pk.ProtocolVersion < 5 {
-			refuse(cl, 0x05) // not authorized
-		} else {
-			_ = s.mq.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
-			cl.Stop(packets.ErrNotAuthorized)
-		}
-		return false
-	}
 	// Client ids live in a namespace per principal, so nobody can take over
 	// (or inherit the subscriptions of) another principal's session.
 	cl.ID = clientPrefix(who) + cl.ID
 	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, owned: map[string]cached{}, started: s.now()}
+	if pk.Connect.WillFlag {
+		if err := s.takeWill(cl, pk, ss); err != nil {
+			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
+			s.refuseWill(cl, pk.ProtocolVersion == 5, err)
+			return false
+		}
+	}
 	if !s.reserveSession(cl, ss) {
 		s.m.limited.WithLabelValues("connections_per_user").Inc()
 		s.log.Info("mqtt connection refused: too many connections", "remote", cl.Net.Remote, "principal", who.Principal.String(), "limit", s.cfg.MaxConnsPerUser)
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrQuotaExceeded)
 		return false
 	}
+	// A new connection with the client id cancels its delayed Will.
+	s.cancelWill(cl.ID)
 	return true
 }
 
@@ -138,19 +141,6 @@ func (s *Server) authenticate(username string, password []byte) (unhidra.Identit
 		return unhidra.Identity{}, false
 	}
 	return who, true
-}
-
-// printable returns b for a log line when it is short printable ASCII.
-func printable(b []byte) string {
-	if len(b) > 64 {
-		return "(long)"
-	}
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return "(binary)"
-		}
-	}
-	return string(b)
 }
 
 // OnSessionEstablished runs once the CONNACK is sent: the connection is
@@ -231,6 +221,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !est {
 		return
 	}
+	// Before the device goes offline, as a publish just before the drop
+	// would be.
+	s.willDue(cl, ss, err != nil)
 	ctx, cancel := s.opCtx()
 	defer cancel()
 	if s.deps.Presence != nil {
@@ -324,79 +317,38 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if ss == nil {
 		return pk, packets.ErrRejectPacket
 	}
-	ctx, cancel := s.opCtx()
-	defer cancel()
-	t := parseTopic(pk.TopicName)
-	who := ss.who
-	var err error
-	switch {
-	case t.kind == topicDevice && who.IsDevice() && t.id == who.Principal.ID:
-		if t.sub != subStatus {
-			pk.FixedHeader.Retain = false
-		}
-		switch t.sub {
-		case subTelemetry:
-			var p device.TelemetryPoint
-			if p, err = device.ParseTelemetry(pk.Payload); err == nil {
-				if pk.FixedHeader.Qos == 0 && s.noWait != nil {
-					// No ack to give: queue the point and let the read
-					// loop go on (bounded; see device.Fleet.TelemetryNoWait).
-					var queued bool
-					if queued, err = s.noWait.TelemetryNoWait(ctx, who, p); err == nil {
-						if queued {
-							s.m.qos0Queued.Inc()
-						} else {
-							s.m.qos0Waited.Inc()
-						}
-					}
-				} else {
-					_, err = s.deps.Fleet.Telemetry(ctx, who, p)
-				}
-			}
-		case subHeartbeat:
-			var hb device.Heartbeat
-			if hb, err = device.ParseHeartbeat(pk.Payload); err == nil {
-				err = s.deps.Fleet.Heartbeat(ctx, who, hb)
-			}
-		case subStatus:
-			err = s.deps.Fleet.Status(ctx, who, pk.Payload)
-		case subCommandResult:
-			var r device.CommandResult
-			if r, err = device.ParseCommandResult(pk.Payload); err == nil {
-				err = s.deps.Fleet.CommandResult(ctx, who, r)
-			}
-		default:
-			err = unhidra.Errorf(unhidra.EFORBIDDEN, "topic not allowed")
-		}
-	case t.kind == topicChannel && t.literal && !who.IsDevice():
-		var in wire.Publish
-		if s.deps.Chat == nil {
-			err = unhidra.Errorf(unhidra.EFORBIDDEN, "channels are not available over MQTT here")
-		} else if in, err = decodeChannelPublish(pk.Payload); err == nil {
-			in.Channel = t.id
-			_, err = s.deps.Chat.Publish(ctx, who, in)
-		}
-		if err == nil {
-			// Subscribers get the stored Message through the bridge, not
-			// the raw body.
-			return pk, packets.CodeSuccessIgnore
-		}
-	default:
-		err = unhidra.Errorf(unhidra.EFORBIDDEN, "topic not allowed")
+	op, err := parsePublish(ss.who, pk.TopicName, pk.Payload)
+	if err == nil {
+		ctx, cancel := s.opCtx()
+		err = s.applyPublish(ctx, ss.who, op, pk.FixedHeader.Qos)
+		cancel()
 	}
 	if err != nil {
 		return pk, s.rejectPublish(cl, pk, err)
 	}
+	if !op.forward() {
+		// Subscribers get the stored Message through the bridge, not the
+		// raw body; nothing is retained.
+		return pk, packets.CodeSuccessIgnore
+	}
+	pk.FixedHeader.Retain = pk.FixedHeader.Retain && op.retainable()
 	return pk, nil
 }
 
 // decodeChannelPublish reads {text}|{data}|{e2ee} with optional
-// client_msg_id and thread_id.
+// client_msg_id and thread_id, refusing invalid Unicode and nesting past
+// wire.MaxDepth.
 func decodeChannelPublish(b []byte) (wire.Publish, error) {
 	var in wire.Publish
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return in, unhidra.Errorf(unhidra.EINVALID, "payload must be a JSON object {text}|{data}|{e2ee}")
+	}
+	// Before decoding, which would turn invalid UTF-8 into U+FFFD and
+	// recurse without bound: the same rule as every transport.
+	var je *wire.JSONError
+	if err := wire.CheckJSONBody(b); errors.As(err, &je) && je.Reason != wire.JSONSyntax {
+		return in, unhidra.Wrap(unhidra.EINVALID, "payload: "+err.Error(), err)
 	}
 	if err := json.Unmarshal(b, &in); err != nil {
 		return in, unhidra.Errorf(unhidra.EINVALID, "payload must be a JSON object {text}|{data}|{e2ee}")
@@ -482,4 +434,35 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, b []byte) {
 	h.s.m.packetsOut.Inc()
+}
+
+// OnPacketEncode keeps a 3.1.1 CONNACK within 3.1.1's return codes (0–5):
+// the broker answers some refusals with MQTT 5 reason codes it has no 3.1.1
+// mapping for (a protocol violation, "server busy", "unspecified error").
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode > 0x05 && cl.Properties.ProtocolVersion < 5 {
+		pk.ReasonCode = v3ConnackCode(pk.ReasonCode, cl.Properties.Clean)
+	}
+	return pk
+}
+
+// v3ConnackCode maps an MQTT 5 CONNACK reason code to a 3.1.1 return code.
+func v3ConnackCode(code byte, clean bool) byte {
+	switch code {
+	case packets.ErrUnsupportedProtocolVersion.Code:
+		return 0x01 // unacceptable protocol version
+	case packets.ErrClientIdentifierNotValid.Code:
+		return 0x02 // identifier rejected
+	case packets.ErrUnspecifiedError.Code:
+		if !clean {
+			// The broker's only "unspecified" CONNACK to 3.1.1 is a
+			// persistent session without a client id [MQTT-3.1.3-8].
+			return 0x02
+		}
+	case packets.ErrBadUsernameOrPassword.Code, packets.ErrMalformedUsername.Code, packets.ErrMalformedPassword.Code:
+		return 0x04 // bad user name or password
+	case packets.ErrNotAuthorized.Code, packets.ErrBanned.Code:
+		return 0x05 // not authorized
+	}
+	return 0x03 // server unavailable
 }

@@ -24,6 +24,11 @@ type listener struct {
 	connectTimeout time.Duration
 	// pre, when set, is a listener the caller opened; Init uses it.
 	pre net.Listener
+	// drain, when set, disconnects the listener's clients at Close instead
+	// of the broker's own CloseFn, whose Clients.GetByListener takes the
+	// clients' read lock twice and deadlocks against a client leaving at
+	// that moment (a writer waiting between the two).
+	drain func(listenerID string)
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -123,7 +128,11 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	if already {
 		return
 	}
-	closeClients(l.id)
+	if l.drain != nil {
+		l.drain(l.id)
+	} else {
+		closeClients(l.id)
+	}
 	// Connections that never completed a CONNECT are not mochi clients yet.
 	l.mu.Lock()
 	for c := range l.conns {

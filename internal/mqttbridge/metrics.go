@@ -4,6 +4,16 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unhidra/unhidra"
+)
+
+// The closed label sets, pre-created so every series is scraped at 0
+// before its first event: the limits a CONNECT is refused by, and the error
+// codes a publish is refused with.
+var (
+	connectLimits  = []string{"connect_rate", "connections_per_user"}
+	rejectionCodes = []string{unhidra.EINVALID, unhidra.EUNAUTHORIZED, unhidra.EFORBIDDEN, unhidra.ENOTFOUND, unhidra.ECONFLICT, unhidra.ETOOLARGE, unhidra.ERATELIMITED, unhidra.EUNAVAILABLE, unhidra.EINTERNAL}
 )
 
 type metrics struct {
@@ -51,6 +61,12 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		qos0Waited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_mqtt_qos0_telemetry_waited_total", Help: "QoS 0 telemetry points stored synchronously because too many were already queued (backpressure).",
 		}),
+	}
+	for _, l := range connectLimits {
+		m.limited.WithLabelValues(l)
+	}
+	for _, c := range rejectionCodes {
+		m.rejected.WithLabelValues(c)
 	}
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_mqtt_connections", Help: "Authenticated MQTT connections.",

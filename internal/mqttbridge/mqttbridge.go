@@ -180,6 +180,9 @@ type Server struct {
 	workDone  chan struct{}
 	unsubRevs func()
 	closed    atomic.Bool
+
+	willMu sync.Mutex
+	wills  map[string]*time.Timer // client id → delayed Will
 }
 
 type topicSub struct {
@@ -201,6 +204,7 @@ type session struct {
 	readable    map[string]cached // channel id → may read (cache for delivery checks)
 	owned       map[string]cached // device id → owned by this user
 	expiry      *time.Timer
+	will        *pendingWill // set at CONNECT (will.go)
 }
 
 // cached is a permission answer and when it was given.
@@ -251,6 +255,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, d.Now),
 		devCmd:      make(map[string]*topicSub),
 		chanSubs:    make(map[string]*topicSub),
+		wills:       make(map[string]*time.Timer),
 		work:        make(chan func(), 8192),
 		stopWork:    make(chan struct{}),
 		workDone:    make(chan struct{}),
@@ -284,7 +289,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := s.mq.AddHook(&hook{s: s}, nil); err != nil {
 		return nil, err
 	}
-	s.plain = &listener{id: "mqtt", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), connectTimeout: cfg.ConnectTimeout, pre: cfg.Listener}
+	s.plain = &listener{id: "mqtt", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.Port)), connectTimeout: cfg.ConnectTimeout, pre: cfg.Listener, drain: s.drainListener}
 	if err := s.mq.AddListener(s.plain); err != nil {
 		return nil, fmt.Errorf("mqtt listener: %w", err)
 	}
@@ -293,7 +298,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if tc.MinVersion < tls.VersionTLS12 {
 			tc.MinVersion = tls.VersionTLS12
 		}
-		s.secure = &listener{id: "mqtts", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.TLSPort)), tlsConfig: tc, connectTimeout: cfg.ConnectTimeout, pre: cfg.TLSListener}
+		s.secure = &listener{id: "mqtts", addr: net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.TLSPort)), tlsConfig: tc, connectTimeout: cfg.ConnectTimeout, pre: cfg.TLSListener, drain: s.drainListener}
 		if err := s.mq.AddListener(s.secure); err != nil {
 			s.plain.Close(func(string) {})
 			return nil, fmt.Errorf("mqtt tls listener: %w", err)
@@ -339,11 +344,22 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// drainListener tells the clients of a closing listener the server is
+// shutting down (v5 DISCONNECT 0x8B) and closes their connections.
+func (s *Server) drainListener(id string) {
+	for _, cl := range s.mq.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = s.mq.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 func (s *Server) shutdown() {
 	if !s.closed.CompareAndSwap(false, true) {
 		return
 	}
 	s.unsubRevs()
+	s.stopWills()
 	_ = s.mq.Close()
 	close(s.stopWork)
 	<-s.workDone
