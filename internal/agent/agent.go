@@ -203,9 +203,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// telemetryLoop queues a telemetry point every interval; the client sends
-// it now or, when offline, in order after reconnecting.
+// telemetryLoop queues a telemetry point at start (a new device shows data
+// at once, not one interval later) and then every interval; the client
+// sends it now or, when offline, in order after reconnecting.
 func (a *Agent) telemetryLoop(ctx context.Context) {
+	a.sample(ctx)
 	for {
 		t := time.NewTimer(time.Duration(a.interval.Load()))
 		select {
@@ -217,15 +219,20 @@ func (a *Agent) telemetryLoop(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		data, err := a.collect(ctx)
-		if err != nil {
-			a.log.Error("telemetry not collected", "err", err)
-			continue
-		}
-		a.c.QueueTelemetry(client.Telemetry{Data: data, TS: time.Now(), Seq: a.seq.Add(1)})
-		if s := a.c.Stats(); !s.Connected && s.Queued > 0 {
-			a.log.Debug("offline: telemetry buffered", "queued", s.Queued, "dropped", s.Dropped)
-		}
+		a.sample(ctx)
+	}
+}
+
+// sample queues one telemetry point.
+func (a *Agent) sample(ctx context.Context) {
+	data, err := a.collect(ctx)
+	if err != nil {
+		a.log.Error("telemetry not collected", "err", err)
+		return
+	}
+	a.c.QueueTelemetry(client.Telemetry{Data: data, TS: time.Now(), Seq: a.seq.Add(1)})
+	if s := a.c.Stats(); !s.Connected && s.Queued > 0 {
+		a.log.Debug("offline: telemetry buffered", "queued", s.Queued, "dropped", s.Dropped)
 	}
 }
 

@@ -184,3 +184,29 @@ func FuzzParseProcFiles(f *testing.F) {
 		}
 	})
 }
+
+// TestTheFirstTelemetryIsSentAtStart: the agent queues a point as soon as
+// it starts, not one interval later (an hour here).
+func TestTheFirstTelemetryIsSentAtStart(t *testing.T) {
+	a := New(Config{Interval: time.Hour, ExecTimeout: time.Second}, slog.New(slog.DiscardHandler))
+	c, err := client.New(client.Options{URL: "ws://127.0.0.1:1/ws", APIKey: "unhidra_dk_test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.c = c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.telemetryLoop(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Queued == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if q := c.Stats().Queued; q != 1 {
+		t.Fatalf("%d points queued after start, want 1 (the first point, before any interval)", q)
+	}
+	if a.seq.Load() != 1 {
+		t.Errorf("seq = %d, want 1", a.seq.Load())
+	}
+}
