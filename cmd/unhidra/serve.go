@@ -22,10 +22,10 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -53,26 +53,46 @@ func runServe(ctx context.Context, e env) error {
 	return a.Run(ctx)
 }
 
-// startApp loads and validates the configuration, builds the logger and the
-// app. Tests use it to hold the app while it runs.
+// startApp loads and validates the configuration, opens every listener,
+// and only then touches the data dir (the JWT secret, the database, the
+// admin) and builds the app. A refused configuration or a busy port leaves
+// nothing behind. Tests use it to hold the app while it runs.
 func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 	cfg, err := config.Load(e.args, e.getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil, nil
 	}
-	if err != nil {
+	if cfg == nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	generated, err := cfg.EnsureDevSecret(rand.Read)
-	if err != nil {
-		return nil, fmt.Errorf("JWT secret: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
+	// Values that did not parse and values that are wrong, in one list.
+	if problems := errors.Join(err, cfg.Validate()); problems != nil {
 		fmt.Fprintln(e.stderr, "unhidra: the configuration has problems:")
-		for _, line := range strings.Split(err.Error(), "\n") {
+		for _, line := range strings.Split(problems.Error(), "\n") {
 			fmt.Fprintf(e.stderr, "  - %s\n", line)
 		}
 		return nil, errors.New("refusing to start with an invalid configuration")
+	}
+	if err := unsupportedStores(cfg); err != nil {
+		return nil, err
+	}
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	lns, err := openListeners(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Every port is ours: now the data dir.
+	if err := cfg.CheckWritable(); err != nil {
+		lns.close()
+		return nil, err
+	}
+	generated, err := cfg.EnsureDevSecret(rand.Read)
+	if err != nil {
+		lns.close()
+		return nil, fmt.Errorf("JWT secret: %w", err)
 	}
 	log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 	if generated {
@@ -80,7 +100,74 @@ func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 	} else if cfg.JWTSecretGenerated {
 		log.Warn("no JWT_SECRET set: using the one generated earlier in the data dir", "path", filepath.Join(cfg.DataDir, "jwt_secret"))
 	}
-	return newApp(ctx, cfg, log, e.stdout, opts)
+	return newApp(ctx, cfg, log, e.stdout, opts, lns, tc)
+}
+
+// listeners are the ports serve opened before anything else, by variable
+// (config.Listener.Var). A component that takes one removes it; close
+// closes those still here.
+type listeners map[string]net.Listener
+
+func (l listeners) take(name string) net.Listener {
+	ln := l[name]
+	delete(l, name)
+	return ln
+}
+
+func (l listeners) close() {
+	for name, ln := range l {
+		ln.Close()
+		delete(l, name)
+	}
+}
+
+// openListeners binds every port of the enabled services. On any failure it
+// closes what it opened and names every port that failed: "GATEWAY_PORT
+// 9000 is in use".
+func openListeners(cfg *config.Config) (listeners, error) {
+	lns := listeners{}
+	var errs []error
+	for _, l := range cfg.Listeners() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(l.Port)))
+		switch {
+		case err == nil:
+			lns[l.Var] = ln
+		case errors.Is(err, syscall.EADDRINUSE):
+			errs = append(errs, fmt.Errorf("%s %d is in use (on %s): stop what holds it or choose another port", l.Var, l.Port, cfg.BindAddr))
+		case errors.Is(err, syscall.EACCES):
+			errs = append(errs, fmt.Errorf("%s %d: permission denied (ports below 1024 need privileges)", l.Var, l.Port))
+		case errors.Is(err, syscall.EADDRNOTAVAIL):
+			errs = append(errs, fmt.Errorf("%s %d: BIND_ADDR %s is not an address of this machine", l.Var, l.Port, cfg.BindAddr))
+		default:
+			errs = append(errs, fmt.Errorf("%s %d: %w", l.Var, l.Port, err))
+		}
+	}
+	if len(errs) > 0 {
+		lns.close()
+		return nil, errors.Join(errs...)
+	}
+	return lns, nil
+}
+
+// unsupportedStores refuses the stores that are configurable but not built
+// yet, before anything is written.
+func unsupportedStores(cfg *config.Config) error {
+	if cfg.RedisURL != "" {
+		return errors.New("REDIS_URL: the Redis Streams broker is not supported yet; leave it empty for the in-process broker (one node)")
+	}
+	return unsupportedDatabase(cfg)
+}
+
+// unsupportedDatabase refuses a DATABASE_URL this build cannot open.
+func unsupportedDatabase(cfg *config.Config) error {
+	u := cfg.DatabaseURL
+	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		return errors.New("DATABASE_URL: PostgreSQL is not supported yet; use sqlite://path or a file path")
+	}
+	if cfg.SQLitePath() == "" {
+		return fmt.Errorf("DATABASE_URL: unsupported scheme")
+	}
+	return nil
 }
 
 // component is one long-running part of the process. Run serves until ctx
@@ -118,6 +205,11 @@ type app struct {
 	components []component
 	draining   atomic.Bool
 	authAddr   string
+	// lns are the listeners startApp opened. The gateway and the MQTT
+	// broker serve on theirs and close them when they stop; Close closes
+	// them again (harmless), so none is left open when a later step of
+	// newApp fails or Run never ran.
+	lns listeners
 }
 
 // runner adapts a Run function to a component.
@@ -131,15 +223,10 @@ func (r runner) Run(ctx context.Context) error { return r.run(ctx) }
 
 // openDatabase picks the store by the DATABASE_URL scheme.
 func openDatabase(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
-	u := cfg.DatabaseURL
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		return nil, errors.New("DATABASE_URL: PostgreSQL is not supported yet; use sqlite://path or a file path")
+	if err := unsupportedDatabase(cfg); err != nil {
+		return nil, err
 	}
-	path := cfg.SQLitePath()
-	if path == "" {
-		return nil, fmt.Errorf("DATABASE_URL: unsupported scheme")
-	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := sqlite.Open(ctx, cfg.SQLitePath())
 	if err != nil {
 		return nil, err
 	}
@@ -150,25 +237,22 @@ func openDatabase(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
 	return db, nil
 }
 
-// newApp builds the process: database, broker, metrics, services, the admin
-// bootstrap and the listeners (opened here, so ports chosen for :0 are known
-// before Run).
-func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, opts appOptions) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log}
+// newApp builds the process on the listeners startApp opened (lns, which it
+// owns from here; ports chosen for :0 are known before Run) and the TLS
+// configuration (tc, nil without a certificate): database, broker, metrics,
+// services, the admin bootstrap.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, opts appOptions, lns listeners, tc *tls.Config) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, lns: lns}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	if cfg.RedisURL != "" {
-		return nil, errors.New("REDIS_URL: the Redis Streams broker is not supported yet; leave it empty for the in-process broker (one node)")
-	}
 	if a.db, err = openDatabase(ctx, cfg); err != nil {
 		return nil, err
 	}
 	a.broker = inmem.NewBroker()
-	a.registry = prometheus.NewRegistry()
-	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.registry = newRegistry()
 	a.httpm = httpapi.NewHTTPMetrics(a.registry)
 
 	a.authSvc, err = auth.New(auth.Config{
@@ -259,12 +343,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	})
 
 	if cfg.Runs("gateway") {
-		if err := a.startGateway(cfg, log); err != nil {
+		if err := a.startGateway(cfg, log, tc); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Runs("mqtt") {
-		if err := a.startMQTT(cfg, log); err != nil {
+		if err := a.startMQTT(cfg, log, tc); err != nil {
 			return nil, err
 		}
 	}
@@ -280,39 +364,33 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			TrustProxyTLS:  cfg.TrustProxyTLS,
 			Health:         a.db.Ping,
 			Draining:       a.draining.Load,
-			Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}),
+			Metrics:        a.authMetrics(),
 			HTTPMetrics:    a.httpm,
 			RequestLimit:   ratelimit.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil),
 		}
-		srv, err := a.listen("auth API", cfg.AuthPort, api.Handler())
-		if err != nil {
-			return nil, err
-		}
+		srv := a.serveHTTP("auth API", lns.take("AUTH_PORT"), tc, api.Handler())
 		a.authAddr = srv.addr
 		a.components = append(a.components, srv)
 	}
 	return a, nil
 }
 
-// tlsConfig loads the configured certificate for the gateway and MQTT
-// listeners (TLS 1.2 and 1.3 only), or returns nil without one.
+// tlsConfig loads the configured certificate for every listener (TLS 1.2
+// and 1.3 only), or returns nil without one.
 func tlsConfig(cfg *config.Config) (*tls.Config, error) {
 	if !cfg.TLS() {
 		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
+		return nil, fmt.Errorf("TLS_CERT_FILE / TLS_KEY_FILE: %w", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
-// startGateway opens the gateway listener: WebSocket, REST API, web client.
-func (a *app) startGateway(cfg *config.Config, log *slog.Logger) error {
-	tc, err := tlsConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
+// startGateway serves the gateway (WebSocket, REST API, web client) on
+// GATEWAY_PORT's listener.
+func (a *app) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config) (err error) {
 	api := httpapi.NewAPI(httpapi.APIDeps{
 		Chat:     a.chatSvc,
 		Presence: a.presence,
@@ -330,6 +408,7 @@ func (a *app) startGateway(cfg *config.Config, log *slog.Logger) error {
 	apiHandler = httpapi.Recover(apiLog, a.httpm.Instrument("api", apiLog, apiHandler))
 	a.gateway, err = gateway.New(gateway.Config{
 		Addr:                 net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.GatewayPort)),
+		Listener:             a.lns["GATEWAY_PORT"],
 		TLS:                  tc,
 		TrustProxyTLS:        cfg.TrustProxyTLS,
 		TrustedProxies:       cfg.TrustedProxies,
@@ -361,17 +440,16 @@ func (a *app) startGateway(cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// startMQTT opens the embedded MQTT broker's listeners.
-func (a *app) startMQTT(cfg *config.Config, log *slog.Logger) error {
-	tc, err := tlsConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
-	}
+// startMQTT runs the embedded MQTT broker on MQTT_PORT's listener (and
+// MQTT_TLS_PORT's with a certificate).
+func (a *app) startMQTT(cfg *config.Config, log *slog.Logger, tc *tls.Config) (err error) {
 	a.mqtt, err = mqttbridge.New(mqttbridge.Config{
-		BindAddr: cfg.BindAddr,
-		Port:     cfg.MQTTPort,
-		TLSPort:  cfg.MQTTTLSPort,
-		TLS:      tc,
+		BindAddr:    cfg.BindAddr,
+		Port:        cfg.MQTTPort,
+		TLSPort:     cfg.MQTTTLSPort,
+		TLS:         tc,
+		Listener:    a.lns["MQTT_PORT"],
+		TLSListener: a.lns["MQTT_TLS_PORT"],
 		// The same limits as WebSocket handshakes and connections, counted
 		// apart (internal/mqttbridge/limits.go).
 		RateLimitIPPerMinute: cfg.RateLimitIPPerMin,
@@ -448,6 +526,52 @@ func (a *app) MQTTAddr() string {
 	return a.mqtt.Addr()
 }
 
+// readyAttrs are the ready line's attributes: the web client's URL (the
+// gateway's /), and every listener's address.
+func (a *app) readyAttrs() []any {
+	scheme := "http"
+	if a.cfg.TLS() {
+		scheme = "https"
+	}
+	var attrs []any
+	if addr := a.GatewayAddr(); addr != "" {
+		attrs = append(attrs, "url", scheme+"://"+browsable(addr)+"/")
+	}
+	if a.authAddr != "" {
+		attrs = append(attrs, "auth_api", scheme+"://"+browsable(a.authAddr))
+	}
+	if addr := a.MQTTAddr(); addr != "" {
+		attrs = append(attrs, "mqtt", addr)
+		if t := a.mqtt.TLSAddr(); t != "" {
+			attrs = append(attrs, "mqtts", t)
+		}
+	}
+	return attrs
+}
+
+// browsable turns a listening address into one a browser on this machine
+// can open: 0.0.0.0 and :: (every address) become localhost.
+func browsable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// authMetrics is the auth API's /metrics: the process's registry when no
+// gateway runs here, else none (the gateway serves it), so a scraper of
+// both ports does not count every series twice.
+func (a *app) authMetrics() http.Handler {
+	if a.cfg.Runs("gateway") {
+		return nil
+	}
+	return promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{})
+}
+
 // authRequestsPerMinute is the auth API's per-IP request limit: ten times
 // RATE_LIMIT_IP_PER_MINUTE (600 by default), since one page load of the web
 // client makes several auth calls. Logins have their own, stricter limit.
@@ -473,6 +597,9 @@ func (a *app) Run(ctx context.Context) error {
 		a.draining.Store(true)
 		return nil
 	})
+	// Every port was bound before newApp: connections made from here on are
+	// accepted as soon as each server's loop runs.
+	a.log.Info("unhidra ready", a.readyAttrs()...)
 	err := g.Wait()
 	a.log.Info("stopped", "err", err)
 	return err
@@ -486,6 +613,7 @@ func (a *app) Close() error {
 			errs = append(errs, cl.Close())
 		}
 	}
+	a.lns.close()
 	if a.chatSvc != nil {
 		// Messages already queued for the group commit (QoS 0 telemetry
 		// returns before its commit) are stored before the database closes.
@@ -535,13 +663,11 @@ type httpServer struct {
 	drain   func()
 }
 
-func (a *app) listen(name string, port int, h http.Handler) (*httpServer, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindAddr, strconv.Itoa(port)))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
+// serveHTTP makes an HTTP component of h on ln, an opened listener it owns
+// from here (TLS with tc when set).
+func (a *app) serveHTTP(name string, ln net.Listener, tc *tls.Config, h http.Handler) *httpServer {
 	s := &httpServer{
-		name: name, addr: ln.Addr().String(), ln: ln, tls: a.cfg.TLS(), timeout: a.cfg.ShutdownTimeout, log: a.log,
+		name: name, addr: ln.Addr().String(), ln: ln, tls: tc != nil, timeout: a.cfg.ShutdownTimeout, log: a.log,
 		drain: func() { a.draining.Store(true) },
 		srv: &http.Server{
 			Handler:           h,
@@ -553,15 +679,10 @@ func (a *app) listen(name string, port int, h http.Handler) (*httpServer, error)
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		},
 	}
-	if s.tls {
-		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("%s: TLS certificate: %w", name, err)
-		}
-		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if tc != nil {
+		s.srv.TLSConfig = tc.Clone()
 	}
-	return s, nil
+	return s
 }
 
 func (s *httpServer) Name() string { return s.name }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -58,6 +59,32 @@ type Config struct {
 	JWTSecretGenerated bool
 }
 
+// Listener is one TCP port `serve` opens, named by its variable.
+type Listener struct {
+	Var  string // e.g. GATEWAY_PORT
+	Port int
+}
+
+// Listeners lists the ports the enabled services listen on, in the order
+// serve opens them: the auth API, the gateway, MQTT, and MQTT over TLS when
+// a certificate is configured.
+func (c *Config) Listeners() []Listener {
+	var ls []Listener
+	if c.Runs("auth") {
+		ls = append(ls, Listener{"AUTH_PORT", c.AuthPort})
+	}
+	if c.Runs("gateway") {
+		ls = append(ls, Listener{"GATEWAY_PORT", c.GatewayPort})
+	}
+	if c.Runs("mqtt") {
+		ls = append(ls, Listener{"MQTT_PORT", c.MQTTPort})
+		if c.TLS() {
+			ls = append(ls, Listener{"MQTT_TLS_PORT", c.MQTTTLSPort})
+		}
+	}
+	return ls
+}
+
 // Registration modes.
 const (
 	RegistrationOpen     = "open"
@@ -101,7 +128,11 @@ func (c *Config) SQLitePath() string {
 }
 
 // Load builds a Config from defaults, the environment (getenv) and args (the
-// flags of `serve`). It does not validate: call Validate.
+// flags of `serve`). It does not validate: call Validate. Values that do not
+// parse (GATEWAY_PORT=abc, --access-token-ttl 5x) are all reported in one
+// joined error returned with the Config (those fields at their defaults), so
+// a caller can list them with Validate's problems; a flag usage error
+// (flag.ErrHelp, an unknown flag) returns no Config.
 func Load(args []string, getenv func(string) string) (*Config, error) {
 	env := func(k, def string) string {
 		if v := getenv(k); v != "" {
@@ -191,6 +222,12 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	services := env("UNHIDRA_SERVICES", strings.Join(AllServices, ","))
 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	// Flags that do not parse join the list of problems (Set records them
+	// and succeeds), so every bad value is reported at once, the
+	// environment's and the flags' alike.
+	intVar := func(p *int, name, usage string) { fs.Var(intFlag{p, name, &errs}, name, usage) }
+	durVar := func(p *time.Duration, name, usage string) { fs.Var(durationFlag{p, name, &errs}, name, usage) }
+	boolVar := func(p *bool, name, usage string) { fs.Var(boolFlag{p, name, &errs}, name, usage) }
 	fs.StringVar(&c.Env, "env", c.Env, "UNHIDRA_ENV: development or production")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "UNHIDRA_DATA_DIR: data directory")
 	// Usage prints each flag's default, which is the environment's value:
@@ -199,33 +236,43 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	fs.Var(urlValue{&c.RedisURL}, "redis-url", "REDIS_URL: redis://host:port/db (empty: in-process broker)")
 	fs.Var(secretValue{&c.JWTSecret}, "jwt-secret", "JWT_SECRET: HS256 key, at least 32 bytes (prefer the environment)")
 	fs.Var(secretValue{&c.JWTSecretPrevious}, "jwt-secret-previous", "JWT_SECRET_PREVIOUS: previous key, still accepted for verification")
-	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "ACCESS_TOKEN_TTL")
-	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", c.RefreshTokenTTL, "REFRESH_TOKEN_TTL")
-	fs.IntVar(&c.AuthPort, "auth-port", c.AuthPort, "AUTH_PORT: auth API listener")
-	fs.IntVar(&c.GatewayPort, "gateway-port", c.GatewayPort, "GATEWAY_PORT: WebSocket, REST API and web client")
-	fs.IntVar(&c.MQTTPort, "mqtt-port", c.MQTTPort, "MQTT_PORT")
-	fs.IntVar(&c.MQTTTLSPort, "mqtt-tls-port", c.MQTTTLSPort, "MQTT_TLS_PORT (only with a certificate)")
+	durVar(&c.AccessTokenTTL, "access-token-ttl", "ACCESS_TOKEN_TTL")
+	durVar(&c.RefreshTokenTTL, "refresh-token-ttl", "REFRESH_TOKEN_TTL")
+	intVar(&c.AuthPort, "auth-port", "AUTH_PORT: auth API listener")
+	intVar(&c.GatewayPort, "gateway-port", "GATEWAY_PORT: WebSocket, REST API and web client")
+	intVar(&c.MQTTPort, "mqtt-port", "MQTT_PORT")
+	intVar(&c.MQTTTLSPort, "mqtt-tls-port", "MQTT_TLS_PORT (only with a certificate)")
 	fs.StringVar(&c.BindAddr, "bind-addr", c.BindAddr, "BIND_ADDR: listen address")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "TLS_CERT_FILE")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "TLS_KEY_FILE")
-	fs.BoolVar(&c.TrustProxyTLS, "trust-proxy-tls", c.TrustProxyTLS, "TRUST_PROXY_TLS: TLS is terminated by a proxy")
+	boolVar(&c.TrustProxyTLS, "trust-proxy-tls", "TRUST_PROXY_TLS: TLS is terminated by a proxy")
 	fs.StringVar(&trusted, "trusted-proxies", trusted, "TRUSTED_PROXIES: comma-separated CIDRs allowed to set X-Forwarded-For")
 	fs.StringVar(&origins, "allowed-origins", origins, "ALLOWED_ORIGINS: comma-separated scheme://host[:port]")
-	fs.IntVar(&c.RateLimitIPPerMin, "rate-limit-ip-per-minute", c.RateLimitIPPerMin, "RATE_LIMIT_IP_PER_MINUTE")
-	fs.IntVar(&c.RateLimitLoginPerMin, "rate-limit-login-per-minute", c.RateLimitLoginPerMin, "RATE_LIMIT_LOGIN_PER_MINUTE")
-	fs.IntVar(&c.MaxConnsPerUser, "max-connections-per-user", c.MaxConnsPerUser, "MAX_CONNECTIONS_PER_USER")
+	intVar(&c.RateLimitIPPerMin, "rate-limit-ip-per-minute", "RATE_LIMIT_IP_PER_MINUTE")
+	intVar(&c.RateLimitLoginPerMin, "rate-limit-login-per-minute", "RATE_LIMIT_LOGIN_PER_MINUTE")
+	intVar(&c.MaxConnsPerUser, "max-connections-per-user", "MAX_CONNECTIONS_PER_USER")
 	fs.StringVar(&c.Registration, "registration", c.Registration, "REGISTRATION: open, approval or closed")
-	fs.BoolVar(&c.E2EEEnforced, "e2ee-enforced", c.E2EEEnforced, "E2EE_ENFORCED")
+	boolVar(&c.E2EEEnforced, "e2ee-enforced", "E2EE_ENFORCED")
 	fs.StringVar(&c.MLWorkerCmd, "ml-worker-cmd", c.MLWorkerCmd, "ML_WORKER_CMD")
 	fs.StringVar(&c.MLSocketPath, "ml-socket-path", c.MLSocketPath, "ML_SOCKET_PATH")
-	fs.DurationVar(&c.MLTimeout, "ml-timeout", c.MLTimeout, "ML_TIMEOUT_MS (as a duration)")
+	durVar(&c.MLTimeout, "ml-timeout", "ML_TIMEOUT_MS (as a duration)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "LOG_LEVEL: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "LOG_FORMAT: text or json")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "SHUTDOWN_TIMEOUT")
-	fs.DurationVar(&c.TelemetryRetention, "telemetry-retention", c.TelemetryRetention, "TELEMETRY_RETENTION")
+	durVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	durVar(&c.TelemetryRetention, "telemetry-retention", "TELEMETRY_RETENTION")
 	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
+	// The flag package prints nothing: -h prints the whole usage, a wrong
+	// flag one line and a hint (not every flag).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fmt.Fprint(os.Stderr, serveUsage)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%v (run \"unhidra serve -h\" for the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
@@ -244,10 +291,96 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	}
 	c.AllowedOrigins = splitList(origins)
 	c.Services = splitList(services)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	// Values that do not parse are kept at their defaults and reported
+	// with the Config, so the caller can list them with Validate's.
+	return c, errors.Join(errs...)
+}
+
+// serveUsage heads `unhidra serve -h`.
+const serveUsage = `Usage: unhidra serve [flags]
+
+Runs the platform: the auth API, the gateway (WebSocket, REST API, web
+client), the MQTT broker. Every flag is also an environment variable (named
+first in its description); flags win. Every listener is opened before the
+data dir is touched, and every problem is listed at once.
+
+Example:
+  UNHIDRA_DATA_DIR=./data GATEWAY_PORT=9000 unhidra serve --log-level debug
+
+Flags:
+`
+
+// intFlag, durationFlag and boolFlag are flags whose bad values join the
+// Load's list of problems instead of stopping the parse at the first.
+type intFlag struct {
+	p    *int
+	name string
+	errs *[]error
+}
+
+func (f intFlag) String() string {
+	if f.p == nil {
+		return "0"
 	}
-	return c, nil
+	return strconv.Itoa(*f.p)
+}
+
+func (f intFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		*f.errs = append(*f.errs, fmt.Errorf("--%s: %q is not an integer", f.name, s))
+		return nil
+	}
+	*f.p = n
+	return nil
+}
+
+type durationFlag struct {
+	p    *time.Duration
+	name string
+	errs *[]error
+}
+
+func (f durationFlag) String() string {
+	if f.p == nil {
+		return "0s"
+	}
+	return f.p.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		*f.errs = append(*f.errs, fmt.Errorf("--%s: %q is not a duration (like 15m or 720h)", f.name, s))
+		return nil
+	}
+	*f.p = d
+	return nil
+}
+
+type boolFlag struct {
+	p    *bool
+	name string
+	errs *[]error
+}
+
+func (f boolFlag) String() string {
+	if f.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*f.p)
+}
+
+func (f boolFlag) IsBoolFlag() bool { return true }
+
+func (f boolFlag) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		*f.errs = append(*f.errs, fmt.Errorf("--%s: %q is not a boolean", f.name, s))
+		return nil
+	}
+	*f.p = b
+	return nil
 }
 
 // secretValue is a string flag whose value is never printed (flag usage
@@ -317,6 +450,19 @@ func (c *Config) Validate() error {
 		if p.v < 0 || p.v > 65535 {
 			add("%s: %d is not a port", p.name, p.v)
 		}
+	}
+	// Two listeners of this process on one port: the second could never
+	// bind, so say which variables collide rather than "in use".
+	byPort := map[int]string{}
+	for _, l := range c.Listeners() {
+		if l.Port <= 0 || l.Port > 65535 {
+			continue
+		}
+		if other, ok := byPort[l.Port]; ok {
+			add("%s: %d is also %s", l.Var, l.Port, other)
+			continue
+		}
+		byPort[l.Port] = l.Var
 	}
 	if net.ParseIP(c.BindAddr) == nil && c.BindAddr != "localhost" {
 		add("BIND_ADDR: %q is not an IP address", c.BindAddr)
@@ -461,7 +607,7 @@ func (c *Config) EnsureDevSecret(randRead func([]byte) (int, error)) (generated 
 		}
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return false, fmt.Errorf("data dir: %w", err)
+		return false, cannotWrite(c.DataDir, err)
 	}
 	raw := make([]byte, 32)
 	if _, err := randRead(raw); err != nil {
@@ -469,9 +615,68 @@ func (c *Config) EnsureDevSecret(randRead func([]byte) (int, error)) (generated 
 	}
 	s := fmt.Sprintf("%x", raw)
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return false, fmt.Errorf("keep generated JWT secret: %w", err)
+		return false, cannotWrite(c.DataDir, err)
 	}
 	c.JWTSecret = s
 	c.JWTSecretGenerated = true
 	return true, nil
+}
+
+// CheckWritable makes sure the data dir (created if missing, mode 0700) and
+// the SQLite database's directory and file can be written, without writing
+// anything that stays: serve calls it once its ports are open and before it
+// keeps a secret or opens the database. The error says "cannot write <dir>".
+func (c *Config) CheckWritable() error {
+	dirs := []string{c.DataDir}
+	db := c.SQLitePath()
+	if db != "" {
+		if d := filepath.Dir(db); filepath.Clean(d) != filepath.Clean(c.DataDir) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, dir := range dirs {
+		if err := probeDir(dir); err != nil {
+			return err
+		}
+	}
+	if db != "" {
+		// An existing database must be writable too (opened for writing,
+		// not written).
+		f, err := os.OpenFile(db, os.O_WRONLY, 0)
+		switch {
+		case err == nil:
+			f.Close()
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return cannotWrite(db, err)
+		}
+	}
+	return nil
+}
+
+// probeDir creates dir if needed and writes and removes a file in it.
+func probeDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return cannotWrite(dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".unhidra-write-check-*")
+	if err != nil {
+		return cannotWrite(dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return cannotWrite(dir, err)
+	}
+	return nil
+}
+
+// cannotWrite names the path and the reason, without Go's operation prefix
+// repeating the path.
+func cannotWrite(path string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("cannot write %s: %w", path, err)
 }
