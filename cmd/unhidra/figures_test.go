@@ -58,7 +58,7 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	c.login(t, "admin", c.adminPW)
 	rss := watchRSS(t, c.pid())
 	loadBefore := loadAverage()
-	m0 := scrape(t, c.authURL+"/metrics")
+	m0 := scrape(t, c.gwURL+"/metrics")
 
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -122,7 +122,7 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	wg.Wait()
 	growth := rss.end()
 	loadAfter := loadAverage()
-	m := scrape(t, c.authURL+"/metrics")
+	m := scrape(t, c.gwURL+"/metrics")
 
 	got := map[int]int64{}
 	for code := range statuses {

@@ -4,6 +4,17 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unhidra/unhidra/wire"
+)
+
+// The closed label sets, pre-created so every series is scraped at 0
+// before its first event: principal kinds, handshake refusal reasons
+// (Server.refuse) and close reasons (conn.closeLocked, conn.abort).
+var (
+	connectionKinds = []string{wire.KindUser, wire.KindDevice}
+	refusalReasons  = []string{"ip_rate", "not_websocket", "version", "bad_key", "origin", "draining", "unauthorized", "unavailable", "user_limit", "internal"}
+	closeReasons    = []string{"client", "flood", "going_away", "token_expired", "slow_consumer", "revoked", "binary", "protocol_error", "too_large", "invalid_utf8", "read", "closed", "dead_peer", "write", "close_timeout"}
 )
 
 // metrics are the gateway's Prometheus collectors.
@@ -52,6 +63,15 @@ func newMetrics(reg prometheus.Registerer, maxQueued func() float64) (*metrics, 
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_gateway_frames_rate_limited_total", Help: "Inbound frames refused by the per-connection rate limit.",
 		}),
+	}
+	for _, k := range connectionKinds {
+		m.connections.WithLabelValues(k)
+	}
+	for _, r := range refusalReasons {
+		m.refused.WithLabelValues(r)
+	}
+	for _, r := range closeReasons {
+		m.closes.WithLabelValues(r)
 	}
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_gateway_queued_bytes", Help: "Bytes waiting in outbound queues, summed over connections.",
