@@ -25,24 +25,49 @@ import (
 	"time"
 )
 
+var benchCmd = &cmdSpec{
+	name:    "bench",
+	args:    "ws|mqtt|login [flags]",
+	summary: "Load generators: throughput, latency percentiles and the server's memory (see cmd/unhidra/BENCH.md).",
+	commands: [][2]string{
+		{"ws", "WebSocket connections, channels and publishers: deliveries/s, end-to-end latency, RSS per connection"},
+		{"mqtt", "MQTT devices publishing telemetry at QoS 0 or 1: throughput and latency (also against a plain broker)"},
+		{"login", "logins per second and their latency through the Argon2id hash pool"},
+	},
+	examples: []string{
+		"unhidra bench ws --spawn --conns 1000 --rate 200 --duration 10s",
+		"unhidra bench mqtt --spawn --devices 100 --qos 1",
+		"unhidra bench login --spawn --concurrency 4",
+	},
+}
+
 // runBench is `unhidra bench ws|mqtt|login`: load generators that print
 // throughput, latency percentiles and the server's memory.
 func runBench(ctx context.Context, e env) error {
-	if len(e.args) == 0 {
-		return fmt.Errorf("%w: bench needs ws, mqtt or login", errUsage)
+	sub, rest, err := benchCmd.group(e)
+	if err != nil {
+		return err
 	}
-	sub := e.args[0]
-	e.args = e.args[1:]
+	e.args = rest
 	switch sub {
 	case "ws":
 		return runBenchWS(ctx, e)
 	case "mqtt":
 		return runBenchMQTT(ctx, e)
-	case "login":
-		return runBenchLogin(ctx, e)
 	default:
-		return fmt.Errorf("%w: unknown bench %q (ws, mqtt, login)", errUsage, sub)
+		return runBenchLogin(ctx, e)
 	}
+}
+
+// envDefault returns v, or the environment variable name when v is empty.
+// Flags whose default is a secret from the environment are declared with
+// an empty default and filled in after parsing, so that -h never shows
+// the secret.
+func envDefault(e env, v, name string) string {
+	if v == "" {
+		return e.getenv(name)
+	}
+	return v
 }
 
 // ---- latency recording ----
@@ -353,6 +378,15 @@ func (a *apiClient) createDevice(ctx context.Context, token, name string) (id, k
 		return "", "", fmt.Errorf("create device %s: %w", name, err)
 	}
 	return out.DeviceID, out.APIKey, nil
+}
+
+// revokeDevice revokes a device (DELETE /devices/{id}): its key stops
+// working; the device stays listed as revoked.
+func (a *apiClient) revokeDevice(ctx context.Context, token, id string) error {
+	if err := a.do(ctx, "DELETE", a.authURL+"/devices/"+url.PathEscape(id), token, nil, nil); err != nil {
+		return fmt.Errorf("revoke device %s: %w", id, err)
+	}
+	return nil
 }
 
 func (a *apiClient) createChannel(ctx context.Context, token, name string) (string, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,24 +11,38 @@ import (
 	"time"
 )
 
+var benchLoginCmd = &cmdSpec{
+	name: "bench login",
+	args: "[flags]",
+	summary: `Logs in as fast as --concurrency allows for --duration and prints logins per
+second, the latency percentiles and the answers by status (429 and 503 are the
+server's limits and its hash queue at work).`,
+	more: `Environment: UNHIDRA_BENCH_PASSWORD is the default of --password.`,
+	examples: []string{
+		"unhidra bench login --spawn --concurrency 4 --duration 10s",
+		"unhidra bench login --auth-url http://127.0.0.1:9200 --user bob --password 'a long password'",
+	},
+}
+
 // runBenchLogin is `unhidra bench login`: login throughput and latency.
 func runBenchLogin(ctx context.Context, e env) error {
-	fs := flag.NewFlagSet("bench login", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	spec := benchLoginCmd
+	fs := spec.flags()
 	authURL := fs.String("auth-url", "http://127.0.0.1:9200", "the auth API")
 	user := fs.String("user", "", "user to log in as (default: a new bench user is registered)")
-	pass := fs.String("password", e.getenv("UNHIDRA_BENCH_PASSWORD"), "its password (default $UNHIDRA_BENCH_PASSWORD)")
+	pass := fs.String("password", "", "its password (default $UNHIDRA_BENCH_PASSWORD)")
 	conc := fs.Int("concurrency", 8, "logins in flight")
 	dur := fs.Duration("duration", 10*time.Second, "how long to run")
 	srcIPs := fs.Int("src-ips", 1, "loopback source addresses to spread logins over (the per-IP login limit applies to each)")
 	wrong := fs.Bool("wrong-password", false, "use a wrong password (measures refusals)")
-	spawn := fs.Bool("spawn", false, "start `unhidra serve` in a temporary directory (limits raised) and bench it")
+	spawn := fs.Bool("spawn", false, "start \"unhidra serve\" in a temporary directory (limits raised) and bench it")
 	pid := fs.Int("server-pid", 0, "the server's process id, to report its RSS")
-	if err := fs.Parse(e.args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if _, err := spec.parse(e, fs, e.args); err != nil {
+		return err
 	}
+	*pass = envDefault(e, *pass, "UNHIDRA_BENCH_PASSWORD")
 	if *conc < 1 || *dur <= 0 || *srcIPs < 1 || *srcIPs > 250 {
-		return errors.New("need --concurrency ≥ 1, --duration > 0, 1 ≤ --src-ips ≤ 250")
+		return spec.errorf("needs --concurrency ≥ 1, --duration > 0, 1 ≤ --src-ips ≤ 250")
 	}
 	if *spawn {
 		srv, err := spawnServer(ctx, e.stderr)
@@ -46,7 +59,7 @@ func runBenchLogin(ctx context.Context, e env) error {
 			return err
 		}
 	} else if *pass == "" {
-		return errors.New("--user needs --password (or $UNHIDRA_BENCH_PASSWORD)")
+		return spec.errorf("--user needs --password (or $UNHIDRA_BENCH_PASSWORD)")
 	}
 	pw := *pass
 	if *wrong {

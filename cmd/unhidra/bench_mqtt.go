@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"net/url"
@@ -38,10 +37,26 @@ type benchMQTTConfig struct {
 	SrcIPs              int
 }
 
+var benchMQTTCmd = &cmdSpec{
+	name: "bench mqtt",
+	args: "[flags]",
+	summary: `Connects --devices MQTT v5 clients that publish telemetry at QoS 0 or 1 while one
+subscriber receives everything, and prints the publish rate, PUBACK and end-to-end
+latency percentiles, missing messages and the broker's CPU and memory. Devices are
+provisioned through the auth API (or read from --keys-file); --plain benches a
+broker without Unhidra, e.g. mosquitto, for comparison.`,
+	more: `Environment: UNHIDRA_ADMIN_PASSWORD is the default of --admin-password.`,
+	examples: []string{
+		"unhidra bench mqtt --spawn --devices 100 --qos 1 --duration 10s",
+		"unhidra bench mqtt --url tcp://127.0.0.1:1883 --admin-password \"$PW\" --devices 1000 --qos 0 --rate 5000",
+		"unhidra bench mqtt --plain --url tcp://127.0.0.1:1884 --pub-topic 'bench/{id}' --devices 100",
+	},
+}
+
 func parseBenchMQTT(e env) (benchMQTTConfig, error) {
 	c := benchMQTTConfig{}
-	fs := flag.NewFlagSet("bench mqtt", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	spec := benchMQTTCmd
+	fs := spec.flags()
 	fs.StringVar(&c.URL, "url", "tcp://127.0.0.1:1883", "the MQTT broker")
 	fs.IntVar(&c.Devices, "devices", 1000, "publishing clients (one connection each)")
 	fs.IntVar(&c.QoS, "qos", 1, "0 or 1")
@@ -53,16 +68,17 @@ func parseBenchMQTT(e env) (benchMQTTConfig, error) {
 	fs.StringVar(&c.Password, "password", "", "plain broker: password for every client (optional)")
 	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "Unhidra's auth API (device provisioning)")
 	fs.StringVar(&c.AdminUser, "admin-user", "admin", "Unhidra admin user (provisions devices; subscribes with an access token)")
-	fs.StringVar(&c.AdminPass, "admin-password", e.getenv("UNHIDRA_ADMIN_PASSWORD"), "Unhidra admin password (default $UNHIDRA_ADMIN_PASSWORD)")
+	fs.StringVar(&c.AdminPass, "admin-password", "", "Unhidra admin password (default $UNHIDRA_ADMIN_PASSWORD)")
 	fs.StringVar(&c.KeysFile, "keys-file", "", "reuse devices: a file of id,key lines")
 	fs.StringVar(&c.PubTopic, "pub-topic", "unhidra/devices/{id}/telemetry", "topic each device publishes to")
 	fs.StringVar(&c.SubTopic, "sub-topic", "", "the subscriber's filter ({id}: one subscription per device); default: the publish topic with {id} as + (Unhidra lets admins use it)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the broker's process id, to report its RSS")
-	fs.BoolVar(&c.Spawn, "spawn", false, "start `unhidra serve` in a temporary directory and bench it")
+	fs.BoolVar(&c.Spawn, "spawn", false, "start \"unhidra serve\" in a temporary directory and bench it")
 	fs.IntVar(&c.SrcIPs, "src-ips", 1, "loopback source addresses to spread connections over")
-	if err := fs.Parse(e.args); err != nil {
-		return c, fmt.Errorf("%w: %v", errUsage, err)
+	if _, err := spec.parse(e, fs, e.args); err != nil {
+		return c, err
 	}
+	c.AdminPass = envDefault(e, c.AdminPass, "UNHIDRA_ADMIN_PASSWORD")
 	var errs []error
 	if c.QoS != 0 && c.QoS != 1 {
 		errs = append(errs, errors.New("--qos must be 0 or 1"))
@@ -73,7 +89,7 @@ func parseBenchMQTT(e env) (benchMQTTConfig, error) {
 	if c.SubTopic == "" {
 		c.SubTopic = strings.ReplaceAll(c.PubTopic, "{id}", "+")
 	}
-	return c, errors.Join(errs...)
+	return c, spec.invalid(errs)
 }
 
 type benchDevice struct{ id, key string }
@@ -122,7 +138,8 @@ func parseKeyLine(line string) (d benchDevice, ok bool, err error) {
 	return benchDevice{id: id, key: key}, true, nil
 }
 
-// provisionDevices creates n devices through the auth API.
+// provisionDevices creates n devices through the auth API. On an error it
+// also returns the devices it did create, so that they can be removed.
 func provisionDevices(ctx context.Context, api *apiClient, token, prefix string, n int) ([]benchDevice, error) {
 	out := make([]benchDevice, n)
 	sem := make(chan struct{}, 16)
@@ -142,10 +159,16 @@ func provisionDevices(ctx context.Context, api *apiClient, token, prefix string,
 		}(i)
 	}
 	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return nil, err
+	made := out[:0]
+	for _, d := range out {
+		if d.id != "" {
+			made = append(made, d)
+		}
 	}
-	return out, nil
+	if err, _ := firstErr.Load().(error); err != nil {
+		return made, err
+	}
+	return made, nil
 }
 
 // mqttConnect dials and connects one MQTT v5 client.
@@ -210,7 +233,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		}
 	} else {
 		if cfg.AdminPass == "" {
-			return errors.New("bench mqtt needs --admin-password (or $UNHIDRA_ADMIN_PASSWORD), --spawn, or --plain for a broker without Unhidra")
+			return benchMQTTCmd.errorf("needs --admin-password (or $UNHIDRA_ADMIN_PASSWORD), --spawn, or --plain for a broker without Unhidra")
 		}
 		api := newAPIClient(cfg.AuthURL, "", nil)
 		token, err := api.login(ctx, cfg.AdminUser, cfg.AdminPass)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,12 +39,43 @@ type benchWSConfig struct {
 	CentrifugoAPIKey      string
 	CentrifugoSecret      string
 	CentrifugoChannelPref string
+
+	// beforePublish, when set (tests), runs before each publish with the
+	// context that ends with the measurement: a test holds a publish back
+	// past the end, as a slow write would be.
+	beforePublish func(measuring context.Context, publisher int, seq int64)
+}
+
+// benchWriteTimeout bounds one publish write. Writes do not use the
+// measurement's context: the WebSocket library closes a connection whose
+// write context ends mid-write, and the bench would then see its own close
+// as a dropped connection.
+const benchWriteTimeout = 10 * time.Second
+
+var benchWSCmd = &cmdSpec{
+	name: "bench ws",
+	args: "[flags]",
+	summary: `Opens --conns WebSocket connections, each subscribed to one of --channels channels,
+lets --publishers of them publish --rate messages per second for --duration, and
+prints the connect rate, deliveries per second, end-to-end latency percentiles,
+connections the server closed (by close code) and, with --server-pid or --spawn,
+the server's memory per connection. Users and channels are created through the
+APIs with the admin's password; --centrifugo benches a Centrifugo v6 server with
+the same load.`,
+	more: `Environment: UNHIDRA_ADMIN_PASSWORD is the default of --admin-password;
+CENTRIFUGO_HTTP_API_KEY and CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY those of
+--centrifugo-api-key and --centrifugo-secret.`,
+	examples: []string{
+		"unhidra bench ws --spawn --conns 1000 --channels 10 --publishers 10 --rate 200 --duration 10s",
+		"unhidra bench ws --url ws://127.0.0.1:9000/ws --auth-url http://127.0.0.1:9200 --admin-password \"$PW\" --conns 100",
+		"unhidra bench ws --spawn --idle --conns 10000",
+	},
 }
 
 func parseBenchWS(e env) (benchWSConfig, error) {
 	c := benchWSConfig{}
-	fs := flag.NewFlagSet("bench ws", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	spec := benchWSCmd
+	fs := spec.flags()
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:9000/ws", "the gateway's WebSocket URL (Centrifugo: ws://127.0.0.1:8000/connection/websocket)")
 	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "the auth API (users and tokens)")
 	fs.IntVar(&c.Conns, "conns", 1000, "connections")
@@ -55,22 +85,25 @@ func parseBenchWS(e env) (benchWSConfig, error) {
 	fs.IntVar(&c.Size, "size", 128, "message size in bytes (JSON data object)")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long to publish (with --idle: how long to hold the connections)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its RSS per connection")
-	fs.BoolVar(&c.Spawn, "spawn", false, "start `unhidra serve` in a temporary directory, with limits raised, and bench it")
+	fs.BoolVar(&c.Spawn, "spawn", false, "start \"unhidra serve\" in a temporary directory, with limits raised, and bench it")
 	fs.BoolVar(&c.Idle, "idle", false, "only connect, measure the server's memory per connection, and hold")
 	fs.StringVar(&c.Token, "token", "", "access token for every connection (the server's MAX_CONNECTIONS_PER_USER must allow --conns)")
 	fs.StringVar(&c.AdminUser, "admin-user", "admin", "admin user, to create channels and bench users")
-	fs.StringVar(&c.AdminPass, "admin-password", e.getenv("UNHIDRA_ADMIN_PASSWORD"), "admin password (default $UNHIDRA_ADMIN_PASSWORD)")
+	fs.StringVar(&c.AdminPass, "admin-password", "", "admin password (default $UNHIDRA_ADMIN_PASSWORD)")
 	fs.IntVar(&c.PerUser, "per-user", 10, "connections per bench user (the server's MAX_CONNECTIONS_PER_USER); 0: all connections as the admin")
 	fs.IntVar(&c.SrcIPs, "src-ips", 0, "loopback source addresses to spread connections over (0: one per 20,000 connections, at least the per-IP handshake limit needs)")
 	fs.IntVar(&c.Concurrency, "connect-concurrency", 100, "handshakes in flight while connecting")
 	fs.BoolVar(&c.Centrifugo, "centrifugo", false, "bench a Centrifugo v6 server with the same load (JSON protocol)")
 	fs.StringVar(&c.CentrifugoAPI, "centrifugo-api", "http://127.0.0.1:8000/api", "Centrifugo's HTTP API (publish)")
-	fs.StringVar(&c.CentrifugoAPIKey, "centrifugo-api-key", e.getenv("CENTRIFUGO_HTTP_API_KEY"), "Centrifugo http_api.key")
-	fs.StringVar(&c.CentrifugoSecret, "centrifugo-secret", e.getenv("CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY"), "Centrifugo client.token.hmac_secret_key (signs connection JWTs)")
+	fs.StringVar(&c.CentrifugoAPIKey, "centrifugo-api-key", "", "Centrifugo http_api.key (default $CENTRIFUGO_HTTP_API_KEY)")
+	fs.StringVar(&c.CentrifugoSecret, "centrifugo-secret", "", "Centrifugo client.token.hmac_secret_key, signs connection JWTs (default $CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY)")
 	fs.StringVar(&c.CentrifugoChannelPref, "centrifugo-channel-prefix", "bench", "Centrifugo channel name prefix")
-	if err := fs.Parse(e.args); err != nil {
-		return c, fmt.Errorf("%w: %v", errUsage, err)
+	if _, err := spec.parse(e, fs, e.args); err != nil {
+		return c, err
 	}
+	c.AdminPass = envDefault(e, c.AdminPass, "UNHIDRA_ADMIN_PASSWORD")
+	c.CentrifugoAPIKey = envDefault(e, c.CentrifugoAPIKey, "CENTRIFUGO_HTTP_API_KEY")
+	c.CentrifugoSecret = envDefault(e, c.CentrifugoSecret, "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY")
 	var errs []error
 	if c.Conns < 1 || c.Channels < 1 || c.Publishers < 0 || c.Publishers > c.Conns || c.Size < 64 || c.Size > 60<<10 {
 		errs = append(errs, errors.New("need --conns ≥ 1, --channels ≥ 1, 0 ≤ --publishers ≤ --conns, 64 ≤ --size ≤ 61440"))
@@ -90,7 +123,7 @@ func parseBenchWS(e env) (benchWSConfig, error) {
 	if c.SrcIPs > 250 {
 		errs = append(errs, errors.New("--src-ips at most 250"))
 	}
-	return c, errors.Join(errs...)
+	return c, spec.invalid(errs)
 }
 
 // wsProto is what differs between Unhidra and Centrifugo.
@@ -106,6 +139,11 @@ func runBenchWS(ctx context.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	return benchWS(ctx, e, cfg)
+}
+
+func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
+	var err error
 	out := e.stdout
 	if cfg.Spawn {
 		srv, err := spawnServer(ctx, e.stderr)
@@ -148,8 +186,15 @@ func runBenchWS(ctx context.Context, e env) error {
 
 	// Connect.
 	conns := make([]*websocket.Conn, cfg.Conns)
+	// selfClosed[i] is set before the bench closes connection i itself (a
+	// stalled write, the end of the run), so that its reader does not count
+	// the close as the server's.
+	selfClosed := make([]atomic.Bool, cfg.Conns)
 	lat := newLatencies(1_000_000)
-	var delivered, connErrs, readErrs, errFrames atomic.Int64
+	// readErrs counts connections the server closed or dropped; benchClosed
+	// those the bench closed before the end (a write stalled for
+	// benchWriteTimeout).
+	var delivered, connErrs, readErrs, errFrames, benchClosed atomic.Int64
 	var closeMu sync.Mutex
 	closeCodes := map[string]int{}
 	var firstErr atomic.Value
@@ -205,7 +250,10 @@ func runBenchWS(ctx context.Context, e env) error {
 				for {
 					_, b, err := c.Read(readCtx)
 					if err != nil {
-						if readCtx.Err() == nil {
+						// Closes after the readers were stopped, after
+						// Ctrl-C, or by the bench itself are not the
+						// server's.
+						if readCtx.Err() == nil && ctx.Err() == nil && !selfClosed[i].Load() {
 							readErrs.Add(1)
 							why := "no close frame"
 							if cs := websocket.CloseStatus(err); cs != -1 {
@@ -269,7 +317,9 @@ func runBenchWS(ctx context.Context, e env) error {
 			}
 		}
 		fmt.Fprintf(out, "dropped while idle: %d\n", readErrs.Load())
-		closeAll(conns)
+		stopReaders()
+		closeAll(conns, selfClosed)
+		readers.Wait()
 		return nil
 	}
 
@@ -318,10 +368,26 @@ func runBenchWS(ctx context.Context, e env) error {
 				}
 				next = next.Add(interval)
 				ch := (p + int(seq)*cfg.Publishers) % cfg.Channels
+				if cfg.beforePublish != nil {
+					cfg.beforePublish(pubCtx, p, seq)
+				}
 				t0 := time.Now()
-				err := proto.publish(pubCtx, c, channels[ch], benchPayload(t0, seq, cfg.Size), seq)
+				wctx, cancel := context.WithTimeout(ctx, benchWriteTimeout)
+				err := proto.publish(wctx, c, channels[ch], benchPayload(t0, seq, cfg.Size), seq)
+				stalled := wctx.Err() != nil
+				cancel()
 				if err != nil {
-					if pubCtx.Err() != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					if stalled && c != nil {
+						// The library closed the connection with the
+						// write: the bench's close, not the server's.
+						if !selfClosed[p].Swap(true) {
+							benchClosed.Add(1)
+						}
+						pubErrs.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Errorf("publish write stalled for %s: %w", benchWriteTimeout, err))
 						return
 					}
 					pubErrs.Add(1)
@@ -359,6 +425,9 @@ func runBenchWS(ctx context.Context, e env) error {
 		published.Load(), pubDur.Round(time.Millisecond), float64(published.Load())/pubDur.Seconds(), cfg.Rate, pubErrs.Load(), pubLat.summary())
 	fmt.Fprintf(out, "delivered: %d of %d expected (%.0f deliveries/s), connections dropped %d, error frames %d\n",
 		delivered.Load(), expected.Load(), float64(delivered.Load())/pubDur.Seconds(), readErrs.Load(), errFrames.Load())
+	if n := benchClosed.Load(); n > 0 {
+		fmt.Fprintf(out, "connections the bench closed itself (a publish write stalled for %s): %d\n", benchWriteTimeout, n)
+	}
 	fmt.Fprintf(out, "end-to-end latency: %s\n", lat.summary())
 	closeMu.Lock()
 	if len(closeCodes) > 0 {
@@ -374,18 +443,21 @@ func runBenchWS(ctx context.Context, e env) error {
 		fmt.Fprintf(out, "first error: %v\n", err)
 	}
 	stopReaders()
-	closeAll(conns)
+	closeAll(conns, selfClosed)
 	readers.Wait()
 	return nil
 }
 
-func closeAll(conns []*websocket.Conn) {
+// closeAll closes the connections with a normal closure, marking each as
+// closed by the bench first.
+func closeAll(conns []*websocket.Conn, selfClosed []atomic.Bool) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
-	for _, c := range conns {
+	for i, c := range conns {
 		if c == nil {
 			continue
 		}
+		selfClosed[i].Store(true)
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(c *websocket.Conn) {
@@ -417,7 +489,7 @@ func setupUnhidraWS(ctx context.Context, cfg benchWSConfig, channels []string, e
 	admin := cfg.Token
 	if admin == "" {
 		if cfg.AdminPass == "" {
-			return nil, errors.New("bench ws needs --token, --admin-password (or $UNHIDRA_ADMIN_PASSWORD), or --spawn")
+			return nil, benchWSCmd.errorf("needs --token, --admin-password (or $UNHIDRA_ADMIN_PASSWORD), or --spawn")
 		}
 		t, err := api.login(ctx, cfg.AdminUser, cfg.AdminPass)
 		if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 
@@ -10,30 +9,70 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 )
 
+var deviceCmd = &cmdSpec{
+	name:    "device",
+	args:    "COMMAND [flags] [NAME|ID]",
+	summary: "Administers the devices in the server's database: registration and its API key, listing, revocation.",
+	commands: [][2]string{
+		{"register NAME --owner USER", "register a device and print its API key (shown only this once)"},
+		{"list", "list every device with its owner and state"},
+		{"revoke ID", "revoke a device: its key stops working and its live sessions close"},
+	},
+	more: adminEnv,
+	examples: []string{
+		"unhidra device register greenhouse --owner bob --id gh-1",
+		"unhidra device list",
+		"unhidra device register -h",
+	},
+}
+
+var deviceCmds = map[string]*cmdSpec{
+	"register": {
+		name:    "device register",
+		args:    "NAME --owner USER [--id ID]",
+		pos:     []string{"NAME"},
+		summary: "Registers a device owned by USER and prints its id and API key; the key is shown only this once.",
+		more:    adminEnv,
+		examples: []string{
+			"unhidra device register greenhouse --owner bob --id gh-1",
+			"unhidra device register 'hall sensor' --owner bob",
+		},
+	},
+	"list": {
+		name:     "device list",
+		summary:  "Lists every device: id, name, owner, online, revoked, created.",
+		more:     adminEnv,
+		examples: []string{"unhidra device list"},
+	},
+	"revoke": {
+		name:     "device revoke",
+		args:     "ID",
+		pos:      []string{"ID"},
+		summary:  "Revokes a device: its key stops working at once and its live WebSocket and MQTT sessions close.",
+		more:     adminEnv,
+		examples: []string{"unhidra device revoke gh-1"},
+	},
+}
+
 // runDevice is `unhidra device register|list|revoke`.
 func runDevice(ctx context.Context, e env) error {
-	if len(e.args) == 0 {
-		return fmt.Errorf("%w: device needs a subcommand: register, list, revoke", errUsage)
-	}
-	sub, args := e.args[0], e.args[1:]
-	fs := flag.NewFlagSet("device "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	owner := fs.String("owner", "", "the user who owns the device (register)")
-	id := fs.String("id", "", "device id (register; default: generated)")
-	pos, err := parseInterspersed(fs, args)
+	sub, args, err := deviceCmd.group(e)
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"register": 1, "list": 0, "revoke": 1}
-	n, ok := want[sub]
-	if !ok {
-		return fmt.Errorf("%w: unknown device subcommand %q", errUsage, sub)
+	spec := deviceCmds[sub]
+	fs := spec.flags()
+	var owner, id *string
+	if sub == "register" {
+		owner = fs.String("owner", "", "the user who owns the device (required)")
+		id = fs.String("id", "", fmt.Sprintf("device id: 1 to %d of A-Z a-z 0-9 . _ -, compared without letter case (default: generated)", device.MaxIDLen))
 	}
-	if len(pos) != n {
-		return fmt.Errorf("%w: device %s takes %d argument(s)", errUsage, sub, n)
+	pos, err := spec.parse(e, fs, args)
+	if err != nil {
+		return err
 	}
 	if sub == "register" && *owner == "" {
-		return fmt.Errorf("%w: device register needs --owner USER", errUsage)
+		return spec.errorf("needs --owner USER")
 	}
 	a, err := openAdmin(ctx, e)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,15 +17,18 @@ import (
 	"github.com/unhidra/unhidra/internal/sqlite"
 )
 
+var migrateCmd = &cmdSpec{
+	name: "migrate",
+	summary: `Applies the embedded schema migrations to the database and exits. "unhidra serve"
+migrates at start-up too; this is for deployments that migrate before they roll out.`,
+	more:     adminEnv,
+	examples: []string{"unhidra migrate", "UNHIDRA_DATA_DIR=/var/lib/unhidra unhidra migrate"},
+}
+
 // runMigrate applies the schema to DATABASE_URL and exits.
 func runMigrate(ctx context.Context, e env) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if err := fs.Parse(e.args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: migrate takes no arguments", errUsage)
+	if _, err := migrateCmd.parse(e, nil, e.args); err != nil {
+		return err
 	}
 	cfg, err := config.Load(nil, e.getenv)
 	if err != nil {
@@ -94,26 +96,6 @@ func openAdmin(ctx context.Context, e env) (*admin, error) {
 }
 
 func (a *admin) Close() error { return a.db.Close() }
-
-// parseInterspersed parses flags that may come before or after positional
-// arguments ("user create bob --admin") and returns the positionals.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
 
 // readPasswordLine reads one line of stdin as a password, byte-exact but for
 // the line ending.

@@ -2,34 +2,101 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/unhidra/unhidra/internal/auth"
 )
 
+// adminEnv is what the administration commands say about where they work.
+const adminEnv = `Environment: the commands open the server's database like "unhidra serve" does:
+  UNHIDRA_DATA_DIR   data directory (default ./data), holding unhidra.db
+  DATABASE_URL       sqlite://path or a bare path (default: unhidra.db in the data dir)
+  JWT_SECRET         the server's secret (default: the one generated in the data dir)
+They are safe to run beside a live server; its sessions end within seconds
+of a disable or password change.`
+
+var userCmd = &cmdSpec{
+	name:    "user",
+	args:    "COMMAND [flags] [NAME]",
+	summary: "Administers the accounts in the server's database.",
+	commands: [][2]string{
+		{"create NAME", "create a user (--admin, --password-stdin; else a password is generated and printed)"},
+		{"list", "list the users with their roles and state"},
+		{"verify NAME", "verify a user registered while REGISTRATION=approval"},
+		{"disable NAME", "disable a user and end its sessions"},
+		{"set-password NAME", "set a password read from standard input and end the user's sessions"},
+	},
+	more:     adminEnv,
+	examples: []string{"unhidra user create carol", "unhidra user list", "unhidra user create -h"},
+}
+
+var userCmds = map[string]*cmdSpec{
+	"create": {
+		name:    "user create",
+		args:    "NAME [--admin] [--password-stdin]",
+		pos:     []string{"NAME"},
+		summary: "Creates a user. Without --password-stdin a strong password is generated and printed once.",
+		more:    adminEnv,
+		examples: []string{
+			"unhidra user create carol",
+			"unhidra user create bob --admin --password-stdin <<< 'a long password'",
+		},
+	},
+	"list": {
+		name:     "user list",
+		summary:  "Lists every user: username, roles, verified, disabled, created.",
+		more:     adminEnv,
+		examples: []string{"unhidra user list"},
+	},
+	"verify": {
+		name:     "user verify",
+		args:     "NAME",
+		pos:      []string{"NAME"},
+		summary:  "Verifies a user, so that it may log in when REGISTRATION=approval.",
+		more:     adminEnv,
+		examples: []string{"unhidra user verify carol"},
+	},
+	"disable": {
+		name:     "user disable",
+		args:     "NAME",
+		pos:      []string{"NAME"},
+		summary:  "Disables a user: its logins are refused and its sessions and live connections end.",
+		more:     adminEnv,
+		examples: []string{"unhidra user disable carol"},
+	},
+	"set-password": {
+		name:     "user set-password",
+		args:     "NAME --password-stdin",
+		pos:      []string{"NAME"},
+		summary:  "Sets a user's password from the first line of standard input and ends its sessions.",
+		more:     adminEnv,
+		examples: []string{"unhidra user set-password carol --password-stdin <<< 'another long password'"},
+	},
+}
+
 // runUser is `unhidra user create|list|verify|disable|set-password`.
 func runUser(ctx context.Context, e env) error {
-	if len(e.args) == 0 {
-		return fmt.Errorf("%w: user needs a subcommand: create, list, verify, disable, set-password", errUsage)
-	}
-	sub, args := e.args[0], e.args[1:]
-	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	isAdmin := fs.Bool("admin", false, "give the user the admin role (create)")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	pos, err := parseInterspersed(fs, args)
+	sub, args, err := userCmd.group(e)
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"create": 1, "list": 0, "verify": 1, "disable": 1, "set-password": 1}
-	n, ok := want[sub]
-	if !ok {
-		return fmt.Errorf("%w: unknown user subcommand %q", errUsage, sub)
+	spec := userCmds[sub]
+	fs := spec.flags()
+	var isAdmin, fromStdin *bool
+	switch sub {
+	case "create":
+		isAdmin = fs.Bool("admin", false, "give the user the admin role")
+		fromStdin = fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	case "set-password":
+		fromStdin = fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
 	}
-	if len(pos) != n {
-		return fmt.Errorf("%w: user %s takes %d argument(s)", errUsage, sub, n)
+	pos, err := spec.parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if sub == "set-password" && !*fromStdin {
+		return spec.errorf("needs --password-stdin (the password is never an argument)")
 	}
 	a, err := openAdmin(ctx, e)
 	if err != nil {
@@ -82,9 +149,6 @@ func runUser(ctx context.Context, e env) error {
 		}
 		fmt.Fprintf(e.stdout, "disabled user %s and ended its sessions\n", u.Username)
 	case "set-password":
-		if !*fromStdin {
-			return fmt.Errorf("%w: set-password needs --password-stdin", errUsage)
-		}
 		pw, err := readPasswordLine(e.stdin)
 		if err != nil {
 			return err

@@ -35,7 +35,16 @@ func buildVersion() (v, c string) {
 	return v, c
 }
 
+var versionCmd = &cmdSpec{
+	name:     "version",
+	summary:  "Prints the version, the commit it was built from, the Go version and the platform.",
+	examples: []string{"unhidra version", "unhidra --version"},
+}
+
 func runVersion(e env) error {
+	if _, err := versionCmd.parse(e, nil, e.args); err != nil {
+		return err
+	}
 	v, c := buildVersion()
 	fmt.Fprintf(e.stdout, "unhidra %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
