@@ -38,3 +38,32 @@ func TestMistypedLoginsLeaveNoSecretInTheLog(t *testing.T) {
 		}
 	}
 }
+
+// TestMQTTRefusalsLeaveNoSecretInTheLog puts MQTT refusals in the
+// suite-wide log check: a device key in the username field (and the id as
+// the password), a refresh token and an access token there, and a Will
+// whose payload holds a key.
+func TestMQTTRefusalsLeaveNoSecretInTheLog(t *testing.T) {
+	s := startStack(t, map[string]string{"LOG_LEVEL": "debug"})
+	at, _ := s.user(t, "mqttuser")
+	secret("access token", at)
+	key := s.device(t, at, "swap-1")
+	rt := secret("bogus refresh token", "unhidra_rt_"+randomHex(16))
+	for _, user := range []string{key, rt, at} {
+		if c, code, _ := dialMQTT(t, s.mqtt, "swap", user, "swap-1"); c != nil || code == 0 {
+			t.Fatalf("swapped credentials accepted (0x%02x)", code)
+		}
+	}
+	if c, code, _ := dialMQTT(t, s.mqtt, "pw", "swap-1", "not the key"); c != nil || code == 0 {
+		t.Fatalf("a wrong key accepted (0x%02x)", code)
+	}
+	logs := s.logs.String()
+	if n := strings.Count(logs, "mqtt connection refused: bad credentials"); n < 4 {
+		t.Fatalf("%d MQTT refusals logged, want 4:\n%s", n, logs)
+	}
+	for _, v := range []string{key, rt, at, "not the key"} {
+		if strings.Contains(logs, v) {
+			t.Errorf("the server log holds %q", v)
+		}
+	}
+}
