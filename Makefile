@@ -4,7 +4,9 @@ PKGS    := ./...
 # Tests that need a system tool (Chromium, mosquitto clients, …) fail instead
 # of skipping when this is set.
 export UNHIDRA_CHECK := 1
-export CGO_ENABLED ?= 0
+# `make build` builds as `go run` does (the same CGO_ENABLED, so they share
+# one build cache); `make cross` builds static, cgo-free binaries.
+CROSS   := CGO_ENABLED=0
 
 .PHONY: all build check deps fmt-check vet test soak fuzz cross bench clean
 
@@ -45,10 +47,10 @@ fuzz:
 
 cross:
 	@mkdir -p bin
-	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o bin/unhidra-linux-arm ./cmd/unhidra
-	GOOS=linux GOARCH=arm64 $(GO) build -o bin/unhidra-linux-arm64 ./cmd/unhidra
-	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -o bin/unhidra-agent-linux-mipsle ./cmd/unhidra-agent
-	GOOS=linux GOARCH=riscv64 $(GO) build -o bin/unhidra-linux-riscv64 ./cmd/unhidra
+	$(CROSS) GOOS=linux GOARCH=arm GOARM=7 $(GO) build -o bin/unhidra-linux-arm ./cmd/unhidra
+	$(CROSS) GOOS=linux GOARCH=arm64 $(GO) build -o bin/unhidra-linux-arm64 ./cmd/unhidra
+	$(CROSS) GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GO) build -o bin/unhidra-agent-linux-mipsle ./cmd/unhidra-agent
+	$(CROSS) GOOS=linux GOARCH=riscv64 $(GO) build -o bin/unhidra-linux-riscv64 ./cmd/unhidra
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -19,6 +19,20 @@ import (
 // wscat client: `wscat -c "ws://localhost:9000/ws?token=<JWT>"` connects and
 // receives the welcome frame.
 func TestSeedWscatCheckGetsWelcome(t *testing.T) {
+	wscatWelcome(t, func(s *stack, tok string) []string { return []string{"-c", s.wsURL + "?token=" + tok} })
+}
+
+// TestQuickStartWscatGetsWelcome runs the README's quick-start line, the
+// token in Sec-WebSocket-Protocol: `wscat -c ws://…/ws -s unhidra.v1 -s
+// bearer.$AT`.
+func TestQuickStartWscatGetsWelcome(t *testing.T) {
+	wscatWelcome(t, func(s *stack, tok string) []string {
+		return []string{"-c", s.wsURL, "-s", "unhidra.v1", "-s", "bearer." + tok}
+	})
+}
+
+// wscatWelcome runs wscat with args and checks it prints the welcome frame.
+func wscatWelcome(t *testing.T, args func(s *stack, tok string) []string) {
 	bin, err := exec.LookPath("wscat")
 	if err != nil {
 		if os.Getenv("UNHIDRA_CHECK") != "" {
@@ -31,7 +45,7 @@ func TestSeedWscatCheckGetsWelcome(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", s.wsURL+"?token="+tok)
+	cmd := exec.CommandContext(ctx, bin, args(s, tok)...)
 	// wscat exits at the end of its input: keep stdin open until the frame
 	// is in, as a person at the terminal would.
 	stdin, err := cmd.StdinPipe()
