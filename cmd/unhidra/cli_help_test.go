@@ -137,6 +137,8 @@ func TestUsageErrorsAreOneLineAndAHint(t *testing.T) {
 		{[]string{"devsim", "--devices", "0", "--transport", "carrier-pigeon"}, "devsim"},
 		{[]string{"devsim", "--keys-file", "fleet.keys", "--cleanup"}, "devsim"},
 		{[]string{"version", "--bogus"}, "version"},
+		{[]string{"serve", "--bogus"}, "serve"},
+		{[]string{"serve", "--gateway-port"}, "serve"},
 	} {
 		t.Run(strings.Join(tc.args, " ")+" is a one-line mistake of "+tc.cmd, func(t *testing.T) {
 			out, _, err, dataDir := cliRun(t, tc.args...)

@@ -62,6 +62,10 @@ func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 	if errors.Is(err, flag.ErrHelp) {
 		return nil, nil
 	}
+	var fe *config.FlagError
+	if errors.As(err, &fe) {
+		return nil, &usageError{cmd: "serve", problem: oneLine(fe.Error())}
+	}
 	if cfg == nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}

@@ -127,6 +127,13 @@ func (c *Config) SQLitePath() string {
 	}
 }
 
+// FlagError is a command-line mistake of `serve` (an unknown flag, a flag
+// without its value): the caller prints it with a hint and exits 2.
+type FlagError struct{ Err error }
+
+func (e *FlagError) Error() string { return e.Err.Error() }
+func (e *FlagError) Unwrap() error { return e.Err }
+
 // Load builds a Config from defaults, the environment (getenv) and args (the
 // flags of `serve`). It does not validate: call Validate. Values that do not
 // parse (GATEWAY_PORT=abc, --access-token-ttl 5x) are all reported in one
@@ -272,7 +279,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 			fs.PrintDefaults()
 			return nil, err
 		}
-		return nil, fmt.Errorf("%v (run \"unhidra serve -h\" for the flags)", err)
+		return nil, &FlagError{Err: err}
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
