@@ -25,6 +25,12 @@ const (
 	EINTERNAL     = "internal"
 )
 
+// Codes lists every error code (for metrics that pre-create a series per
+// code).
+func Codes() []string {
+	return []string{EINVALID, EUNAUTHORIZED, EFORBIDDEN, ENOTFOUND, ECONFLICT, ETOOLARGE, ERATELIMITED, EUNAVAILABLE, EINTERNAL}
+}
+
 // Error is an application error with a stable code and a client-safe message.
 type Error struct {
 	Code    string

@@ -53,6 +53,8 @@ func TestMetricsOnOnePortWithBuildInfoAndEverySeriesAtZero(t *testing.T) {
 		`unhidra_mqtt_connections_refused_total{limit="connections_per_user"}`,
 		`unhidra_mqtt_publish_rejected_total{code="forbidden"}`,
 		`unhidra_mqtt_publish_rejected_total{code="invalid"}`,
+		`unhidra_chat_commit_failures_total{code="internal"}`,
+		`unhidra_chat_commit_failures_total{code="unavailable"}`,
 		`unhidra_mqtt_auth_failures_total`,
 		`unhidra_mqtt_connections`,
 	} {

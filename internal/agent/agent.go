@@ -94,7 +94,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.Interval, "interval", c.Interval, "TELEMETRY_INTERVAL: time between telemetry points")
 	fs.StringVar(&c.TelemetryCmd, "telemetry-cmd", c.TelemetryCmd, "TELEMETRY_CMD: command whose JSON object output is sent as telemetry (default: built-in system metrics)")
 	var allow stringList
-	fs.Var(&allow, "allow-cmd", "a command name the `exec` command may run (repeatable)")
+	fs.Var(&allow, "allow-cmd", "`NAME` of a command the exec command may run (repeatable)")
 	fs.DurationVar(&c.ExecTimeout, "exec-timeout", c.ExecTimeout, "time limit of exec and TELEMETRY_CMD runs")
 	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", c.Heartbeat, "time between heartbeats")
 	fs.IntVar(&c.BufferSize, "buffer", c.BufferSize, "telemetry points kept while offline (oldest dropped first)")

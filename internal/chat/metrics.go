@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/unhidra/unhidra"
 )
 
 // metrics are the chat service's Prometheus collectors; nil-safe.
@@ -37,6 +39,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "unhidra_chat_commit_seconds", Help: "Duration of one group-commit transaction, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		})),
+	}
+	for _, c := range unhidra.Codes() {
+		m.failures.WithLabelValues(c) // every series at 0 from the start
 	}
 	return m
 }

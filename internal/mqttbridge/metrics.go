@@ -13,7 +13,7 @@ import (
 // codes a publish is refused with.
 var (
 	connectLimits  = []string{"connect_rate", "connections_per_user"}
-	rejectionCodes = []string{unhidra.EINVALID, unhidra.EUNAUTHORIZED, unhidra.EFORBIDDEN, unhidra.ENOTFOUND, unhidra.ECONFLICT, unhidra.ETOOLARGE, unhidra.ERATELIMITED, unhidra.EUNAVAILABLE, unhidra.EINTERNAL}
+	rejectionCodes = unhidra.Codes()
 )
 
 type metrics struct {
