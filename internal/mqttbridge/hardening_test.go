@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/unhidra/unhidra/internal/mqttbridge"
 	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
@@ -103,5 +105,33 @@ func TestMQTTPayloadsShareTheJSONRules(t *testing.T) {
 	}
 	if n := h.count(`SELECT COUNT(*) FROM telemetry`); n != 0 {
 		t.Errorf("%d telemetry points stored, want 0", n)
+	}
+}
+
+// TestConnectsAndDisconnectsAreLoggedAtInfo: an operator sees every MQTT
+// client, user or device, come and go at info level, with no credential.
+func TestConnectsAndDisconnectsAreLoggedAtInfo(t *testing.T) {
+	var logs lockedBuffer
+	h := newHarness(t, harnessOpts{log: &logs})
+	a := mustV5(t, h.srv.Addr(), "a", "alice", "tok-alice")
+	d := mustV5(t, h.srv.Addr(), "d", "d1", h.keys["d1"])
+	_ = a.c.Disconnect(&paho.Disconnect{})
+	_ = d.conn.Close()
+	waitFor(t, 5*time.Second, "two disconnects logged", func() bool { return strings.Count(logs.String(), "mqtt client disconnected") == 2 })
+	out := logs.String()
+	for _, want := range []string{
+		`level=INFO msg="mqtt client connected" component=mqtt kind=user id=alice`,
+		`level=INFO msg="mqtt client connected" component=mqtt kind=device id=d1`,
+		`level=INFO msg="mqtt client disconnected" component=mqtt kind=user id=alice`,
+		`level=INFO msg="mqtt client disconnected" component=mqtt kind=device id=d1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{"tok-alice", h.keys["d1"]} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log holds %q", secret)
+		}
 	}
 }

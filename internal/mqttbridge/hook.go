@@ -196,7 +196,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		s.acquireDeviceCommands(id)
 		s.enqueue(func() { s.deliverPending(id) })
 	}
-	s.log.Debug("mqtt session established", "principal", ss.who.Principal.String(), "remote", remote, "v", pk.ProtocolVersion)
+	s.log.Info("mqtt client connected", "kind", ss.who.Principal.Kind, "id", redact.Name(ss.who.Principal.ID), "session", conn.SessionID, "remote", remote, "v", pk.ProtocolVersion)
 }
 
 // OnDisconnect ends the session.
@@ -221,6 +221,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !est {
 		return
 	}
+	reason := "client disconnect"
+	if err != nil {
+		reason = redact.Scrub(err.Error())
+	}
+	s.log.Info("mqtt client disconnected", "kind", ss.who.Principal.Kind, "id", redact.Name(ss.who.Principal.ID), "session", conn.SessionID,
+		"reason", reason, "connected_s", int(s.now().Sub(conn.ConnectedAt)/time.Second))
 	// Before the device goes offline, as a publish just before the drop
 	// would be.
 	s.willDue(cl, ss, err != nil)
