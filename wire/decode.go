@@ -15,8 +15,8 @@ const (
 	MaxFrameIDBytes = 64
 	// MaxTokenBytes bounds the token of a refresh frame.
 	MaxTokenBytes = 8 << 10
-	// MaxDeviceIDLen and MaxCommandIDLen bound device frame identifiers.
-	MaxDeviceIDLen  = 128
+	// MaxCommandIDLen bounds a command id in a device frame (device ids:
+	// MaxDeviceIDLen).
 	MaxCommandIDLen = 128
 )
 

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/wire"
 )
 
 // Token constants (SPEC §4).
@@ -127,7 +128,7 @@ func newRefreshToken() (token string, hash []byte, err error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", nil, err
 	}
-	token = "unhidra_rt_" + base64.RawURLEncoding.EncodeToString(b)
+	token = wire.RefreshTokenPrefix + base64.RawURLEncoding.EncodeToString(b)
 	return token, refreshHash(token), nil
 }
 

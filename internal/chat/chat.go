@@ -70,7 +70,7 @@ const (
 )
 
 // DeviceChannelPrefix starts the id of every device channel.
-const DeviceChannelPrefix = "device:"
+const DeviceChannelPrefix = wire.DeviceChannelPrefix
 
 // Limits on channel metadata and listings.
 const (
@@ -164,14 +164,12 @@ func directKeyOf(a, b string) string {
 }
 
 // DeviceChannelID returns the id of the channel of device deviceID.
-func DeviceChannelID(deviceID string) string { return DeviceChannelPrefix + deviceID }
+func DeviceChannelID(deviceID string) string { return wire.DeviceChannel(deviceID) }
 
 // deviceOf returns the device id of a device channel id, or "".
 func deviceOf(channelID string) string {
-	if d, ok := strings.CutPrefix(channelID, DeviceChannelPrefix); ok {
-		return d
-	}
-	return ""
+	d, _ := wire.DeviceOfChannel(channelID)
+	return d
 }
 
 // ValidKind reports whether k is a channel kind.
@@ -260,18 +258,14 @@ func ValidateUserID(u string) (string, error) {
 	return u, nil
 }
 
-// ValidateChannelID checks the shape of a channel id from a request.
+// ValidateChannelID checks the shape of a channel id from a request: the
+// rule of every transport (wire.ValidChannelID).
 func ValidateChannelID(id string) error {
 	if id == "" {
 		return unhidra.Errorf(unhidra.EINVALID, "channel is required")
 	}
-	if len(id) > wire.MaxChannelIDLen || !utf8.ValidString(id) {
+	if !wire.ValidChannelID(id) {
 		return unhidra.Errorf(unhidra.EINVALID, "channel is not a valid channel id")
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return unhidra.Errorf(unhidra.EINVALID, "channel is not a valid channel id")
-		}
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ type DeviceDataWait func(ctx context.Context) (wire.Ack, error)
 // commit skips the message if ctx has ended by then, so a caller that does
 // not wait passes a context that outlives the request.
 func (s *Service) QueueDeviceData(ctx context.Context, deviceID string, data json.RawMessage, row any) (DeviceDataWait, error) {
-	channel := "device:" + deviceID
+	channel := DeviceChannelID(deviceID)
 	if err := ValidateChannelID(channel); err != nil {
 		return nil, err
 	}

@@ -285,7 +285,7 @@ func (f *Fleet) isRevoked(id string) bool {
 // device: the registry tells them apart). It must not block.
 func (f *Fleet) onRevocation(payload []byte) {
 	var r broker.Revocation
-	if json.Unmarshal(payload, &r) != nil || r.Kind != broker.RevokeDevice || ValidateDeviceID(r.ID) != nil {
+	if json.Unmarshal(payload, &r) != nil || r.Kind != broker.RevokeDevice || CheckID(r.ID) != nil {
 		return
 	}
 	l, ok := f.owners.(DeviceLookup)
@@ -355,7 +355,7 @@ func (f *Fleet) deviceActs(who unhidra.Identity, deviceID string) error {
 // authorizeUser lets the device's owner and admins through and returns the
 // device (with its canonical id; Revoked is known only with a DeviceLookup).
 func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceID string) (Device, error) {
-	if err := ValidateDeviceID(deviceID); err != nil {
+	if err := CheckID(deviceID); err != nil {
 		return Device{}, err
 	}
 	if who.IsDevice() {
@@ -394,24 +394,8 @@ func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceI
 	return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 }
 
-// ValidateDeviceID checks the shape of a device id: 1..wire.MaxDeviceIDLen
-// bytes of [A-Za-z0-9._-] (so it is safe as an MQTT topic level and in a
-// channel id).
-func ValidateDeviceID(id string) error {
-	if id == "" || len(id) > wire.MaxDeviceIDLen {
-		return unhidra.Errorf(unhidra.EINVALID, "device id must be 1 to %d characters", wire.MaxDeviceIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return unhidra.Errorf(unhidra.EINVALID, "device id may contain only A-Z, a-z, 0-9, '.', '_' and '-'")
-		}
-	}
-	return nil
-}
-
 // DeviceChannel returns the id of device deviceID's channel.
-func DeviceChannel(deviceID string) string { return "device:" + deviceID }
+func DeviceChannel(deviceID string) string { return wire.DeviceChannel(deviceID) }
 
 // post puts an event into the device channel as the device itself and
 // returns the channel's ack. Without Channels it returns a synthetic ack.

@@ -37,7 +37,7 @@ import (
 )
 
 // KeyPrefix starts every device API key.
-const KeyPrefix = "unhidra_dk_"
+const KeyPrefix = wire.DeviceKeyPrefix
 
 const (
 	keyRandomBytes = 32
@@ -45,7 +45,7 @@ const (
 	MaxKeyLen = 128
 	// MaxNameLen bounds a device name (runes); MaxIDLen a device id.
 	MaxNameLen = 64
-	MaxIDLen   = 64
+	MaxIDLen   = wire.MaxDeviceIDLen
 )
 
 // Device is a registered device.
@@ -229,8 +229,8 @@ type RegisterInput struct {
 	Owner string
 }
 
-// CheckID validates a device id: 1–64 of [A-Za-z0-9._-], not starting with
-// '.', so it fits MQTT topics, channel names and URLs unescaped.
+// CheckID validates a device id (wire.ValidDeviceID: 1–64 of [A-Za-z0-9._-],
+// not starting with '.' or '-'), so it fits MQTT topics, channel names and URLs unescaped.
 //
 // Device ids are case-insensitive, like usernames: "GH-1" and "gh-1" name
 // one device. Register stores a new id in lower case (CanonicalID), and the
@@ -238,14 +238,8 @@ type RegisterInput struct {
 // stored, the canonical one every other call then uses. (Ids registered
 // before ids were case-insensitive keep the case they were stored in.)
 func CheckID(id string) error {
-	if len(id) == 0 || len(id) > MaxIDLen || id[0] == '.' || id[0] == '-' {
-		return unhidra.Errorf(unhidra.EINVALID, "device_id must be 1 to %d of A-Z, a-z, 0-9, '.', '_' and '-'", MaxIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return unhidra.Errorf(unhidra.EINVALID, "device_id must be 1 to %d of A-Z, a-z, 0-9, '.', '_' and '-'", MaxIDLen)
-		}
+	if !wire.ValidDeviceID(id) {
+		return unhidra.Errorf(unhidra.EINVALID, "device_id must be 1 to %d of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '-'", MaxIDLen)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/unhidra/unhidra/wire"
 )
 
 // Subprotocol names (SPEC §5.1).
@@ -14,7 +16,7 @@ const (
 	protoV1     = "unhidra.v1"
 	protoBearer = "bearer"
 	// deviceKeyPrefix marks a device API key.
-	deviceKeyPrefix = "unhidra_dk_"
+	deviceKeyPrefix = wire.DeviceKeyPrefix
 )
 
 // Bounds on the Sec-WebSocket-Protocol header.

@@ -25,7 +25,7 @@ import (
 const APIPrefix = "/api/v1"
 
 // deviceKeyPrefix starts every device API key (SPEC §4).
-const deviceKeyPrefix = "unhidra_dk_"
+const deviceKeyPrefix = wire.DeviceKeyPrefix
 
 // UserAuthenticator verifies user access tokens (*auth.Service).
 type UserAuthenticator interface {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/redact"
+	"github.com/unhidra/unhidra/wire"
 )
 
 // HTTPMetrics counts requests by server, route pattern and status, and times
@@ -178,7 +179,7 @@ func hasURLCredential(rawQuery string) bool {
 		return false
 	}
 	suspicious := func(s string) bool {
-		return strings.Contains(s, "unhidra_dk_") || strings.Contains(s, "unhidra_rt_")
+		return strings.Contains(s, wire.DeviceKeyPrefix) || strings.Contains(s, wire.RefreshTokenPrefix)
 	}
 	if suspicious(rawQuery) {
 		return true

@@ -267,7 +267,7 @@ func (s *Server) owns(ss *session, deviceID string) bool {
 	if ok && now.Sub(c.at) < PermissionTTL {
 		return c.ok
 	}
-	if s.deps.Owners == nil || device.ValidateDeviceID(deviceID) != nil {
+	if s.deps.Owners == nil || device.CheckID(deviceID) != nil {
 		return false
 	}
 	ctx, cancel := s.opCtx()

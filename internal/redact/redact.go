@@ -15,12 +15,14 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/unhidra/unhidra/wire"
 )
 
 // Prefixes of Unhidra's own secrets.
 const (
-	DeviceKeyPrefix    = "unhidra_dk_"
-	RefreshTokenPrefix = "unhidra_rt_"
+	DeviceKeyPrefix    = wire.DeviceKeyPrefix
+	RefreshTokenPrefix = wire.RefreshTokenPrefix
 )
 
 // MaxName is the longest identity string logged as is; longer ones are cut.
