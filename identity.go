@@ -33,3 +33,12 @@ func (id Identity) IsAdmin() bool {
 
 // IsDevice reports whether the identity is a device.
 func (id Identity) IsDevice() bool { return id.Principal.Kind == wire.KindDevice }
+
+// Operator is the identity of the command line (`unhidra user …`,
+// `unhidra device …`): an administrator that is not an account.
+var Operator = Identity{Principal: wire.Principal{Kind: "operator", ID: "cli"}, Roles: []string{RoleAdmin}}
+
+// IsOperator reports whether who is the command-line operator.
+func IsOperator(who Identity) bool {
+	return who.Principal == Operator.Principal && who.SessionID == "" && len(who.Roles) == 1 && who.Roles[0] == RoleAdmin
+}

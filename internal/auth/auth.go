@@ -13,10 +13,10 @@ package auth
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
-	"github.com/unhidra/unhidra/wire"
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 )
 
 // User is an account. PasswordHash never leaves the service.
@@ -98,60 +98,28 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, payload []byte) error
 }
 
-// Audit actions emitted by the auth and device services.
+// Audit actions, events and recorders live in internal/audit; these names
+// are the auth service's view of them.
 const (
-	ActionLogin          = "login"
-	ActionLogout         = "logout"
-	ActionTokenReuse     = "token_reuse"
-	ActionPasswordChange = "password_change"
-	ActionRegister       = "register"
-	ActionUserCreate     = "user_create"
-	ActionUserVerify     = "user_verify"
-	ActionUserDisable    = "user_disable"
-	ActionDeviceRegister = "device_register"
-	ActionDeviceRevoke   = "device_revoke"
-	ActionDeviceRotate   = "device_rotate_key"
+	ActionLogin          = audit.ActionLogin
+	ActionLogout         = audit.ActionLogout
+	ActionTokenReuse     = audit.ActionTokenReuse
+	ActionPasswordChange = audit.ActionPasswordChange
+	ActionRegister       = audit.ActionRegister
+	ActionUserCreate     = audit.ActionUserCreate
+	ActionUserVerify     = audit.ActionUserVerify
+	ActionUserDisable    = audit.ActionUserDisable
 )
 
-// Event is one security-relevant event. It never carries a secret.
-type Event struct {
-	Action  string
-	Actor   wire.Principal
-	Target  string
-	IP      string
-	Outcome string // "success" or "failure"
-	Reason  string
-}
-
-// Auditor records security events. It is the one place the auth and device
-// services report them; the audit log implements it. Audit must not block
-// for long and must not fail the operation.
-type Auditor interface {
-	Audit(ctx context.Context, e Event)
-}
-
-// LogAuditor writes events as structured log records; it is the default
-// until the tamper-evident audit log is wired in.
-type LogAuditor struct{ Log *slog.Logger }
-
-// Audit implements Auditor.
-func (a LogAuditor) Audit(ctx context.Context, e Event) {
-	if a.Log == nil {
-		return
-	}
-	attrs := []any{"action", e.Action, "actor", e.Actor.String(), "outcome", e.Outcome}
-	if e.Target != "" {
-		attrs = append(attrs, "target", e.Target)
-	}
-	if e.IP != "" {
-		attrs = append(attrs, "ip", e.IP)
-	}
-	if e.Reason != "" {
-		attrs = append(attrs, "reason", e.Reason)
-	}
-	a.Log.InfoContext(ctx, "audit", attrs...)
-}
+type (
+	// Event is an audit event (audit.Event).
+	Event = audit.Event
+	// Auditor records audit events (audit.Recorder).
+	Auditor = audit.Recorder
+	// LogAuditor writes audit events to a log (audit.Log).
+	LogAuditor = audit.Log
+)
 
 // Operator is the identity of the command line (`unhidra user …`,
 // `unhidra device …`): an administrator that is not an account.
-var Operator = operatorIdentity()
+var Operator = unhidra.Operator

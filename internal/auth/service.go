@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -846,11 +845,6 @@ func (s *Service) DisableUser(ctx context.Context, who unhidra.Identity, usernam
 	return s.store.User(ctx, name)
 }
 
-func operatorIdentity() unhidra.Identity {
-	return unhidra.Identity{Principal: wire.Principal{Kind: "operator", ID: "cli"}, Roles: []string{unhidra.RoleAdmin}}
-}
-
-// IsOperator reports whether who is the command-line operator.
-func IsOperator(who unhidra.Identity) bool {
-	return who.Principal == Operator.Principal && who.SessionID == "" && strings.Join(who.Roles, ",") == unhidra.RoleAdmin
-}
+// IsOperator reports whether who is the command-line operator
+// (unhidra.IsOperator).
+func IsOperator(who unhidra.Identity) bool { return unhidra.IsOperator(who) }

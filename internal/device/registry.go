@@ -31,7 +31,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -102,7 +102,7 @@ type Deps struct {
 	Store     Store
 	Users     Users
 	Publisher Publisher
-	Auditor   auth.Auditor
+	Auditor   audit.Recorder
 	Log       *slog.Logger
 	// Channels, when set, creates each new device's channel device:<id>
 	// at registration, so its owner can subscribe before the first reading.
@@ -121,7 +121,7 @@ type Service struct {
 	users    Users
 	pub      Publisher
 	channels DeviceChannels
-	audit    auth.Auditor
+	audit    audit.Recorder
 	log      *slog.Logger
 	now      func() time.Time
 	hashKey  []byte
@@ -143,7 +143,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.Auditor == nil {
-		d.Auditor = auth.LogAuditor{Log: d.Log}
+		d.Auditor = audit.Log{Log: d.Log}
 	}
 	s := &Service{store: d.Store, users: d.Users, pub: d.Publisher, channels: d.Channels, audit: d.Auditor, log: d.Log, now: cfg.Now, hashKey: deriveKey(cfg.Secret)}
 	if cfg.PreviousSecret != "" {
@@ -268,11 +268,11 @@ func checkName(name string) (string, error) {
 }
 
 func isAdmin(who unhidra.Identity) bool {
-	return auth.IsOperator(who) || (who.Principal.Kind == wire.KindUser && who.IsAdmin())
+	return unhidra.IsOperator(who) || (who.Principal.Kind == wire.KindUser && who.IsAdmin())
 }
 
 func requireUser(who unhidra.Identity) error {
-	if auth.IsOperator(who) || (who.Principal.Kind == wire.KindUser && who.Principal.ID != "") {
+	if unhidra.IsOperator(who) || (who.Principal.Kind == wire.KindUser && who.Principal.ID != "") {
 		return nil
 	}
 	return unhidra.Errorf(unhidra.EFORBIDDEN, "this route needs a user's access token")
@@ -298,7 +298,7 @@ func (s *Service) Register(ctx context.Context, who unhidra.Identity, in Registe
 	}
 	owner := in.Owner
 	switch {
-	case owner == "" && auth.IsOperator(who):
+	case owner == "" && unhidra.IsOperator(who):
 		return Device{}, "", unhidra.Errorf(unhidra.EINVALID, "an owner is required")
 	case owner == "":
 		owner = who.Principal.ID
@@ -330,7 +330,7 @@ func (s *Service) Register(ctx context.Context, who unhidra.Identity, in Registe
 			s.log.Warn("create device channel", "device", d.ID, "err", err)
 		}
 	}
-	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRegister, Actor: who.Principal, Target: d.ID, Outcome: "success"})
+	s.audit.Audit(ctx, audit.Event{Action: audit.ActionDeviceRegister, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return d, key, nil
 }
 
@@ -405,7 +405,7 @@ func (s *Service) Revoke(ctx context.Context, who unhidra.Identity, id string) e
 	}
 	// The canonical id: transports match it against their sessions.
 	s.publishRevocation(ctx, d.ID)
-	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRevoke, Actor: who.Principal, Target: d.ID, Outcome: "success"})
+	s.audit.Audit(ctx, audit.Event{Action: audit.ActionDeviceRevoke, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return nil
 }
 
@@ -430,7 +430,7 @@ func (s *Service) RotateKey(ctx context.Context, who unhidra.Identity, id string
 		return "", err
 	}
 	s.publishRevocation(ctx, d.ID)
-	s.audit.Audit(ctx, auth.Event{Action: auth.ActionDeviceRotate, Actor: who.Principal, Target: d.ID, Outcome: "success"})
+	s.audit.Audit(ctx, audit.Event{Action: audit.ActionDeviceRotate, Actor: who.Principal, Target: d.ID, Outcome: "success"})
 	return key, nil
 }
 
