@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,73 +104,6 @@ func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 		log.Warn("no JWT_SECRET set: using the one generated earlier in the data dir", "path", filepath.Join(cfg.DataDir, "jwt_secret"))
 	}
 	return newApp(ctx, cfg, log, e.stdout, opts, lns, tc)
-}
-
-// listeners are the ports serve opened before anything else, by variable
-// (config.Listener.Var). A component that takes one removes it; close
-// closes those still here.
-type listeners map[string]net.Listener
-
-func (l listeners) take(name string) net.Listener {
-	ln := l[name]
-	delete(l, name)
-	return ln
-}
-
-func (l listeners) close() {
-	for name, ln := range l {
-		ln.Close()
-		delete(l, name)
-	}
-}
-
-// openListeners binds every port of the enabled services. On any failure it
-// closes what it opened and names every port that failed: "GATEWAY_PORT
-// 9000 is in use".
-func openListeners(cfg *config.Config) (listeners, error) {
-	lns := listeners{}
-	var errs []error
-	for _, l := range cfg.Listeners() {
-		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(l.Port)))
-		switch {
-		case err == nil:
-			lns[l.Var] = ln
-		case errors.Is(err, syscall.EADDRINUSE):
-			errs = append(errs, fmt.Errorf("%s %d is in use (on %s): stop what holds it or choose another port", l.Var, l.Port, cfg.BindAddr))
-		case errors.Is(err, syscall.EACCES):
-			errs = append(errs, fmt.Errorf("%s %d: permission denied (ports below 1024 need privileges)", l.Var, l.Port))
-		case errors.Is(err, syscall.EADDRNOTAVAIL):
-			errs = append(errs, fmt.Errorf("%s %d: BIND_ADDR %s is not an address of this machine", l.Var, l.Port, cfg.BindAddr))
-		default:
-			errs = append(errs, fmt.Errorf("%s %d: %w", l.Var, l.Port, err))
-		}
-	}
-	if len(errs) > 0 {
-		lns.close()
-		return nil, errors.Join(errs...)
-	}
-	return lns, nil
-}
-
-// unsupportedStores refuses the stores that are configurable but not built
-// yet, before anything is written.
-func unsupportedStores(cfg *config.Config) error {
-	if cfg.RedisURL != "" {
-		return errors.New("REDIS_URL: the Redis Streams broker is not supported yet; leave it empty for the in-process broker (one node)")
-	}
-	return unsupportedDatabase(cfg)
-}
-
-// unsupportedDatabase refuses a DATABASE_URL this build cannot open.
-func unsupportedDatabase(cfg *config.Config) error {
-	u := cfg.DatabaseURL
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		return errors.New("DATABASE_URL: PostgreSQL is not supported yet; use sqlite://path or a file path")
-	}
-	if cfg.SQLitePath() == "" {
-		return fmt.Errorf("DATABASE_URL: unsupported scheme")
-	}
-	return nil
 }
 
 // component is one long-running part of the process. Run serves until ctx
@@ -377,19 +309,6 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		a.components = append(a.components, srv)
 	}
 	return a, nil
-}
-
-// tlsConfig loads the configured certificate for every listener (TLS 1.2
-// and 1.3 only), or returns nil without one.
-func tlsConfig(cfg *config.Config) (*tls.Config, error) {
-	if !cfg.TLS() {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS_CERT_FILE / TLS_KEY_FILE: %w", err)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
 // startGateway serves the gateway (WebSocket, REST API, web client) on
