@@ -263,19 +263,25 @@ func (f *Fleet) ExpireCommands(ctx context.Context) (int, error) {
 
 // checkJSON refuses a payload (body: an object whose fields are values, one
 // level more) or a value that is not valid Unicode or nests deeper than
-// wire.MaxDepth — the one rule of every transport (wire.CheckJSON). A
-// payload that is not JSON at all is left to the decoder's own message.
+// wire.MaxDepth — the one rule of every transport (wire.CheckJSON). A value
+// that is not JSON at all is "<field> must be JSON"; a payload that is not,
+// left to its decoder's own message.
 func checkJSON(field string, b []byte, body bool) error {
 	check := wire.CheckJSON
 	if body {
 		check = wire.CheckJSONBody
 	}
+	err := check(b)
 	var je *wire.JSONError
-	if err := check(b); errors.As(err, &je) && je.Reason != wire.JSONSyntax {
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &je) && je.Reason == wire.JSONSyntax:
+		if body {
+			return nil
+		}
+		return unhidra.Errorf(unhidra.EINVALID, "%s must be JSON", field)
+	default:
 		return unhidra.Wrap(unhidra.EINVALID, field+": "+err.Error(), err)
 	}
-	if !body && !json.Valid(b) {
-		return unhidra.Errorf(unhidra.EINVALID, "%s must be JSON", field)
-	}
-	return nil
 }

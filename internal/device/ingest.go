@@ -394,14 +394,11 @@ func (f *Fleet) authorizeUser(ctx context.Context, who unhidra.Identity, deviceI
 	return Device{}, unhidra.Errorf(unhidra.EFORBIDDEN, "forbidden")
 }
 
-// DeviceChannel returns the id of device deviceID's channel.
-func DeviceChannel(deviceID string) string { return wire.DeviceChannel(deviceID) }
-
 // post puts an event into the device channel as the device itself and
 // returns the channel's ack. Without Channels it returns a synthetic ack.
 func (f *Fleet) post(ctx context.Context, deviceID string, event any) (wire.Ack, error) {
 	if f.channels == nil {
-		return wire.Ack{Channel: DeviceChannel(deviceID), MessageID: f.newID()}, nil
+		return wire.Ack{Channel: wire.DeviceChannel(deviceID), MessageID: f.newID()}, nil
 	}
 	data, err := json.Marshal(event)
 	if err != nil {
@@ -411,7 +408,7 @@ func (f *Fleet) post(ctx context.Context, deviceID string, event any) (wire.Ack,
 		return wire.Ack{}, err
 	}
 	who := unhidra.Identity{Principal: wire.Principal{Kind: wire.KindDevice, ID: deviceID}}
-	return f.channels.Publish(ctx, who, wire.Publish{Channel: DeviceChannel(deviceID), Data: data})
+	return f.channels.Publish(ctx, who, wire.Publish{Channel: wire.DeviceChannel(deviceID), Data: data})
 }
 
 // ensureChannel makes sure device:<id> exists before the device's first post
