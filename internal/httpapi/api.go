@@ -86,6 +86,7 @@ func NewAPI(d APIDeps) http.Handler {
 	mux.Handle("GET "+p+"/search", user(a.search))
 	mux.Handle("GET "+p+"/presence", user(a.presence))
 	mux.Handle("GET "+p+"/admin/connections", user(a.adminConnections))
+	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	a.directRoutes(mux, user)
 	if d.Routes != nil {
 		d.Routes(mux, user, anyone)
