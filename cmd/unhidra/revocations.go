@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -57,8 +56,7 @@ func (f *revocationFeed) poll(ctx context.Context) {
 			continue
 		}
 		f.seen[r] = now
-		b, _ := json.Marshal(r)
-		if err := f.pub.Publish(ctx, broker.RevocationTopic, b); err != nil {
+		if err := f.pub.Publish(ctx, broker.RevocationTopic, broker.RevocationEvent(r)); err != nil {
 			f.log.Warn("revocation feed publish", "err", err)
 		}
 	}

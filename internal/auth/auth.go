@@ -17,6 +17,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/audit"
+	"github.com/unhidra/unhidra/internal/broker"
 )
 
 // User is an account. PasswordHash never leaves the service.
@@ -94,9 +95,7 @@ type Store interface {
 
 // Publisher publishes revocation events (broker.RevocationTopic) to every
 // transport. *inmem.Broker satisfies it.
-type Publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-}
+type Publisher = broker.Publisher
 
 // Audit actions, events and recorders live in internal/audit; these names
 // are the auth service's view of them.

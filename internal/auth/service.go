@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -171,11 +170,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 // or another node) to the session cache, so other nodes' logouts and
 // disables take effect here at once instead of after RevocationTTL. It is a
 // broker handler: quick and non-blocking.
-func (s *Service) OnRevocation(payload []byte) {
-	var r broker.Revocation
-	if json.Unmarshal(payload, &r) != nil || r.ID == "" {
+func (s *Service) OnRevocation(ev *broker.Event) {
+	if ev.Kind != broker.Revoke || ev.Revocation == nil || ev.Revocation.ID == "" {
 		return
 	}
+	r := *ev.Revocation
 	switch r.Kind {
 	case broker.RevokeSession:
 		s.sessions.revoke(r.ID)
@@ -276,8 +275,7 @@ func (s *Service) publish(ctx context.Context, r broker.Revocation) {
 	if s.pub == nil {
 		return
 	}
-	b, _ := json.Marshal(r)
-	if err := s.pub.Publish(context.WithoutCancel(ctx), broker.RevocationTopic, b); err != nil {
+	if err := s.pub.Publish(context.WithoutCancel(ctx), broker.RevocationTopic, broker.RevocationEvent(r)); err != nil {
 		s.log.Warn("publish revocation", "kind", r.Kind, "err", err)
 	}
 }

@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -71,11 +70,10 @@ func newEnv(t testing.TB, cfg auth.Config) *env {
 	e := &env{clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, broker: inmem.NewBroker()}
 	e.db = openDB(t, t.TempDir())
 	e.store = sqlite.NewAuthStore(e.db)
-	e.broker.Subscribe(broker.RevocationTopic, func(p []byte) {
-		var r broker.Revocation
-		if err := json.Unmarshal(p, &r); err == nil {
+	e.broker.Subscribe(broker.RevocationTopic, func(ev *broker.Event) {
+		if ev.Kind == broker.Revoke && ev.Revocation != nil {
 			e.mu.Lock()
-			e.revs = append(e.revs, r)
+			e.revs = append(e.revs, *ev.Revocation)
 			e.mu.Unlock()
 		}
 	})
@@ -676,7 +674,8 @@ func TestRevocationsFromAnotherNodeApplyAtOnce(t *testing.T) {
 	if _, err := other.AuthenticateToken(ctx, p.AccessToken); code(err) != unhidra.EUNAUTHORIZED {
 		t.Fatalf("the other node still accepts the logged-out token: %v", err)
 	}
-	other.OnRevocation([]byte(`not json`)) // ignored, not a panic
+	other.OnRevocation(&broker.Event{Kind: broker.Revoke}) // ignored, not a panic
+	other.OnRevocation(&broker.Event{Kind: broker.Typing, Channel: "c"})
 }
 
 func TestEndedSessionsArePrunedAfterAnAccessTokenLifetime(t *testing.T) {

@@ -2,12 +2,10 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
-	"github.com/unhidra/unhidra/wire"
 )
 
 // Group commit.
@@ -136,24 +134,19 @@ func (s *Service) commitBatch(batch []*pending) {
 		if s.m != nil {
 			s.m.stored.Inc()
 		}
-		s.publishFrame(broker.ChannelTopic(r.Msg.Channel), wire.MessageFrame{
-			Type: wire.TypeMessage, Channel: r.Msg.Channel, Offset: r.Msg.Offset, Message: r.Msg,
-		})
+		msg := r.Msg
+		s.publishEvent(&broker.Event{Kind: broker.Message, Channel: msg.Channel, Offset: msg.Offset, Message: &msg})
 	}
 	for i, p := range live {
 		p.done <- results[i]
 	}
 }
 
-// publishFrame marshals and publishes a frame. The message is already
-// stored, so a broker failure is logged; subscribers catch up with `since`.
-func (s *Service) publishFrame(topic string, frame any) {
-	b, err := json.Marshal(frame)
-	if err != nil {
-		s.log.Error("chat: marshal frame", "topic", topic, "err", err)
-		return
-	}
-	if err := s.pub.Publish(context.Background(), topic, b); err != nil {
-		s.log.Warn("chat: broker publish failed", "topic", topic, "err", err)
+// publishEvent publishes an event of a channel on its topic. What it
+// reports is already stored, so a broker failure is logged; subscribers
+// catch up with `since`.
+func (s *Service) publishEvent(ev *broker.Event) {
+	if err := s.pub.Publish(context.Background(), broker.ChannelTopic(ev.Channel), ev); err != nil {
+		s.log.Warn("chat: broker publish failed", "channel", ev.Channel, "kind", ev.Kind, "err", err)
 	}
 }

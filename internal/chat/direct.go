@@ -28,7 +28,6 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
-	"github.com/unhidra/unhidra/wire"
 )
 
 // checkDirectBlock refuses a direct conversation between me and other when
@@ -144,7 +143,7 @@ func (s *Service) leaveDirect(ctx context.Context, who unhidra.Identity, ch Chan
 	if err := s.store.DeleteChannel(ctx, ch.ID); err != nil && unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
 		return err
 	}
-	s.publishFrame(broker.ChannelTopic(ch.ID), wire.ChannelDeletedFrame{Type: wire.TypeChannelDeleted, Channel: ch.ID})
+	s.publishEvent(&broker.Event{Kind: broker.ChannelDeleted, Channel: ch.ID})
 	s.emit(ctx, Event{Action: EventChannelDeleted, Actor: who, Channel: ch.ID})
 	return nil
 }

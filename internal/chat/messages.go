@@ -217,7 +217,7 @@ func (s *Service) EditMessage(ctx context.Context, who unhidra.Identity, channel
 	if err != nil {
 		return wire.Message{}, err
 	}
-	s.publishFrame(broker.ChannelTopic(m.Channel), wire.MessageChangeFrame{Type: wire.TypeMessageUpdated, Channel: m.Channel, Message: m})
+	s.publishEvent(&broker.Event{Kind: broker.MessageUpdated, Channel: m.Channel, Message: &m})
 	return m, nil
 }
 
@@ -240,7 +240,7 @@ func (s *Service) DeleteMessage(ctx context.Context, who unhidra.Identity, chann
 	if err != nil {
 		return wire.Message{}, err
 	}
-	s.publishFrame(broker.ChannelTopic(m.Channel), wire.MessageChangeFrame{Type: wire.TypeMessageDeleted, Channel: m.Channel, Message: m})
+	s.publishEvent(&broker.Event{Kind: broker.MessageDeleted, Channel: m.Channel, Message: &m})
 	return m, nil
 }
 
@@ -309,7 +309,7 @@ func (s *Service) Typing(ctx context.Context, who unhidra.Identity, channel stri
 	if !s.allowTyping(who.Principal.ID + "\x00" + a.ch.ID) {
 		return nil
 	}
-	s.publishFrame(broker.ChannelTopic(a.ch.ID), wire.TypingFrame{Type: wire.TypeTyping, Channel: a.ch.ID, User: who.Principal.ID})
+	s.publishEvent(&broker.Event{Kind: broker.Typing, Channel: a.ch.ID, User: who.Principal.ID})
 	return nil
 }
 

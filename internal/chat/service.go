@@ -16,11 +16,9 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// Publisher publishes ready-to-send frames on broker topics
-// (satisfied by broker.Broker and *inmem.Broker).
-type Publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-}
+// Publisher publishes events on broker topics (satisfied by
+// broker.Broker and *inmem.Broker).
+type Publisher = broker.Publisher
 
 // Users answers whether a user account exists; the Service uses it to
 // refuse memberships for unknown users. Optional.
@@ -471,7 +469,7 @@ func (s *Service) DeleteChannel(ctx context.Context, who unhidra.Identity, id st
 	if err := s.store.DeleteChannel(ctx, id); err != nil {
 		return err
 	}
-	s.publishFrame(broker.ChannelTopic(id), wire.ChannelDeletedFrame{Type: wire.TypeChannelDeleted, Channel: id})
+	s.publishEvent(&broker.Event{Kind: broker.ChannelDeleted, Channel: id})
 	s.emit(ctx, Event{Action: EventChannelDeleted, Actor: who, Channel: id})
 	return nil
 }
@@ -696,5 +694,5 @@ func (s *Service) memberGone(ch Channel, user string) {
 	if ch.Kind == KindPublic {
 		return
 	}
-	s.publishFrame(broker.ChannelTopic(ch.ID), wire.MemberRemovedFrame{Type: wire.TypeMemberRemoved, Channel: ch.ID, User: user})
+	s.publishEvent(&broker.Event{Kind: broker.MemberRemoved, Channel: ch.ID, User: user})
 }

@@ -107,7 +107,11 @@ func (f *frames) all() [][]byte {
 
 func (e *env) watch(t testing.TB, channel string) *frames {
 	f := &frames{}
-	unsub, err := e.bus.Subscribe(broker.ChannelTopic(channel), func(p []byte) {
+	unsub, err := e.bus.Subscribe(broker.ChannelTopic(channel), func(ev *broker.Event) {
+		p, err := json.Marshal(ev.Frame()) // the frame a WebSocket client receives
+		if err != nil {
+			t.Errorf("event %v: %v", ev.Kind, err)
+		}
 		f.mu.Lock()
 		f.got = append(f.got, p)
 		f.mu.Unlock()

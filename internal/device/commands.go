@@ -49,6 +49,11 @@ func (c Command) Frame() wire.CommandFrame {
 	return wire.CommandFrame{Type: wire.TypeCommand, CommandID: c.ID, Name: c.Name, Params: c.Params}
 }
 
+// Event is the broker event that offers the command to its device.
+func (c Command) Event() *broker.Event {
+	return &broker.Event{Kind: broker.Command, Command: &broker.DeviceCommand{ID: c.ID, Name: c.Name, Params: c.Params}}
+}
+
 // Final reports whether the command's status can no longer change.
 func (c Command) Final() bool {
 	return c.Status == CommandOK || c.Status == CommandError || c.Status == CommandTimeout
@@ -123,11 +128,7 @@ func (f *Fleet) SendCommand(ctx context.Context, who unhidra.Identity, deviceID,
 		return Command{}, err
 	}
 	f.met.commandStatus(CommandPending, 1)
-	frame, err := json.Marshal(c.Frame())
-	if err == nil {
-		err = f.broker.Publish(ctx, broker.DeviceCommandTopic(deviceID), frame)
-	}
-	if err != nil {
+	if err := f.broker.Publish(ctx, broker.DeviceCommandTopic(deviceID), c.Event()); err != nil {
 		// The command stays pending and is delivered on the next connect.
 		f.log.Warn("command offer", "device", deviceID, "command", c.ID, "err", err)
 	}

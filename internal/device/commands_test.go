@@ -8,6 +8,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/brokertest"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -16,7 +17,7 @@ func TestCommandGoesPendingDeliveredOK(t *testing.T) {
 	e := newFleetEnv(t)
 	ctx := context.Background()
 	offered := make(chan []byte, 1)
-	unsub, _ := e.broker.Subscribe(broker.DeviceCommandTopic("d1"), func(b []byte) { offered <- b })
+	unsub, _ := e.broker.Subscribe(broker.DeviceCommandTopic("d1"), func(ev *broker.Event) { offered <- brokertest.FrameJSON(ev) })
 	defer unsub()
 
 	c, err := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "reboot", json.RawMessage(`{"delay": 5}`), 0)

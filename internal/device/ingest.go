@@ -283,9 +283,12 @@ func (f *Fleet) isRevoked(id string) bool {
 // onRevocation learns of revoked devices from the revocation events the
 // registry publishes (on revocation and on key rotation, which revokes no
 // device: the registry tells them apart). It must not block.
-func (f *Fleet) onRevocation(payload []byte) {
-	var r broker.Revocation
-	if json.Unmarshal(payload, &r) != nil || r.Kind != broker.RevokeDevice || CheckID(r.ID) != nil {
+func (f *Fleet) onRevocation(ev *broker.Event) {
+	if ev.Kind != broker.Revoke || ev.Revocation == nil {
+		return
+	}
+	r := *ev.Revocation
+	if r.Kind != broker.RevokeDevice || CheckID(r.ID) != nil {
 		return
 	}
 	l, ok := f.owners.(DeviceLookup)

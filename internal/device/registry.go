@@ -20,7 +20,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -84,9 +83,7 @@ type Users interface {
 }
 
 // Publisher publishes revocation events; *inmem.Broker satisfies it.
-type Publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-}
+type Publisher = broker.Publisher
 
 // Config configures the registry.
 type Config struct {
@@ -438,8 +435,8 @@ func (s *Service) publishRevocation(ctx context.Context, id string) {
 	if s.pub == nil {
 		return
 	}
-	b, _ := json.Marshal(broker.Revocation{Kind: broker.RevokeDevice, ID: id})
-	if err := s.pub.Publish(context.WithoutCancel(ctx), broker.RevocationTopic, b); err != nil {
+	ev := broker.RevocationEvent(broker.Revocation{Kind: broker.RevokeDevice, ID: id})
+	if err := s.pub.Publish(context.WithoutCancel(ctx), broker.RevocationTopic, ev); err != nil {
 		s.log.Warn("publish device revocation", "device", id, "err", err)
 	}
 }

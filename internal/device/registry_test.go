@@ -3,7 +3,6 @@ package device_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -47,9 +46,11 @@ func newRegEnv(t *testing.T) *regEnv {
 	}
 	r.db = db
 	b := inmem.NewBroker()
-	b.Subscribe(broker.RevocationTopic, func(p []byte) {
+	b.Subscribe(broker.RevocationTopic, func(ev *broker.Event) {
 		var rv broker.Revocation
-		_ = json.Unmarshal(p, &rv)
+		if ev.Revocation != nil {
+			rv = *ev.Revocation
+		}
 		r.mu.Lock()
 		r.revs = append(r.revs, rv)
 		r.mu.Unlock()

@@ -76,15 +76,14 @@ func TestLosingReadAccessEndsLiveSubscriptions(t *testing.T) {
 	subscribeTo(t, alice, "room")
 	subscribeTo(t, bob, "room")
 	ctx := context.Background()
-	publish := func(v any) {
+	publish := func(ev *broker.Event) {
 		t.Helper()
-		b, _ := json.Marshal(v)
-		if err := e.broker.Publish(ctx, broker.ChannelTopic("room"), b); err != nil {
+		if err := e.broker.Publish(ctx, broker.ChannelTopic("room"), ev); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	publish(wire.MemberRemovedFrame{Type: wire.TypeMemberRemoved, Channel: "room", User: "bob"})
+	publish(&broker.Event{Kind: broker.MemberRemoved, Channel: "room", User: "bob"})
 	raw, _ := readUntil(t, bob, wire.TypeUnsubscribed)
 	var u wire.Unsubscribed
 	if err := json.Unmarshal(raw, &u); err != nil || u.Channel != "room" || u.Reason != wire.UnsubscribedRemoved || u.ID != nil {
@@ -110,7 +109,7 @@ func TestLosingReadAccessEndsLiveSubscriptions(t *testing.T) {
 		return true
 	})
 
-	publish(wire.ChannelDeletedFrame{Type: wire.TypeChannelDeleted, Channel: "room"})
+	publish(&broker.Event{Kind: broker.ChannelDeleted, Channel: "room"})
 	raw, _ = readUntil(t, alice, wire.TypeUnsubscribed)
 	if err := json.Unmarshal(raw, &u); err != nil || u.Reason != wire.UnsubscribedDeleted {
 		t.Errorf("alice got %s, want unsubscribed with reason deleted", raw)

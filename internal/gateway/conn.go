@@ -668,7 +668,7 @@ func (c *conn) deliver(sb *sub, ev event) {
 			c.srv.wg.Add(1)
 			go func() {
 				defer c.srv.wg.Done()
-				c.claimCommand(ds, ev.payload)
+				c.claimCommand(ds, ev)
 			}()
 			return
 		}
@@ -1048,14 +1048,13 @@ func (c *conn) deviceOnline(ds DeviceSessions) {
 
 // claimCommand delivers a command frame offered on the device's broker
 // topic, once this connection has won it.
-func (c *conn) claimCommand(ds DeviceSessions, payload []byte) {
-	var f wire.CommandFrame
-	if json.Unmarshal(payload, &f) != nil || f.CommandID == "" {
+func (c *conn) claimCommand(ds DeviceSessions, ev event) {
+	if ev.src.Kind != broker.Command || ev.src.Command == nil || ev.src.Command.ID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.srv.base, callTimeout)
 	defer cancel()
-	c.claimCommandFrame(ctx, ds, f.CommandID, payload)
+	c.claimCommandFrame(ctx, ds, ev.src.Command.ID, ev.payload)
 }
 
 func (c *conn) claimCommandFrame(ctx context.Context, ds DeviceSessions, commandID string, payload []byte) {

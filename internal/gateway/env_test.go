@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -116,8 +115,7 @@ func (f *fakeChat) Publish(ctx context.Context, who unhidra.Identity, in wire.Pu
 	if in.ClientMsgID != "" {
 		f.byCMID[who.Principal.String()+"/"+in.ClientMsgID] = ack
 	}
-	b, _ := json.Marshal(wire.MessageFrame{Type: wire.TypeMessage, Channel: in.Channel, Offset: off, Message: m})
-	_ = f.b.Publish(context.Background(), broker.ChannelTopic(in.Channel), b)
+	_ = f.b.Publish(context.Background(), broker.ChannelTopic(in.Channel), &broker.Event{Kind: broker.Message, Channel: in.Channel, Offset: off, Message: &m})
 	return ack, nil
 }
 
@@ -150,8 +148,7 @@ func (f *fakeChat) Subscribe(ctx context.Context, who unhidra.Identity, channel 
 }
 
 func (f *fakeChat) Typing(ctx context.Context, who unhidra.Identity, channel string) error {
-	b, _ := json.Marshal(wire.TypingFrame{Type: wire.TypeTyping, Channel: channel, User: who.Principal.ID})
-	return f.b.Publish(ctx, broker.ChannelTopic(channel), b)
+	return f.b.Publish(ctx, broker.ChannelTopic(channel), &broker.Event{Kind: broker.Typing, Channel: channel, User: who.Principal.ID})
 }
 
 func (f *fakeChat) setHooks(beforeSnapshot, beforeReturn func()) {

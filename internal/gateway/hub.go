@@ -1,26 +1,25 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra/internal/broker"
-	"github.com/unhidra/unhidra/wire"
 )
 
 // hub holds ONE broker subscription per topic for the whole node,
 // refcounted by the local connections subscribed to it, and fans each event
-// out to them: the same payload bytes go into every connection's bounded
-// outbound queue, and the event's offset is parsed once, not per
-// connection.
+// out to them: the event's frame is encoded once per node and the same bytes
+// go into every connection's bounded outbound queue.
 //
 // Lock order: broker (inmem holds its lock while calling handlers) →
 // topic.mu → conn.mu. hub.mu is never held while calling the broker.
 type hub struct {
 	b   broker.Broker
 	met *metrics
+	log *slog.Logger
 
 	mu     sync.Mutex
 	topics map[string]*topic
@@ -37,7 +36,8 @@ type topic struct {
 	subs map[*conn]*sub
 }
 
-// event is one broker payload with its offset (0 for frames without one).
+// event is one broker event as connections queue it: its encoded frame and
+// its offset (0 for frames without one).
 // removed and deleted are set for the frames that end subscriptions: a
 // user who may no longer read the channel, or the channel's deletion.
 type event struct {
@@ -45,10 +45,11 @@ type event struct {
 	offset  int64
 	removed string
 	deleted bool
+	src     *broker.Event
 }
 
-func newHub(b broker.Broker, met *metrics) *hub {
-	return &hub{b: b, met: met, topics: make(map[string]*topic)}
+func newHub(b broker.Broker, met *metrics, log *slog.Logger) *hub {
+	return &hub{b: b, met: met, log: log, topics: make(map[string]*topic)}
 }
 
 // add registers s of c on topic name, subscribing the node to the broker
@@ -71,7 +72,7 @@ func (h *hub) add(name string, c *conn, s *sub) error {
 	t.mu.Unlock()
 
 	if creator {
-		unsub, err := h.b.Subscribe(name, func(p []byte) { h.deliver(t, p) })
+		unsub, err := h.b.Subscribe(name, func(ev *broker.Event) { h.deliver(t, ev) })
 		h.mu.Lock()
 		t.unsub, t.err = unsub, err
 		h.mu.Unlock()
@@ -130,12 +131,15 @@ func (h *hub) topicCount() int {
 	return len(h.topics)
 }
 
-// deliver fans one broker event out to the topic's local subscribers. It
+// deliver fans one broker event out to the topic's local subscribers: its
+// frame is encoded once here and the same bytes go to every connection. It
 // runs on the broker's goroutine and never blocks on a connection.
-func (h *hub) deliver(t *topic, payload []byte) {
+func (h *hub) deliver(t *topic, src *broker.Event) {
 	start := time.Now()
-	ev := event{payload: payload, offset: eventOffset(payload)}
-	ev.removed, ev.deleted = eventAccessEnd(payload)
+	ev, ok := h.encode(src)
+	if !ok {
+		return
+	}
 	t.mu.RLock()
 	for c, s := range t.subs {
 		c.deliver(s, ev)
@@ -144,62 +148,28 @@ func (h *hub) deliver(t *topic, payload []byte) {
 	h.met.fanout.Observe(time.Since(start).Seconds())
 }
 
-// eventOffset returns the top-level offset of a `message` frame, or 0.
-// Frames encoded from wire.MessageFrame put "offset" before the nested
-// message, so the fast path reads it without decoding the message; anything
-// else is decoded properly.
-func eventOffset(payload []byte) int64 {
-	const prefix = `{"type":"message","channel":"`
-	if !bytes.HasPrefix(payload, []byte(`{"type":"message",`)) {
-		return 0
+// encode turns a broker event into what connections queue: the frame's
+// bytes, its offset, and whether it ends subscriptions.
+func (h *hub) encode(src *broker.Event) (event, bool) {
+	frame := src.Frame()
+	if frame == nil {
+		return event{}, false
 	}
-	if bytes.HasPrefix(payload, []byte(prefix)) {
-		rest := payload[len(prefix):]
-		i := bytes.IndexByte(rest, '"')
-		if i >= 0 && bytes.IndexByte(rest[:i], '\\') < 0 && bytes.HasPrefix(rest[i:], []byte(`","offset":`)) {
-			rest = rest[i+len(`","offset":`):]
-			var n int64
-			digits := 0
-			for digits < len(rest) && digits < 18 && rest[digits] >= '0' && rest[digits] <= '9' {
-				n = n*10 + int64(rest[digits]-'0')
-				digits++
-			}
-			if digits > 0 && digits < len(rest) && rest[digits] == ',' {
-				return n
-			}
-		}
+	payload, err := json.Marshal(frame)
+	if err != nil {
+		h.log.Error("gateway: encode event", "kind", src.Kind, "channel", src.Channel, "err", err)
+		return event{}, false
 	}
-	var head struct {
-		Type   string `json:"type"`
-		Offset int64  `json:"offset"`
+	ev := event{payload: payload, src: src}
+	switch src.Kind {
+	case broker.Message:
+		ev.offset = src.Offset
+	case broker.MemberRemoved:
+		ev.removed = src.User
+	case broker.ChannelDeleted:
+		ev.deleted = true
 	}
-	if json.Unmarshal(payload, &head) != nil || head.Type != "message" {
-		return 0
-	}
-	return head.Offset
-}
-
-// eventAccessEnd decodes the frames that end subscriptions to a channel:
-// member_removed (the user it names) and channel_deleted. Other frames are
-// recognised by their prefix without decoding.
-func eventAccessEnd(payload []byte) (removed string, deleted bool) {
-	if !bytes.HasPrefix(payload, []byte(`{"type":"member_removed"`)) && !bytes.HasPrefix(payload, []byte(`{"type":"channel_deleted"`)) {
-		return "", false
-	}
-	var head struct {
-		Type string `json:"type"`
-		User string `json:"user"`
-	}
-	if json.Unmarshal(payload, &head) != nil {
-		return "", false
-	}
-	switch head.Type {
-	case wire.TypeMemberRemoved:
-		return head.User, false
-	case wire.TypeChannelDeleted:
-		return "", true
-	}
-	return "", false
+	return ev, true
 }
 
 // subscribers returns the number of local subscribers of topic name.

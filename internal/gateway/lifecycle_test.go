@@ -200,9 +200,8 @@ func TestRevocationClosesMatchingConnectionsWith4003(t *testing.T) {
 				"bob-s3":   e.dial(t, e.user("bob", "s3", time.Hour)),
 				"dev1":     e.dialWith(t, wstest.Options{Header: protoHeader("unhidra.v1, apikey." + e.device("dev1"))}),
 			}
-			b, _ := json.Marshal(tt.rev)
 			start := time.Now()
-			if err := e.broker.Publish(t.Context(), broker.RevocationTopic, b); err != nil {
+			if err := e.broker.Publish(t.Context(), broker.RevocationTopic, broker.RevocationEvent(tt.rev)); err != nil {
 				t.Fatal(err)
 			}
 			for _, name := range tt.closed {
@@ -479,7 +478,7 @@ func TestDeviceReceivesItsCommands(t *testing.T) {
 	d := e.dialWith(t, wstest.Options{Header: protoHeader("unhidra.v1, apikey." + e.device("dev1"))})
 	other := e.dialWith(t, wstest.Options{Header: protoHeader("unhidra.v1, apikey." + e.device("dev2"))})
 	eventually(t, 5*time.Second, "command subscriptions", func() bool { return e.srv.hub.subscribers(broker.DeviceCommandTopic("dev1")) == 1 })
-	cmd, _ := json.Marshal(wire.CommandFrame{Type: wire.TypeCommand, CommandID: "c1", Name: "reboot", Params: json.RawMessage(`{"delay":1}`)})
+	cmd := &broker.Event{Kind: broker.Command, Command: &broker.DeviceCommand{ID: "c1", Name: "reboot", Params: json.RawMessage(`{"delay":1}`)}}
 	e.broker.Publish(t.Context(), broker.DeviceCommandTopic("dev1"), cmd)
 	_ = d.SetDeadline(time.Now().Add(5 * time.Second))
 	var got wire.CommandFrame

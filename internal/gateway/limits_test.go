@@ -321,7 +321,7 @@ func TestSlowConsumerIsClosedAndOthersLoseNothing(t *testing.T) {
 					errs <- fmt.Errorf("subscriber %d at offset %d: %w", i, want, err)
 					return
 				}
-				off := eventOffset(msg)
+				off := frameOffset(msg)
 				if off == 0 {
 					continue
 				}

@@ -78,9 +78,10 @@ func BenchmarkHubFanout(b *testing.B) {
 				sinks = append(sinks, d)
 			}
 			text := strings.Repeat("x", 100)
-			payloads := make([][]byte, b.N)
+			payloads := make([]*broker.Event, b.N)
 			for i := range payloads {
-				payloads[i] = []byte(fmt.Sprintf(`{"type":"message","channel":"bench","offset":%d,"message":{"text":%q}}`, i+1, text))
+				m := &wire.Message{ID: fmt.Sprint("m", i+1), Channel: "bench", Offset: int64(i + 1), Text: &text}
+				payloads[i] = &broker.Event{Kind: broker.Message, Channel: "bench", Offset: int64(i + 1), Message: m}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -156,7 +157,7 @@ func unhidraLoad(addr, tok string) loadProto {
 			return clientFrame([]byte(fmt.Sprintf(`{"type":"subscribe","channel":%q}`, ch)))
 		},
 		subscribed: []byte(`"type":"subscribed"`),
-		delivery:   func(b []byte) bool { return eventOffset(b) != 0 },
+		delivery:   func(b []byte) bool { return frameOffset(b) != 0 },
 		textKey:    []byte(`"text":"`),
 	}
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -288,7 +287,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	s.met = met
-	s.hub = newHub(deps.Broker, met)
+	s.hub = newHub(deps.Broker, met, s.log)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
@@ -725,12 +724,12 @@ func (s *Server) unregister(c *conn) {
 
 // onRevocation closes the live connections a Revocation names with 4003.
 // It runs on the broker's goroutine and does not block.
-func (s *Server) onRevocation(payload []byte) {
-	var rv broker.Revocation
-	if err := json.Unmarshal(payload, &rv); err != nil || rv.ID == "" {
+func (s *Server) onRevocation(ev *broker.Event) {
+	if ev.Kind != broker.Revoke || ev.Revocation == nil || ev.Revocation.ID == "" {
 		s.log.Warn("malformed revocation event")
 		return
 	}
+	rv := *ev.Revocation
 	s.mu.Lock()
 	var hit []*conn
 	for c := range s.conns {

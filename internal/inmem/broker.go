@@ -13,42 +13,42 @@ var _ broker.Broker = (*Broker)(nil)
 
 // Broker is an in-process broker.Broker. Publish calls the handlers of the
 // topic synchronously on the publisher's goroutine, so a single publisher's
-// payloads reach every subscriber in publish order; publishers that need one
+// events reach every subscriber in publish order; publishers that need one
 // order across goroutines (chat offsets) serialise their own publishes. It is
 // safe for concurrent use.
 type Broker struct {
 	mu     sync.RWMutex
 	next   uint64
-	topics map[string]map[uint64]func([]byte)
+	topics map[string]map[uint64]func(*broker.Event)
 }
 
 // NewBroker returns an empty broker.
 func NewBroker() *Broker {
-	return &Broker{topics: make(map[string]map[uint64]func([]byte))}
+	return &Broker{topics: make(map[string]map[uint64]func(*broker.Event))}
 }
 
-// Publish delivers payload to the current subscribers of topic.
-func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+// Publish delivers ev to the current subscribers of topic.
+func (b *Broker) Publish(ctx context.Context, topic string, ev *broker.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, h := range b.topics[topic] {
-		h(payload)
+		h(ev)
 	}
 	return nil
 }
 
 // Subscribe registers h for topic.
-func (b *Broker) Subscribe(topic string, h func([]byte)) (func(), error) {
+func (b *Broker) Subscribe(topic string, h func(*broker.Event)) (func(), error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.next++
 	id := b.next
 	subs := b.topics[topic]
 	if subs == nil {
-		subs = make(map[uint64]func([]byte))
+		subs = make(map[uint64]func(*broker.Event))
 		b.topics[topic] = subs
 	}
 	subs[id] = h

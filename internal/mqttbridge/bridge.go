@@ -20,8 +20,8 @@ func (s *Server) acquireChannel(channel, clientID string) {
 	}
 	t := s.chanSubs[channel]
 	if t == nil {
-		unsub, err := s.deps.Broker.Subscribe(broker.ChannelTopic(channel), func(b []byte) {
-			s.enqueue(func() { s.relayChannel(channel, b) })
+		unsub, err := s.deps.Broker.Subscribe(broker.ChannelTopic(channel), func(ev *broker.Event) {
+			s.enqueue(func() { s.relayChannel(channel, ev) })
 		})
 		if err != nil {
 			s.log.Warn("mqtt channel subscribe", "channel", channel, "err", err)
@@ -47,34 +47,30 @@ func (s *Server) releaseChannel(channel, clientID string) {
 	}
 }
 
-// relayChannel turns a channel frame from the broker into Message JSON on
-// unhidra/channels/C/messages. Typing and presence frames are not relayed.
-func (s *Server) relayChannel(channel string, frame []byte) {
-	var f struct {
-		Type    string          `json:"type"`
-		Message json.RawMessage `json:"message"`
-		User    string          `json:"user"`
-	}
-	if json.Unmarshal(frame, &f) != nil {
+// relayChannel turns a channel event from the broker into Message JSON on
+// unhidra/channels/C/messages, encoded once per node. Typing and presence
+// are not relayed.
+func (s *Server) relayChannel(channel string, ev *broker.Event) {
+	switch ev.Kind {
+	case broker.MemberRemoved:
+		s.forgetReadable(channel, ev.User)
 		return
-	}
-	switch f.Type {
-	case wire.TypeMemberRemoved:
-		s.forgetReadable(channel, f.User)
-		return
-	case wire.TypeChannelDeleted:
+	case broker.ChannelDeleted:
 		s.forgetReadable(channel, "")
 		return
-	}
-	if len(f.Message) == 0 {
-		return
-	}
-	switch f.Type {
-	case wire.TypeMessage, wire.TypeMessageUpdated, wire.TypeMessageDeleted:
+	case broker.Message, broker.MessageUpdated, broker.MessageDeleted:
 	default:
 		return
 	}
-	if err := s.mq.Publish(ChannelTopic(channel), f.Message, false, 1); err != nil {
+	if ev.Message == nil {
+		return
+	}
+	payload, err := json.Marshal(ev.Message)
+	if err != nil {
+		s.log.Error("mqtt channel relay: encode", "channel", channel, "err", err)
+		return
+	}
+	if err := s.mq.Publish(ChannelTopic(channel), payload, false, 1); err != nil {
 		s.log.Warn("mqtt channel relay", "channel", channel, "err", err)
 	}
 }
@@ -108,8 +104,8 @@ func (s *Server) acquireDeviceCommands(deviceID string) {
 	}
 	t := s.devCmd[deviceID]
 	if t == nil {
-		unsub, err := s.deps.Broker.Subscribe(broker.DeviceCommandTopic(deviceID), func(b []byte) {
-			s.enqueue(func() { s.deliverCommand(deviceID, b) })
+		unsub, err := s.deps.Broker.Subscribe(broker.DeviceCommandTopic(deviceID), func(ev *broker.Event) {
+			s.enqueue(func() { s.deliverCommand(deviceID, ev) })
 		})
 		if err != nil {
 			s.log.Warn("mqtt command subscribe", "device", deviceID, "err", err)
@@ -178,15 +174,15 @@ func (s *Server) handCommand(deviceID string, c mqttCommand) {
 
 // deliverCommand hands a command offered on the broker to the device when
 // it listens here; otherwise it stays pending for its next subscription.
-func (s *Server) deliverCommand(deviceID string, frame []byte) {
-	var f wire.CommandFrame
-	if json.Unmarshal(frame, &f) != nil || f.CommandID == "" {
+func (s *Server) deliverCommand(deviceID string, ev *broker.Event) {
+	if ev.Kind != broker.Command || ev.Command == nil || ev.Command.ID == "" {
 		return
 	}
 	if !s.deviceListening(deviceID) {
 		return
 	}
-	s.handCommand(deviceID, mqttCommand{CommandID: f.CommandID, Name: f.Name, Params: f.Params})
+	c := ev.Command
+	s.handCommand(deviceID, mqttCommand{CommandID: c.ID, Name: c.Name, Params: c.Params})
 }
 
 // deliverPending hands every pending command to the device when it

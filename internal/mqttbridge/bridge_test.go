@@ -9,6 +9,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/brokertest"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/mqttbridge"
@@ -33,7 +34,7 @@ func TestCommandReachesAnMQTTDeviceAndItsResultComesBack(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	ctx := context.Background()
 	frames := make(chan []byte, 64)
-	unsub, _ := h.broker.Subscribe(broker.ChannelTopic("device:d1"), func(b []byte) { frames <- b })
+	unsub, _ := h.broker.Subscribe(broker.ChannelTopic("device:d1"), func(ev *broker.Event) { frames <- brokertest.FrameJSON(ev) })
 	defer unsub()
 
 	dev := mustV5(t, h.srv.Addr(), "esp", "d1", h.keys["d1"])

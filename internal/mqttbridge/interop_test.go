@@ -10,6 +10,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/brokertest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestPahoV5DeviceTelemetryIsStoredAndFansOut(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	frames := make(chan []byte, 16)
-	unsub, _ := h.broker.Subscribe(broker.ChannelTopic("device:d1"), func(b []byte) { frames <- b })
+	unsub, _ := h.broker.Subscribe(broker.ChannelTopic("device:d1"), func(ev *broker.Event) { frames <- brokertest.FrameJSON(ev) })
 	defer unsub()
 
 	owner := mustV5(t, h.srv.Addr(), "alice-app", "alice", "tok-alice")

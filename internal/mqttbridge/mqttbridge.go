@@ -31,7 +31,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -321,9 +320,9 @@ func (s *Server) TLSAddr() string {
 // Run serves until ctx ends, then disconnects every client (v5: server
 // shutting down) and returns.
 func (s *Server) Run(ctx context.Context) error {
-	unsub, err := s.deps.Broker.Subscribe(broker.RevocationTopic, func(b []byte) {
-		var r broker.Revocation
-		if json.Unmarshal(b, &r) == nil {
+	unsub, err := s.deps.Broker.Subscribe(broker.RevocationTopic, func(ev *broker.Event) {
+		if ev.Kind == broker.Revoke && ev.Revocation != nil {
+			r := *ev.Revocation
 			s.enqueue(func() { s.revoke(r) })
 		}
 	})

@@ -3,7 +3,6 @@ package mqttbridge_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	paho "github.com/eclipse/paho.golang/paho"
 	"strings"
 	"testing"
@@ -121,9 +120,8 @@ func TestRevocationDisconnectsMQTTSessions(t *testing.T) {
 		t.Fatalf("revoked key: CONNACK 0x%02x, want 0x04", code)
 	}
 
-	payload, _ := json.Marshal(broker.Revocation{Kind: broker.RevokeSession, ID: "s-alice"})
 	start = time.Now()
-	if err := h.broker.Publish(context.Background(), broker.RevocationTopic, payload); err != nil {
+	if err := h.broker.Publish(context.Background(), broker.RevocationTopic, broker.RevocationEvent(broker.Revocation{Kind: broker.RevokeSession, ID: "s-alice"})); err != nil {
 		t.Fatal(err)
 	}
 	if !alice.closedWithin(5 * time.Second) {
@@ -215,8 +213,7 @@ func TestPasswordChangeAndDisableCloseTheRightSessions(t *testing.T) {
 	d := conn("d1", h.keys["d1"])
 	waitFor(t, 2*time.Second, "5 sessions", func() bool { return h.srv.Connections() == 5 })
 	publish := func(r broker.Revocation) {
-		b, _ := json.Marshal(r)
-		if err := h.broker.Publish(context.Background(), broker.RevocationTopic, b); err != nil {
+		if err := h.broker.Publish(context.Background(), broker.RevocationTopic, broker.RevocationEvent(r)); err != nil {
 			t.Fatal(err)
 		}
 	}

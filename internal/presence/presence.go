@@ -30,7 +30,6 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sort"
 	"sync"
@@ -59,10 +58,8 @@ type Peers interface {
 	SharesChannel(ctx context.Context, a, b string) (bool, error)
 }
 
-// Publisher publishes frames on broker topics.
-type Publisher interface {
-	Publish(ctx context.Context, topic string, payload []byte) error
-}
+// Publisher publishes presence events on broker topics.
+type Publisher = broker.Publisher
 
 // Presence is one user's presence (GET /api/v1/presence, the presence frame).
 type Presence struct {
@@ -257,12 +254,9 @@ func (s *Service) announce(ctx context.Context, p wire.Principal, gen uint64) {
 	if len(chans) == 0 {
 		return
 	}
-	b, err := json.Marshal(frame)
-	if err != nil {
-		return
-	}
 	for _, ch := range chans {
-		if err := s.opts.Publisher.Publish(context.WithoutCancel(ctx), broker.ChannelTopic(ch), b); err != nil {
+		ev := &broker.Event{Kind: broker.Presence, Channel: ch, User: frame.User, Status: frame.Status, LastSeen: frame.LastSeen}
+		if err := s.opts.Publisher.Publish(context.WithoutCancel(ctx), broker.ChannelTopic(ch), ev); err != nil {
 			s.log.Warn("presence: publish", "channel", ch, "err", err)
 		}
 	}

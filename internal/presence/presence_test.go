@@ -2,7 +2,6 @@ package presence_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -89,9 +88,8 @@ func (tp *tap) statuses() []string {
 
 func (f *fixture) tap(t *testing.T, channel string) *tap {
 	tp := &tap{}
-	unsub, err := f.bus.Subscribe(broker.ChannelTopic(channel), func(p []byte) {
-		var fr wire.PresenceFrame
-		if err := json.Unmarshal(p, &fr); err == nil && fr.Type == wire.TypePresence {
+	unsub, err := f.bus.Subscribe(broker.ChannelTopic(channel), func(ev *broker.Event) {
+		if fr, ok := ev.Frame().(wire.PresenceFrame); ok && ev.Kind == broker.Presence {
 			tp.mu.Lock()
 			tp.frames = append(tp.frames, fr)
 			tp.mu.Unlock()
