@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 // Crash and shutdown tests against the real binary in a child process:
 // MSG-3 (kill -9 under WebSocket publishers: every acked message survives,
@@ -25,6 +25,7 @@ import (
 
 	paho "github.com/eclipse/paho.golang/paho"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/internal/wstest"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -38,24 +39,24 @@ func soak(t *testing.T) {
 
 // crashSetup registers publishers (users) and a private channel they all
 // belong to, on a running child.
-func crashSetup(t *testing.T, c *child, users int) (tokens []string, channel string) {
+func crashSetup(t *testing.T, c *e2etest.Child, users int) (tokens []string, channel string) {
 	t.Helper()
-	admin := c.login(t, "admin", c.adminPW)
+	admin := c.Login(t, "admin", c.AdminPW)
 	var names []string
 	for i := range users {
 		name := fmt.Sprintf("pub%d", i)
-		pw := secret("password", "crash-pw-"+name+"-"+randomHex(4))
-		r := httpCall(t, c.authURL, "POST", "/register", "", map[string]string{"username": name, "password": pw})
-		wantStatus(t, r, 201, "register "+name)
-		tokens = append(tokens, c.login(t, name, pw))
+		pw := e2etest.Secret("password", "crash-pw-"+name+"-"+e2etest.RandomHex(4))
+		r := e2etest.HTTPCall(t, c.AuthURL, "POST", "/register", "", map[string]string{"username": name, "password": pw})
+		e2etest.WantStatus(t, r, 201, "register "+name)
+		tokens = append(tokens, c.Login(t, name, pw))
 		names = append(names, name)
 	}
-	r := httpCall(t, c.gwURL, "POST", "/api/v1/channels", admin, map[string]any{"name": "crash", "kind": "private", "members": names})
-	wantStatus(t, r, 201, "create channel")
+	r := e2etest.HTTPCall(t, c.GWURL, "POST", "/api/v1/channels", admin, map[string]any{"name": "crash", "kind": "private", "members": names})
+	e2etest.WantStatus(t, r, 201, "create channel")
 	var ch struct {
 		ID string `json:"id"`
 	}
-	decode(t, r, &ch)
+	e2etest.Decode(t, r, &ch)
 	return tokens, ch.ID
 }
 
@@ -95,8 +96,8 @@ const maxBurst = 90
 // ids not yet acked (pipelined), and records acks until
 // the connection ends or all are acked. It returns the close code (0 when
 // the connection just ended, as on kill -9).
-func publishBurst(c *child, tok, channel string, ids []string, log *ackLog, sent *atomic.Int64) (closeCode int, err error) {
-	ws, err := tryWS(c.wsURL, "unhidra.v1, bearer."+tok)
+func publishBurst(c *e2etest.Child, tok, channel string, ids []string, log *ackLog, sent *atomic.Int64) (closeCode int, err error) {
+	ws, err := e2etest.TryWS(c.WSURL, "unhidra.v1, bearer."+tok)
 	if errors.Is(err, wstest.ErrHandshake) {
 		return 0, err
 	}
@@ -123,7 +124,7 @@ func publishBurst(c *child, tok, channel string, ids []string, log *ackLog, sent
 	}
 	pending := len(due)
 	for pending > 0 {
-		f, err := ws.tryRead(20 * time.Second)
+		f, err := ws.TryRead(20 * time.Second)
 		if err != nil {
 			if ce, ok := asClose(err); ok {
 				return ce, nil
@@ -148,7 +149,7 @@ func publishBurst(c *child, tok, channel string, ids []string, log *ackLog, sent
 
 // checkHistory is the checker over the whole history: lost = acked −
 // stored, duplicates by client_msg_id, and offsets exactly 1..N.
-func checkHistory(t *testing.T, c *child, tok, channel string, log *ackLog) int {
+func checkHistory(t *testing.T, c *e2etest.Child, tok, channel string, log *ackLog) int {
 	t.Helper()
 	k := &checker{}
 	return k.check(t, c, tok, channel, log, true)
@@ -162,14 +163,14 @@ type checker struct {
 	last     int64
 }
 
-func (k *checker) check(t *testing.T, c *child, tok, channel string, log *ackLog, full bool) int {
+func (k *checker) check(t *testing.T, c *e2etest.Child, tok, channel string, log *ackLog, full bool) int {
 	t.Helper()
 	var h []wire.Message
 	if full || k.byClient == nil {
 		k.byClient, k.last = map[string]wire.Message{}, 0
-		h = history(t, c.gwURL, channel, tok)
+		h = e2etest.History(t, c.GWURL, channel, tok)
 	} else {
-		h = historyAfter(t, c.gwURL, channel, tok, k.last)
+		h = historyAfter(t, c.GWURL, channel, tok, k.last)
 	}
 	for _, m := range h {
 		if m.Offset != k.last+1 {
@@ -206,13 +207,13 @@ func historyAfter(t *testing.T, base, channel, bearer string, after int64) []wir
 	t.Helper()
 	var all []wire.Message
 	for {
-		r := httpCall(t, base, "GET", fmt.Sprintf("/api/v1/channels/%s/messages?after=%d&limit=200", channel, after), bearer, nil)
-		wantStatus(t, r, 200, "history")
+		r := e2etest.HTTPCall(t, base, "GET", fmt.Sprintf("/api/v1/channels/%s/messages?after=%d&limit=200", channel, after), bearer, nil)
+		e2etest.WantStatus(t, r, 200, "history")
 		var p struct {
 			Messages []wire.Message `json:"messages"`
 			HasMore  bool           `json:"has_more"`
 		}
-		decode(t, r, &p)
+		e2etest.Decode(t, r, &p)
 		all = append(all, p.Messages...)
 		if !p.HasMore || len(p.Messages) == 0 {
 			return all
@@ -233,8 +234,8 @@ func TestSoakCrashDurabilityUnderKill9(t *testing.T) {
 }
 
 func crashCycles(t *testing.T, cycles, publishers, perPublisher int) {
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
-	first := c.start()
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
+	first := c.Start()
 	tokens, channel := crashSetup(t, c, publishers)
 	log := &ackLog{acks: map[string]wire.Ack{}}
 	var sent atomic.Int64
@@ -268,13 +269,13 @@ func crashCycles(t *testing.T, cycles, publishers, perPublisher int) {
 		for log.len() < target && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-		c.kill()
+		c.Kill()
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			t.Fatal(err)
 		}
-		readies = append(readies, c.start())
+		readies = append(readies, c.Start())
 		n := k.check(t, c, tokens[0], channel, log, cycle%10 == 9)
 		if cycle == cycles-1 || cycle%10 == 0 {
 			t.Logf("cycle %d: %d acked, %d stored, %d frames sent so far", cycle+1, log.len(), n, sent.Load())
@@ -326,18 +327,18 @@ func TestSoakQoS1TelemetrySurvivesKill9(t *testing.T) {
 // every minEvery–maxEvery until at least minTotal points are PUBACKed and
 // minKills kills happened.
 func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery time.Duration) {
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
-	c.start()
-	owner := c.login(t, "admin", c.adminPW)
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
+	c.Start()
+	owner := c.Login(t, "admin", c.AdminPW)
 	keys := make([]string, devices)
 	for i := range keys {
-		r := httpCall(t, c.authURL, "POST", "/devices", owner, map[string]string{"name": fmt.Sprintf("crash-%d", i), "device_id": fmt.Sprintf("crash-%d", i)})
-		wantStatus(t, r, 201, "register device")
+		r := e2etest.HTTPCall(t, c.AuthURL, "POST", "/devices", owner, map[string]string{"name": fmt.Sprintf("crash-%d", i), "device_id": fmt.Sprintf("crash-%d", i)})
+		e2etest.WantStatus(t, r, 201, "register device")
 		var d struct {
 			APIKey string `json:"api_key"`
 		}
-		decode(t, r, &d)
-		keys[i] = secret("device API key", d.APIKey)
+		e2etest.Decode(t, r, &d)
+		keys[i] = e2etest.Secret("device API key", d.APIKey)
 	}
 	acked := make([][]int64, devices)
 	var mu sync.Mutex
@@ -351,11 +352,11 @@ func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery
 			defer wg.Done()
 			id := fmt.Sprintf("crash-%d", i)
 			seq := int64(1)
-			var m *mqttClient
+			var m *e2etest.MQTTClient
 			for !stop.Load() {
 				if m == nil {
 					var err error
-					m, _, err = dialMQTT(t, c.mqtt, id+"-pub", id, keys[i])
+					m, _, err = e2etest.DialMQTT(t, c.MQTT, id+"-pub", id, keys[i])
 					if err != nil {
 						m = nil
 						time.Sleep(50 * time.Millisecond)
@@ -381,15 +382,15 @@ func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery
 	var readies []time.Duration
 	for kills < minKills || total.Load() < int64(minTotal) {
 		time.Sleep(minEvery + rand.N(maxEvery-minEvery+1))
-		c.kill()
+		c.Kill()
 		kills++
-		readies = append(readies, c.start())
+		readies = append(readies, c.Start())
 	}
 	// A moment after the last restart, then the publishers stop.
 	time.Sleep(500 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
-	tok := c.login(t, "admin", c.adminPW)
+	tok := c.Login(t, "admin", c.AdminPW)
 	checked, rows, lost := 0, 0, 0
 	for i := range devices {
 		id := fmt.Sprintf("crash-%d", i)
@@ -402,15 +403,15 @@ func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery
 			if !since.IsZero() {
 				q += "&since=" + url.QueryEscape(since.Format(time.RFC3339Nano))
 			}
-			r := httpCall(t, c.gwURL, "GET", q, tok, nil)
-			wantStatus(t, r, 200, "telemetry of "+id)
+			r := e2etest.HTTPCall(t, c.GWURL, "GET", q, tok, nil)
+			e2etest.WantStatus(t, r, 200, "telemetry of "+id)
 			var out struct {
 				Points []struct {
 					TS  time.Time `json:"ts"`
 					Seq *int64    `json:"seq"`
 				} `json:"points"`
 			}
-			decode(t, r, &out)
+			e2etest.Decode(t, r, &out)
 			for _, p := range out.Points {
 				if p.Seq != nil {
 					stored[*p.Seq] = true
@@ -445,8 +446,8 @@ func mqttCrash(t *testing.T, devices, minTotal, minKills int, minEvery, maxEvery
 // history, and the process exits 0 within SHUTDOWN_TIMEOUT.
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	const clients = 20
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
-	c.start()
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
+	c.Start()
 	tokens, channel := crashSetup(t, c, 4)
 	log := &ackLog{acks: map[string]wire.Ack{}}
 	codes := make(chan int, clients)
@@ -454,7 +455,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	for i := range clients {
 		started.Add(1)
 		go func() {
-			ws, err := tryWS(c.wsURL, "unhidra.v1, bearer."+tokens[i%len(tokens)])
+			ws, err := e2etest.TryWS(c.WSURL, "unhidra.v1, bearer."+tokens[i%len(tokens)])
 			started.Done()
 			if err != nil {
 				t.Error(err)
@@ -480,7 +481,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			}()
 			defer close(stop)
 			for {
-				f, err := ws.tryRead(15 * time.Second)
+				f, err := ws.TryRead(15 * time.Second)
 				if err != nil {
 					code, _ := asClose(err)
 					codes <- code
@@ -499,9 +500,9 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	started.Wait()
 	time.Sleep(time.Second)
 	ackedBefore := log.len()
-	err, took := c.terminate(8 * time.Second)
+	err, took := c.Terminate(8 * time.Second)
 	if err != nil {
-		t.Errorf("exit after SIGTERM: %v (after %v)\n%s", err, took, tailLines(c.logs.String(), 20))
+		t.Errorf("exit after SIGTERM: %v (after %v)\n%s", err, took, tailLines(c.Logs.String(), 20))
 	}
 	if took > 5*time.Second {
 		t.Errorf("exit took %v, more than SHUTDOWN_TIMEOUT 5 s", took)
@@ -516,7 +517,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if ackedBefore == 0 {
 		t.Fatal("no message was acked before SIGTERM; the load did not run")
 	}
-	c.start()
+	c.Start()
 	n := checkHistory(t, c, tokens[0], channel, log)
 	t.Logf("WS-9: SIGTERM under %d publishers: exit 0 after %v; close codes %v; %d acked (%d before the signal), %d stored, 0 lost",
 		clients, took.Round(time.Millisecond), got, log.len(), ackedBefore, n)
@@ -524,17 +525,17 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 
 // publishQoS1 publishes and waits for the PUBACK, giving up when the
 // connection ends.
-func publishQoS1(m *mqttClient, topic string, payload []byte) (byte, error) {
+func publishQoS1(m *e2etest.MQTTClient, topic string, payload []byte) (byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go func() {
 		select {
-		case <-m.gone:
+		case <-m.Gone:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	pr, err := m.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+	pr, err := m.C.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
 	if err != nil || pr == nil {
 		if err == nil {
 			err = errors.New("no PUBACK")

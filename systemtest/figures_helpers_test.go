@@ -1,68 +1,22 @@
-package main
+package systemtest
 
-// Measuring pieces of figures_test.go: the child server's memory from
-// /proc/<pid>/status, its Prometheus page, and latency percentiles.
+// Measuring pieces of figures_test.go: the child server's memory growth
+// (internal/procfs), latency percentiles, and reading message frames.
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
+	"github.com/unhidra/unhidra/internal/procfs"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
-
-// pid is the running child's process id.
-func (c *child) pid() int {
-	c.t.Helper()
-	if c.cmd == nil {
-		c.t.Fatal("the child is not running")
-	}
-	return c.cmd.Process.Pid
-}
-
-// procMemory returns a process's resident set (VmRSS) and its peak (VmHWM),
-// in bytes.
-func procMemory(pid int) (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		fs := strings.Fields(v) // "123456 kB"
-		if len(fs) != 2 || fs[1] != "kB" {
-			return 0, 0, fmt.Errorf("%s: unexpected %q", k, v)
-		}
-		n, err := strconv.ParseInt(fs[0], 10, 64)
-		if err != nil {
-			return 0, 0, err
-		}
-		if k == "VmRSS" {
-			rss = n << 10
-		} else {
-			hwm = n << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-	}
-	return rss, hwm, sc.Err()
-}
 
 // rssWatch samples a process's RSS every 50 ms and keeps the largest
 // sample, so growth is measured against the RSS at the start of the load
@@ -76,7 +30,7 @@ type rssWatch struct {
 
 func watchRSS(t testing.TB, pid int) *rssWatch {
 	t.Helper()
-	rss, _, err := procMemory(pid)
+	rss, err := procfs.RSS(pid)
 	if err != nil {
 		t.Fatalf("server RSS: %v", err)
 	}
@@ -91,7 +45,7 @@ func watchRSS(t testing.TB, pid int) *rssWatch {
 			case <-w.stop:
 				return
 			case <-tick.C:
-				if rss, _, err := procMemory(pid); err == nil && rss > w.peak.Load() {
+				if rss, err := procfs.RSS(pid); err == nil && rss > w.peak.Load() {
 					w.peak.Store(rss)
 				}
 			}
@@ -111,46 +65,6 @@ func (w *rssWatch) end() int64 {
 	}
 	<-w.done
 	return w.peak.Load() - w.before
-}
-
-// scrape reads a Prometheus text page into "name{labels}" → value.
-func scrape(t testing.TB, url string) map[string]float64 {
-	t.Helper()
-	res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 {
-		t.Fatalf("metrics: %d %s", res.StatusCode, b)
-	}
-	m := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
-}
-
-// metric returns one sample of a scraped page, failing when it is absent.
-func metric(t testing.TB, m map[string]float64, key string) float64 {
-	t.Helper()
-	v, ok := m[key]
-	if !ok {
-		t.Fatalf("metric %s missing", key)
-	}
-	return v
 }
 
 // durations collects durations from many goroutines.
@@ -193,24 +107,11 @@ func (s durationSummary) String() string {
 	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", s.N, r(s.P50), r(s.P99), r(s.Max))
 }
 
-// loadAverage is the machine's 1/5/15-minute load, for the figures' context.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fs := strings.Fields(string(b))
-	if len(fs) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fs[:3], " ")
-}
-
 // subscribeAll connects n clients (tokens used in turn) and subscribes each
 // to channel, dialing from a few goroutines at once.
-func subscribeAll(t testing.TB, wsURL string, tokens []string, channel string, n int) []*wsConn {
+func subscribeAll(t testing.TB, wsURL string, tokens []string, channel string, n int) []*e2etest.WSConn {
 	t.Helper()
-	conns := make([]*wsConn, n)
+	conns := make([]*e2etest.WSConn, n)
 	errs := make(chan error, n)
 	next := atomic.Int64{}
 	var wg sync.WaitGroup
@@ -223,7 +124,7 @@ func subscribeAll(t testing.TB, wsURL string, tokens []string, channel string, n
 				if i >= n {
 					return
 				}
-				ws, err := tryWS(wsURL, "unhidra.v1, bearer."+tokens[i%len(tokens)])
+				ws, err := e2etest.TryWS(wsURL, "unhidra.v1, bearer."+tokens[i%len(tokens)])
 				if err != nil {
 					errs <- fmt.Errorf("subscriber %d: %w", i, err)
 					return
@@ -234,7 +135,7 @@ func subscribeAll(t testing.TB, wsURL string, tokens []string, channel string, n
 					return
 				}
 				for {
-					f, err := ws.tryRead(20 * time.Second)
+					f, err := ws.TryRead(20 * time.Second)
 					if err != nil {
 						errs <- fmt.Errorf("subscriber %d: %w", i, err)
 						return
@@ -299,30 +200,6 @@ func leadingInt(b []byte) (v int64, n int) {
 	return v, n
 }
 
-// tcpSendQueue returns the bytes in the kernel send queue of the loopback
-// TCP socket from localPort to remotePort (/proc/net/tcp's tx_queue), or -1
-// when there is no such socket.
-func tcpSendQueue(localPort, remotePort int) int64 {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return -1
-	}
-	local, remote := fmt.Sprintf(":%04X", localPort), fmt.Sprintf(":%04X", remotePort)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		fs := strings.Fields(line)
-		if len(fs) < 5 || !strings.HasSuffix(fs[1], local) || !strings.HasSuffix(fs[2], remote) {
-			continue
-		}
-		tx, _, _ := strings.Cut(fs[4], ":")
-		n, err := strconv.ParseInt(tx, 16, 64)
-		if err != nil {
-			return -1
-		}
-		return n
-	}
-	return -1
-}
-
 // histogramShare returns the share of a histogram's observations (one
 // series, picked by a label fragment such as `route="GET /health"`) at or
 // under le seconds, and their count; the scraped page must be one read
@@ -349,7 +226,7 @@ func histogramShare(after, before map[string]float64, name, series, le string) (
 // logged.
 func timingsAsserted(t testing.TB) bool {
 	t.Helper()
-	if raceEnabled {
+	if e2etest.RaceEnabled {
 		t.Log("latency figures not asserted: this test process runs under -race (run the soak tests without -race for them)")
 		return false
 	}

@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 // TESTPLAN's measured figures against the real binary in a child process
 // (built without -race, real Argon2id parameters), loaded from this test
@@ -10,7 +10,7 @@ package main
 // when this test process runs without -race (the load is made and timed
 // here, on the same cores as the server):
 //
-//	UNHIDRA_SOAK=1 go test -count=1 -run Soak -v ./cmd/unhidra
+//	UNHIDRA_SOAK=1 go test -count=1 -run Soak -v ./systemtest
 //
 // Every figure is logged with the machine's load average.
 
@@ -19,6 +19,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/unhidra/unhidra/internal/procfs"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -49,16 +51,16 @@ func TestSoakLoginFloodFigures(t *testing.T) {
 
 func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	const attackers = 200
-	c := newChild(t, map[string]string{
+	c := e2etest.NewChild(t, map[string]string{
 		"RATE_LIMIT_LOGIN_PER_MINUTE": "100000000", "RATE_LIMIT_IP_PER_MINUTE": "100000000",
 	})
-	c.start()
+	c.Start()
 	// One real login first: the dummy hash for unknown users is made, and
 	// the process is warm, before the baseline is taken.
-	c.login(t, "admin", c.adminPW)
-	rss := watchRSS(t, c.pid())
-	loadBefore := loadAverage()
-	m0 := scrape(t, c.gwURL+"/metrics")
+	c.Login(t, "admin", c.AdminPW)
+	rss := watchRSS(t, c.PID())
+	loadBefore := procfs.LoadAverage()
+	m0 := e2etest.Scrape(t, c.GWURL+"/metrics")
 
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -73,7 +75,7 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 			defer wg.Done()
 			body := fmt.Sprintf(`{"username":"flood%d","password":"not the password"}`, i)
 			for ctx.Err() == nil {
-				req, _ := http.NewRequest("POST", c.authURL+"/login", strings.NewReader(body))
+				req, _ := http.NewRequest("POST", c.AuthURL+"/login", strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				start := time.Now()
 				res, err := client.Do(req)
@@ -106,7 +108,7 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	var healthFailures []string
 	for ctx.Err() == nil {
 		start := time.Now()
-		res, err := hc.Get(c.authURL + "/health")
+		res, err := hc.Get(c.AuthURL + "/health")
 		if err != nil {
 			healthFailures = append(healthFailures, err.Error())
 		} else {
@@ -121,8 +123,8 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 	}
 	wg.Wait()
 	growth := rss.end()
-	loadAfter := loadAverage()
-	m := scrape(t, c.gwURL+"/metrics")
+	loadAfter := procfs.LoadAverage()
+	m := e2etest.Scrape(t, c.GWURL+"/metrics")
 
 	got := map[int]int64{}
 	for code := range statuses {
@@ -130,7 +132,7 @@ func loginFlood(t *testing.T, d time.Duration, strict bool) {
 			got[code] = n
 		}
 	}
-	peak := metric(t, m, "unhidra_auth_hash_in_flight_peak")
+	peak := e2etest.Metric(t, m, "unhidra_auth_hash_in_flight_peak")
 	rs, bs, hs := refused.summary(), bad.summary(), health.summary()
 	// The server's own view (from handler entry to the response written):
 	// what it adds to the client's figure is time waiting for a CPU.
@@ -210,26 +212,26 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 		maxMessages = 500
 		after       = 40
 	)
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "MAX_CONNECTIONS_PER_USER": "1000"})
-	c.start()
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "MAX_CONNECTIONS_PER_USER": "1000"})
+	c.Start()
 	// pub0 publishes, pub1 is the slow subscriber, the others subscribe.
 	tokens, channel := crashSetup(t, c, 5)
-	rssIdle, _, _ := procMemory(c.pid())
-	subs := subscribeAll(t, c.wsURL, tokens[2:], channel, subscribers)
+	rssIdle, _ := procfs.RSS(c.PID())
+	subs := subscribeAll(t, c.WSURL, tokens[2:], channel, subscribers)
 
 	// The slow client keeps the kernel's default receive buffer: one
 	// smaller than loopback's 64 KiB segments (e.g. 4 KiB) stalls the drain
 	// at the end on zero-window probes.
-	slow := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[1])
-	slow.send(t, map[string]any{"type": "subscribe", "channel": channel})
-	slow.until(t, wire.TypeSubscribed, 10*time.Second)
+	slow := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[1])
+	slow.Send(t, map[string]any{"type": "subscribe", "channel": channel})
+	slow.Until(t, wire.TypeSubscribed, 10*time.Second)
 	slowPort := slow.NetConn().LocalAddr().(*net.TCPAddr).Port
-	gwPort, _ := strconv.Atoi(c.env["GATEWAY_PORT"])
+	gwPort, _ := strconv.Atoi(c.Env["GATEWAY_PORT"])
 	// From here on the slow client reads nothing until the server has
 	// closed it.
 
-	pub := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[0])
-	rss := watchRSS(t, c.pid())
+	pub := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[0])
+	rss := watchRSS(t, c.PID())
 	t.Logf("server RSS %d MiB idle, %d MiB with %d subscribers", rssIdle>>20, rss.before>>20, subscribers+1)
 
 	// final is the offset of the last message, set before it is sent.
@@ -273,7 +275,7 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 	ackErr := make(chan error, 1)
 	go func() {
 		for {
-			f, err := pub.tryRead(60 * time.Second)
+			f, err := pub.TryRead(60 * time.Second)
 			if err != nil {
 				ackErr <- fmt.Errorf("publisher after %d acks: %w", acks.Load(), err)
 				return
@@ -285,7 +287,7 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 					return
 				}
 			case wire.TypeError:
-				ackErr <- fmt.Errorf("publisher: %s", f.raw)
+				ackErr <- fmt.Errorf("publisher: %s", f.Raw)
 				return
 			}
 		}
@@ -310,12 +312,12 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 		defer func() { slowDone <- sr }()
 		deadline := time.Now().Add(maxMessages*every + 10*time.Second)
 		for {
-			m := scrape(t, c.gwURL+"/metrics")
+			m := e2etest.Scrape(t, c.GWURL+"/metrics")
 			if m["unhidra_gateway_slow_consumer_closes_total"] < 1 {
 				sr.queuePeak = max(sr.queuePeak, int64(m["unhidra_gateway_queued_bytes_max"]))
 			} else {
 				sr.atPublished = published.Load()
-				sr.kernel = tcpSendQueue(gwPort, slowPort)
+				sr.kernel = procfs.TCPSendQueue(gwPort, slowPort)
 				close(closed)
 				break
 			}
@@ -360,7 +362,7 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 			final.Store(k)
 		}
 		id := fmt.Sprintf("m%d", k)
-		pub.send(t, map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "data": stamped(time.Now(), textSize)})
+		pub.Send(t, map[string]any{"type": "publish", "id": id, "channel": channel, "client_msg_id": id, "data": stamped(time.Now(), textSize)})
 		published.Add(1)
 	}
 	tick.Stop()
@@ -373,7 +375,7 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 	// From before the subscribers connected to the peak while publishing.
 	total := rss.peak.Load() - rssIdle
 	sr := <-slowDone
-	m := scrape(t, c.gwURL+"/metrics")
+	m := e2etest.Scrape(t, c.GWURL+"/metrics")
 
 	var lat durations
 	complete := 0
@@ -390,7 +392,7 @@ func slowConsumer(t *testing.T, subscribers int, every time.Duration, strict boo
 	t.Logf("WS-8 (%d subscribers + 1 slow; %d messages of %d KiB, one per %v, over %v; child without -race; load %s): "+
 		"slow client closed %d after receiving %d messages (%d KiB); its gateway queue sampled up to %d KiB; the close was seen with %d published and %d KiB in the server socket's kernel send queue; "+
 		"%d/%d subscribers got all %d in order; end-to-end latency %v; server RSS growth %d MiB while publishing, %d MiB since before the subscribers connected; slow-consumer closes %v",
-		subscribers, final.Load(), textSize>>10, every, publishing.Round(time.Millisecond), loadAverage(),
+		subscribers, final.Load(), textSize>>10, every, publishing.Round(time.Millisecond), procfs.LoadAverage(),
 		sr.code, sr.got, sr.bytes>>10, sr.queuePeak>>10, sr.atPublished, sr.kernel>>10,
 		complete, subscribers, final.Load(), ls, growth>>20, total>>20, m["unhidra_gateway_slow_consumer_closes_total"])
 
@@ -445,8 +447,8 @@ type publishFate struct {
 
 func shutdownInFlight(t *testing.T, clients, burst int) {
 	const users = 4
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
-	c.start()
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h", "SHUTDOWN_TIMEOUT": "5s"})
+	c.Start()
 	tokens, channel := crashSetup(t, c, users)
 
 	var mu sync.Mutex
@@ -456,7 +458,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 	goBurst := make(chan struct{})
 	var ready, writers sync.WaitGroup
 	for i := range clients {
-		ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[i%users])
+		ws := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[i%users])
 		var closing atomic.Bool // the server's close arrived: no more data frames
 		ready.Add(1)
 		writers.Add(1)
@@ -503,7 +505,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 		// answers as a client library would.
 		go func() {
 			for {
-				f, err := ws.tryRead(20 * time.Second)
+				f, err := ws.TryRead(20 * time.Second)
 				if err != nil {
 					code, ok := asClose(err)
 					if ok {
@@ -541,10 +543,10 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 		time.Sleep(time.Millisecond)
 	}
 	signalAt := time.Now()
-	err, took := c.terminate(8 * time.Second)
+	err, took := c.Terminate(8 * time.Second)
 	writers.Wait()
 	if err != nil {
-		t.Errorf("exit after SIGTERM: %v (after %v)\n%s", err, took, tailLines(c.logs.String(), 20))
+		t.Errorf("exit after SIGTERM: %v (after %v)\n%s", err, took, tailLines(c.Logs.String(), 20))
 	}
 	if took > 5*time.Second {
 		t.Errorf("exit took %v, more than SHUTDOWN_TIMEOUT 5 s", took)
@@ -590,7 +592,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 	mu.Unlock()
 
 	// Restart: every ack is in history as acked (lost = acked − stored = 0).
-	c.start()
+	c.Start()
 	k := &checker{}
 	k.check(t, c, tokens[0], channel, log, true)
 	storedBefore := int(k.last)
@@ -649,7 +651,7 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 	t.Logf("WS-9 in flight (%d publishers, load %s): exit 0 after %v; close codes %v; %d publishes sent, %d in flight at SIGTERM; "+
 		"%d acked before the signal, %d acked after it, %d refused %v (%d of them stored nonetheless), %d unanswered (%d of them sent before the signal; %d stored); "+
 		"lost after ack 0; %d stored before the retries; retries of the %d refused or unanswered and %d acked: %d got the original ack, %d were stored new; %d stored in the end, no duplicate",
-		clients, loadAverage(), took.Round(time.Millisecond), closeCodes, sent, inFlight,
+		clients, procfs.LoadAverage(), took.Round(time.Millisecond), closeCodes, sent, inFlight,
 		ackedBefore, ackedAfter, refused, refusedCodes, refusedStored, unanswered, unansweredEarly, unansweredStored,
 		storedBefore, len(retried)-controls, controls, sameAck, newMsgs, final)
 	if inFlight == 0 {
@@ -660,14 +662,14 @@ func shutdownInFlight(t *testing.T, clients, burst int) {
 // retryPublishes sends the given client_msg_ids again as their users, at
 // most maxBurst on one connection (within its inbound burst), and returns
 // the ack of each.
-func retryPublishes(t *testing.T, c *child, tokens []string, channel string, ids map[int][]string) map[string]wire.Ack {
+func retryPublishes(t *testing.T, c *e2etest.Child, tokens []string, channel string, ids map[int][]string) map[string]wire.Ack {
 	t.Helper()
 	var mu sync.Mutex
 	acks := map[string]wire.Ack{}
 	var wg sync.WaitGroup
 	for u, list := range ids {
 		for chunk := range slices.Chunk(list, maxBurst) {
-			ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[u])
+			ws := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[u])
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -678,7 +680,7 @@ func retryPublishes(t *testing.T, c *child, tokens []string, channel string, ids
 					}
 				}
 				for range chunk {
-					f, err := ws.tryRead(20 * time.Second)
+					f, err := ws.TryRead(20 * time.Second)
 					if err != nil {
 						t.Errorf("retry as user %d: %v", u, err)
 						return
@@ -686,7 +688,7 @@ func retryPublishes(t *testing.T, c *child, tokens []string, channel string, ids
 					var id string
 					_ = json.Unmarshal(f.ID, &id)
 					if f.Type != wire.TypeAck {
-						t.Errorf("retry of %s: %s", id, f.raw)
+						t.Errorf("retry of %s: %s", id, f.Raw)
 						continue
 					}
 					mu.Lock()
@@ -715,14 +717,14 @@ func TestSoakFloodLeavesOthersUnaffected(t *testing.T) {
 var rateLimitedCode = []byte(`"code":"rate_limited"`)
 
 func floodNeighbour(t *testing.T, flooders int, strict bool) {
-	c := newChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
-	c.start()
+	c := e2etest.NewChild(t, map[string]string{"ACCESS_TOKEN_TTL": "24h"})
+	c.Start()
 	tokens, channel := crashSetup(t, c, 2) // pub0 floods, pub1 is the neighbour
 
 	// The neighbour: publish every 50 ms, read its own messages back.
-	nb := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[1])
-	nb.send(t, map[string]any{"type": "subscribe", "channel": channel})
-	nb.until(t, wire.TypeSubscribed, 10*time.Second)
+	nb := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[1])
+	nb.Send(t, map[string]any{"type": "subscribe", "channel": channel})
+	nb.Until(t, wire.TypeSubscribed, 10*time.Second)
 	var flooding atomic.Bool
 	var before, during durations
 	var own atomic.Int64
@@ -779,7 +781,7 @@ func floodNeighbour(t *testing.T, flooders int, strict bool) {
 	results := make(chan floodResult, flooders)
 	flooding.Store(true)
 	for f := range flooders {
-		ws := dialWS(t, c.wsURL, "unhidra.v1, bearer."+tokens[0])
+		ws := e2etest.DialWS(t, c.WSURL, "unhidra.v1, bearer."+tokens[0])
 		go func() {
 			var r floodResult
 			var sent atomic.Int64
@@ -844,7 +846,7 @@ func floodNeighbour(t *testing.T, flooders int, strict bool) {
 	bs, ds := before.summary(), during.summary()
 	t.Logf("WS-6 (%d flooder(s), child without -race, load %s): flooders sent %d frames, got %d rate_limited, closed %v, the last after %v; "+
 		"neighbour's publish→own message round trip before the flood %v, during it %v; %d of %d came back",
-		flooders, loadAverage(), floodSent, rateLimited, codes, slowestClose.Round(time.Millisecond), bs, ds, own.Load(), nbSent.Load())
+		flooders, procfs.LoadAverage(), floodSent, rateLimited, codes, slowestClose.Round(time.Millisecond), bs, ds, own.Load(), nbSent.Load())
 	if codes[1008] != flooders {
 		t.Errorf("flooders closed with %v, want 1008 for all %d", codes, flooders)
 	}

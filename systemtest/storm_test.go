@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 // WS-10 against the real binary: raw WebSocket clients, each subscribed to
 // one channel, ride through kill -9 and a restart of `unhidra serve` on the
@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -96,7 +97,7 @@ type stormClient struct {
 
 	last     atomic.Int64 // last offset delivered in order
 	backGen  atomic.Int64 // the restart generation of its current subscription
-	conn     atomic.Pointer[wsConn]
+	conn     atomic.Pointer[e2etest.WSConn]
 	received int // message frames accepted
 	first    int64
 	subs     int // resubscribes with since > 0
@@ -115,7 +116,7 @@ func (c *stormClient) problem(format string, args ...any) {
 
 // storm is the shared state of a run.
 type storm struct {
-	c       *child
+	c       *e2etest.Child
 	gen     atomic.Int64 // restarts so far
 	stop    atomic.Bool  // clients end
 	pubStop atomic.Bool  // publishers end
@@ -153,7 +154,7 @@ func (s *storm) run(c *stormClient) {
 			continue
 		}
 		gen := s.gen.Load()
-		ws, err := tryWS(s.c.wsURL, "unhidra.v1, bearer."+c.token)
+		ws, err := e2etest.TryWS(s.c.WSURL, "unhidra.v1, bearer."+c.token)
 		if err != nil {
 			continue
 		}
@@ -171,14 +172,14 @@ func (s *storm) run(c *stormClient) {
 
 // session subscribes and reads one connection; it reports whether the
 // subscription was answered (so the backoff starts again from its base).
-func (s *storm) session(c *stormClient, ws *wsConn, gen int64) bool {
+func (s *storm) session(c *stormClient, ws *e2etest.WSConn, gen int64) bool {
 	since := c.last.Load()
 	if err := ws.WriteJSON(map[string]any{"type": wire.TypeSubscribe, "id": "s", "channel": c.ch.id, "since": since}); err != nil {
 		return false
 	}
 	subscribed := false
 	for {
-		f, err := ws.tryRead(90 * time.Second)
+		f, err := ws.TryRead(90 * time.Second)
 		if err != nil {
 			if code, ok := asClose(err); ok {
 				s.countClose(code)
@@ -233,7 +234,7 @@ func (s *storm) session(c *stormClient, ws *wsConn, gen int64) bool {
 				Offset int64  `json:"offset"`
 			}
 			if err := json.Unmarshal(f.Message, &m); err != nil || m.ID == "" || m.Offset != f.Offset {
-				c.problem("bad message frame %s", f.raw)
+				c.problem("bad message frame %s", f.Raw)
 				continue
 			}
 			last := c.last.Load()
@@ -253,7 +254,7 @@ func (s *storm) session(c *stormClient, ws *wsConn, gen int64) bool {
 			c.received++
 			c.last.Store(m.Offset)
 		case wire.TypeError:
-			c.problem("error frame %s", f.raw)
+			c.problem("error frame %s", f.Raw)
 			return subscribed
 		}
 	}
@@ -270,7 +271,7 @@ func (s *storm) publish(tok, channel, prefix string, every time.Duration, acks *
 			sleepJitter(attempt)
 		}
 		attempt++
-		ws, err := tryWS(s.c.wsURL, "unhidra.v1, bearer."+tok)
+		ws, err := e2etest.TryWS(s.c.WSURL, "unhidra.v1, bearer."+tok)
 		if err != nil {
 			continue
 		}
@@ -285,7 +286,7 @@ func (s *storm) publish(tok, channel, prefix string, every time.Duration, acks *
 				break
 			}
 			sent.Add(1)
-			f, err := ws.tryRead(10 * time.Second)
+			f, err := ws.TryRead(10 * time.Second)
 			if err != nil {
 				break
 			}
@@ -306,31 +307,31 @@ func (s *storm) publish(tok, channel, prefix string, every time.Duration, acks *
 
 func stormRun(t *testing.T, p stormPlan) {
 	begin := time.Now()
-	c := newChild(t, map[string]string{
+	c := e2etest.NewChild(t, map[string]string{
 		"ACCESS_TOKEN_TTL":         "24h",
 		"MAX_CONNECTIONS_PER_USER": fmt.Sprint(p.clients + 100),
 		"LOG_LEVEL":                "error",
 	})
-	c.start()
+	c.Start()
 	s := &storm{c: c, backAt: map[int64][]time.Duration{}, restart: map[int64]time.Time{}}
 
 	// Users, all members of every channel (private, created by the admin).
-	admin := c.login(t, "admin", c.adminPW)
+	admin := c.Login(t, "admin", c.AdminPW)
 	var names, tokens []string
 	for i := range p.users {
 		name := fmt.Sprintf("storm%d", i)
-		pw := secret("password", "storm-pw-"+name+"-"+randomHex(4))
-		wantStatus(t, httpCall(t, c.authURL, "POST", "/register", "", map[string]string{"username": name, "password": pw}), 201, "register "+name)
-		tokens = append(tokens, c.login(t, name, pw))
+		pw := e2etest.Secret("password", "storm-pw-"+name+"-"+e2etest.RandomHex(4))
+		e2etest.WantStatus(t, e2etest.HTTPCall(t, c.AuthURL, "POST", "/register", "", map[string]string{"username": name, "password": pw}), 201, "register "+name)
+		tokens = append(tokens, c.Login(t, name, pw))
 		names = append(names, name)
 	}
 	mkChannel := func(name string) *stormChannel {
-		r := httpCall(t, c.gwURL, "POST", "/api/v1/channels", admin, map[string]any{"name": name, "kind": "private", "members": names})
-		wantStatus(t, r, 201, "create channel "+name)
+		r := e2etest.HTTPCall(t, c.GWURL, "POST", "/api/v1/channels", admin, map[string]any{"name": name, "kind": "private", "members": names})
+		e2etest.WantStatus(t, r, 201, "create channel "+name)
 		var ch struct {
 			ID string `json:"id"`
 		}
-		decode(t, r, &ch)
+		e2etest.Decode(t, r, &ch)
 		return &stormChannel{id: ch.ID, ids: map[int64]string{}}
 	}
 	chans := make([]*stormChannel, p.channels)
@@ -425,12 +426,12 @@ func stormRun(t *testing.T, p stormPlan) {
 			s.holdLag.Store(true)
 		}
 		before := acks.len()
-		c.kill()
+		c.Kill()
 		s.mu.Lock()
 		s.restart[int64(k)] = time.Now()
 		s.mu.Unlock()
 		s.gen.Store(int64(k))
-		readies = append(readies, c.start())
+		readies = append(readies, c.Start())
 		back := allBack(int64(k), stormBackWithin)
 		backs = append(backs, back)
 		t.Logf("kill %d (%d publishes acked before it): ready after %v, every punctual client back after %v",
@@ -445,7 +446,7 @@ func stormRun(t *testing.T, p stormPlan) {
 		}
 		deadline := time.Now().Add(90 * time.Second)
 		for {
-			h := historyAfter(t, c.gwURL, hot.id, tokens[0], far+stormWindow)
+			h := historyAfter(t, c.GWURL, hot.id, tokens[0], far+stormWindow)
 			if len(h) > 20 {
 				break
 			}
@@ -468,7 +469,7 @@ func stormRun(t *testing.T, p stormPlan) {
 		all = append(all, hot)
 	}
 	for _, ch := range all {
-		hist[ch] = history(t, c.gwURL, ch.id, tokens[0])
+		hist[ch] = e2etest.History(t, c.GWURL, ch.id, tokens[0])
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // deviceServer is a running server with the gateway, on known ports.
@@ -38,15 +40,15 @@ type deviceServer struct {
 
 func startDeviceServer(t *testing.T, extra map[string]string) *deviceServer {
 	t.Helper()
-	gw, err := freePort()
+	gw, err := e2etest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	authPort, err := freePort()
+	authPort, err := e2etest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := secret("admin password", "agent-admin-"+randomHex(8))
+	pw := e2etest.Secret("admin password", "agent-admin-"+e2etest.RandomHex(8))
 	e := map[string]string{
 		"UNHIDRA_DATA_DIR": t.TempDir(), "UNHIDRA_SERVICES": "auth,gateway",
 		"GATEWAY_PORT": strconv.Itoa(gw), "AUTH_PORT": strconv.Itoa(authPort),
@@ -111,11 +113,11 @@ func (d *deviceServer) registerDevice(t *testing.T, name string) (id, key string
 	if k == nil || i == nil {
 		t.Fatalf("no key in %q", out)
 	}
-	return i[1], secret("device key", k[1])
+	return i[1], e2etest.Secret("device key", k[1])
 }
 
 // gw calls the gateway's REST API.
-func (d *deviceServer) gw(t *testing.T, method, path, bearer string, body any) reply {
+func (d *deviceServer) gw(t *testing.T, method, path, bearer string, body any) e2etest.Reply {
 	t.Helper()
 	saved := d.testServer.url
 	d.testServer.url = fmt.Sprintf("http://127.0.0.1:%d", d.gwPort)
@@ -125,9 +127,9 @@ func (d *deviceServer) gw(t *testing.T, method, path, bearer string, body any) r
 
 // agentRun runs `unhidra agent` in-process and returns its log and a channel
 // with its result.
-func agentRun(t *testing.T, ctx context.Context, vars map[string]string, args ...string) (*syncBuffer, <-chan error) {
+func agentRun(t *testing.T, ctx context.Context, vars map[string]string, args ...string) (*e2etest.SyncBuffer, <-chan error) {
 	t.Helper()
-	logs := captureLogs()
+	logs := e2etest.CaptureLogs()
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, env{args: append([]string{"agent"}, args...), getenv: func(k string) string { return vars[k] },
@@ -136,7 +138,7 @@ func agentRun(t *testing.T, ctx context.Context, vars map[string]string, args ..
 	return logs, done
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, what string, n int, within time.Duration) {
+func waitLog(t *testing.T, logs *e2etest.SyncBuffer, what string, n int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for strings.Count(logs.String(), what) < n {
@@ -156,16 +158,16 @@ type telemetryPoint struct {
 func (d *deviceServer) telemetry(t *testing.T, token, id string) []telemetryPoint {
 	t.Helper()
 	r := d.gw(t, "GET", "/api/v1/devices/"+id+"/telemetry?limit=1000", token, nil)
-	if r.status != 200 {
-		t.Fatalf("telemetry: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("telemetry: %d %s", r.Status, r.Body)
 	}
 	var out struct {
 		Points []telemetryPoint `json:"points"`
 	}
-	if err := json.Unmarshal(r.body, &out); err != nil || out.Points == nil {
+	if err := json.Unmarshal(r.Body, &out); err != nil || out.Points == nil {
 		var arr []telemetryPoint
-		if err2 := json.Unmarshal(r.body, &arr); err2 != nil {
-			t.Fatalf("telemetry body %s: %v", r.body, err)
+		if err2 := json.Unmarshal(r.Body, &arr); err2 != nil {
+			t.Fatalf("telemetry body %s: %v", r.Body, err)
 		}
 		return arr
 	}
@@ -191,12 +193,12 @@ func TestAgentAgainstTheRealServer(t *testing.T) {
 				Online   bool       `json:"online"`
 				LastSeen *time.Time `json:"last_seen"`
 			}
-			r.json(t, &dev)
+			r.JSON(t, &dev)
 			if dev.Online && dev.LastSeen != nil && !dev.LastSeen.IsZero() {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("device not online with last_seen: %s", r.body)
+				t.Fatalf("device not online with last_seen: %s", r.Body)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -214,7 +216,7 @@ func TestAgentAgainstTheRealServer(t *testing.T) {
 			var c struct {
 				CommandID string `json:"command_id"`
 			}
-			r.json(t, &c)
+			r.JSON(t, &c)
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				r := s.gw(t, "GET", "/api/v1/devices/"+id+"/commands/"+c.CommandID, admin, nil)
@@ -222,7 +224,7 @@ func TestAgentAgainstTheRealServer(t *testing.T) {
 					Status string          `json:"status"`
 					Result json.RawMessage `json:"result"`
 				}
-				r.json(t, &st)
+				r.JSON(t, &st)
 				if st.Status == tc.status {
 					if !strings.Contains(string(st.Result), tc.result) {
 						t.Errorf("%s: result %s, want it to contain %s", tc.name, st.Result, tc.result)
@@ -230,7 +232,7 @@ func TestAgentAgainstTheRealServer(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s: status %q, want %q: %s", tc.name, st.Status, tc.status, r.body)
+					t.Fatalf("%s: status %q, want %q: %s", tc.name, st.Status, tc.status, r.Body)
 				}
 				time.Sleep(50 * time.Millisecond)
 			}

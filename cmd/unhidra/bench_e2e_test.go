@@ -19,13 +19,15 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/client"
+	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/load"
 	"github.com/unhidra/unhidra/wire"
 )
 
 func runCmd(t *testing.T, ctx context.Context, args ...string) (string, error) {
 	t.Helper()
-	var out syncBuffer
-	logs := captureLogs()
+	var out e2etest.SyncBuffer
+	logs := e2etest.CaptureLogs()
 	err := run(ctx, env{args: args, getenv: func(string) string { return "" }, stdout: &out, stderr: logs})
 	return out.String(), err
 }
@@ -59,7 +61,7 @@ func TestBenchWSAgainstTheRealServer(t *testing.T) {
 }
 
 func TestBenchMQTTAgainstTheRealServer(t *testing.T) {
-	port, _ := freePort()
+	port, _ := e2etest.FreePort()
 	s := startDeviceServer(t, map[string]string{"UNHIDRA_SERVICES": "auth,gateway,mqtt", "MQTT_PORT": strconv.Itoa(port)})
 	for _, qos := range []string{"0", "1"} {
 		t.Run("QoS "+qos+" messages all arrive", func(t *testing.T) {
@@ -76,7 +78,7 @@ func TestBenchMQTTAgainstTheRealServer(t *testing.T) {
 }
 
 func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
-	port, _ := freePort()
+	port, _ := e2etest.FreePort()
 	s := startDeviceServer(t, map[string]string{"UNHIDRA_SERVICES": "auth,gateway,mqtt", "MQTT_PORT": strconv.Itoa(port)})
 	admin := s.login(t, "admin", s.adminPW).AccessToken
 	keys := filepath.Join(t.TempDir(), "fleet.keys")
@@ -91,16 +93,16 @@ func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
 			"--url", s.wsURL(), "--mqtt-url", "tcp://127.0.0.1:"+strconv.Itoa(port), "--auth-url", s.url,
 			"--admin-token", admin, "--save-keys", keys, "--report", "1s", "--duration", "60s")
 	}()
-	var devs []benchDevice
+	var devs []load.Device
 	deadline := time.Now().Add(20 * time.Second)
 	for len(devs) < 4 {
 		if time.Now().After(deadline) {
 			t.Fatal("devsim did not write its keys")
 		}
 		time.Sleep(50 * time.Millisecond)
-		devs, _ = readKeysFile(keys)
+		devs, _ = load.ReadKeysFile(keys)
 	}
-	wsDev, mqttDev := devs[0].id, devs[1].id // mixed: even on WebSocket, odd on MQTT
+	wsDev, mqttDev := devs[0].ID, devs[1].ID // mixed: even on WebSocket, odd on MQTT
 
 	// A WebSocket subscriber of each device channel sees the telemetry of
 	// both transports.
@@ -149,10 +151,10 @@ func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
 				if cmd.CommandID == "" {
 					r := s.gw(t, "POST", "/api/v1/devices/"+id+"/commands", admin, map[string]any{"name": "ping", "timeout_s": 30})
 					s.want(t, r, http.StatusAccepted, "send ping")
-					r.json(t, &cmd)
+					r.JSON(t, &cmd)
 				}
 				r := s.gw(t, "GET", "/api/v1/devices/"+id+"/commands/"+cmd.CommandID, admin, nil)
-				r.json(t, &st)
+				r.JSON(t, &st)
 				if st.Status == "ok" {
 					if !bytes.Contains(st.Result, []byte(`"pong":true`)) {
 						t.Errorf("device %s answered %s", id, st.Result)
@@ -160,7 +162,7 @@ func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("device %s: command status %q: %s", id, st.Status, r.body)
+					t.Fatalf("device %s: command status %q: %s", id, st.Status, r.Body)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -185,8 +187,8 @@ func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
 
 	t.Run("telemetry is stored for every device", func(t *testing.T) {
 		for _, d := range devs {
-			if n := len(s.telemetry(t, admin, d.id)); n == 0 {
-				t.Errorf("device %s has no stored telemetry", d.id)
+			if n := len(s.telemetry(t, admin, d.ID)); n == 0 {
+				t.Errorf("device %s has no stored telemetry", d.ID)
 			}
 		}
 	})

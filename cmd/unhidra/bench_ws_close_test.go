@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/load"
 )
 
 // A publish still being written when the measurement ends (a slow write)
@@ -13,23 +16,23 @@ import (
 // context ends, so writes must not use the measurement's context.
 func TestBenchWSDoesNotReportItsOwnClosesAsTheServers(t *testing.T) {
 	s := startDeviceServer(t, nil)
-	var out syncBuffer
+	var out e2etest.SyncBuffer
 	e := env{args: []string{"--url", s.wsURL(), "--auth-url", s.url, "--admin-password", s.adminPW,
 		"--conns", "20", "--channels", "2", "--publishers", "10", "--rate", "100", "--size", "200",
 		"--duration", "1s", "--per-user", "10", "--src-ips", "2"},
-		getenv: func(string) string { return "" }, stdout: &out, stderr: captureLogs()}
+		getenv: func(string) string { return "" }, stdout: &out, stderr: e2etest.CaptureLogs()}
 	cfg, err := parseBenchWS(e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Every publisher's third publish is held back until the measurement
 	// has ended, as a write that is still in flight at the end would be.
-	cfg.beforePublish = func(measuring context.Context, _ int, seq int64) {
+	cfg.BeforePublish = func(measuring context.Context, _ int, seq int64) {
 		if seq == 2 {
 			<-measuring.Done()
 		}
 	}
-	if err := benchWS(context.Background(), e, cfg); err != nil {
+	if err := load.BenchWS(context.Background(), e.stdout, e.stderr, cfg); err != nil {
 		t.Fatalf("bench ws: %v\n%s", err, out.String())
 	}
 	got := out.String()

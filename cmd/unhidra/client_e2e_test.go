@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/client"
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -54,7 +55,7 @@ func TestClientSDKAgainstTheRealServer(t *testing.T) {
 	var ch struct {
 		ID string `json:"id"`
 	}
-	r.json(t, &ch)
+	r.JSON(t, &ch)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -150,8 +151,8 @@ func TestClientSDKAgainstTheRealServer(t *testing.T) {
 		var np struct {
 			AccessToken string `json:"access_token"`
 		}
-		r.json(t, &np)
-		secret("access token", np.AccessToken)
+		r.JSON(t, &np)
+		e2etest.Secret("access token", np.AccessToken)
 		exp, err := writer.Refresh(wctx, np.AccessToken)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/load"
 )
 
 var devsimDoneLine = regexp.MustCompile(`devsim: done devices=(\d+) connected_once=(\d+) telemetry=(\d+) acked=(\d+) commands=(\d+) answered=(\d+) failures=(\d+) errors=(\d+) revoked=(\d+) duration=\S+`)
@@ -16,7 +19,7 @@ var devsimDoneLine = regexp.MustCompile(`devsim: done devices=(\d+) connected_on
 // A fleet run to its end prints what it did and, with --cleanup, leaves no
 // device it made able to connect.
 func TestDevsimPrintsASummaryAndCleansUpItsDevices(t *testing.T) {
-	port, _ := freePort()
+	port, _ := e2etest.FreePort()
 	s := startDeviceServer(t, map[string]string{"UNHIDRA_SERVICES": "auth,gateway,mqtt", "MQTT_PORT": strconv.Itoa(port)})
 	admin := s.login(t, "admin", s.adminPW).AccessToken
 	keys := filepath.Join(t.TempDir(), "fleet.keys")
@@ -31,22 +34,22 @@ func TestDevsimPrintsASummaryAndCleansUpItsDevices(t *testing.T) {
 			"--url", s.wsURL(), "--mqtt-url", "tcp://127.0.0.1:"+strconv.Itoa(port), "--auth-url", s.url,
 			"--admin-password", s.adminPW, "--save-keys", keys, "--report", "1s", "--duration", "60s", "--cleanup")
 	}()
-	var devs []benchDevice
+	var devs []load.Device
 	deadline := time.Now().Add(20 * time.Second)
 	for len(devs) < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("devsim did not write its keys")
 		}
 		time.Sleep(50 * time.Millisecond)
-		devs, _ = readKeysFile(keys)
+		devs, _ = load.ReadKeysFile(keys)
 	}
 	for _, d := range devs {
-		secret("device key", d.key)
+		e2etest.Secret("device key", d.Key)
 	}
 
 	// One command to a device on each transport (mixed: even on WebSocket,
 	// odd on MQTT), answered before the fleet stops.
-	for _, id := range []string{devs[0].id, devs[1].id} {
+	for _, id := range []string{devs[0].ID, devs[1].ID} {
 		var cmd struct {
 			CommandID string `json:"command_id"`
 		}
@@ -55,12 +58,12 @@ func TestDevsimPrintsASummaryAndCleansUpItsDevices(t *testing.T) {
 			if cmd.CommandID == "" {
 				r := s.gw(t, "POST", "/api/v1/devices/"+id+"/commands", admin, map[string]any{"name": "ping", "timeout_s": 30})
 				s.want(t, r, http.StatusAccepted, "send ping")
-				r.json(t, &cmd)
+				r.JSON(t, &cmd)
 			}
 			var st struct {
 				Status string `json:"status"`
 			}
-			s.gw(t, "GET", "/api/v1/devices/"+id+"/commands/"+cmd.CommandID, admin, nil).json(t, &st)
+			s.gw(t, "GET", "/api/v1/devices/"+id+"/commands/"+cmd.CommandID, admin, nil).JSON(t, &st)
 			if st.Status == "ok" {
 				break
 			}
@@ -73,9 +76,9 @@ func TestDevsimPrintsASummaryAndCleansUpItsDevices(t *testing.T) {
 	// Telemetry from every device before it stops.
 	deadline = time.Now().Add(15 * time.Second)
 	for _, d := range devs {
-		for len(s.telemetry(t, admin, d.id)) == 0 {
+		for len(s.telemetry(t, admin, d.ID)) == 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("device %s has no stored telemetry", d.id)
+				t.Fatalf("device %s has no stored telemetry", d.ID)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -116,24 +119,24 @@ func TestDevsimPrintsASummaryAndCleansUpItsDevices(t *testing.T) {
 		}
 		r := s.call(t, "GET", "/devices", admin, nil)
 		s.want(t, r, http.StatusOK, "list devices")
-		r.json(t, &list)
+		r.JSON(t, &list)
 		revoked := map[string]bool{}
 		for _, d := range list.Devices {
 			revoked[d.DeviceID] = d.Revoked
 		}
 		for _, d := range devs {
-			if got, ok := revoked[d.id]; !ok || !got {
-				t.Errorf("device %s: listed %v, revoked %v; want listed as revoked", d.id, ok, got)
+			if got, ok := revoked[d.ID]; !ok || !got {
+				t.Errorf("device %s: listed %v, revoked %v; want listed as revoked", d.ID, ok, got)
 			}
-			if c, err := tryWS(s.wsURL(), "unhidra.v1, apikey."+d.key); err == nil {
+			if c, err := e2etest.TryWS(s.wsURL(), "unhidra.v1, apikey."+d.Key); err == nil {
 				c.Close()
-				t.Errorf("device %s still connects with its key", d.id)
+				t.Errorf("device %s still connects with its key", d.ID)
 			} else if !strings.Contains(err.Error(), "401") {
-				t.Errorf("device %s: handshake %v, want 401", d.id, err)
+				t.Errorf("device %s: handshake %v, want 401", d.ID, err)
 			}
 		}
-		if _, _, err := dialMQTT(t, "127.0.0.1:"+strconv.Itoa(port), "after-cleanup", devs[1].id, devs[1].key); err == nil {
-			t.Errorf("the MQTT device %s still connects with its key", devs[1].id)
+		if _, _, err := e2etest.DialMQTT(t, "127.0.0.1:"+strconv.Itoa(port), "after-cleanup", devs[1].ID, devs[1].Key); err == nil {
+			t.Errorf("the MQTT device %s still connects with its key", devs[1].ID)
 		}
 	})
 }
@@ -151,13 +154,13 @@ func TestDevsimWithoutCleanupKeepsItsDevices(t *testing.T) {
 	if strings.Contains(out, "cleanup") || strings.Contains(out, "revoked=") || !strings.Contains(lastLine(out), "devsim: done devices=2 ") {
 		t.Errorf("output:\n%s", out)
 	}
-	devs, err := readKeysFile(keys)
+	devs, err := load.ReadKeysFile(keys)
 	if err != nil || len(devs) != 2 {
 		t.Fatalf("keys: %v %v", devs, err)
 	}
-	secret("device key", devs[0].key)
-	secret("device key", devs[1].key)
-	c, err := tryWS(s.wsURL(), "unhidra.v1, apikey."+devs[0].key)
+	e2etest.Secret("device key", devs[0].Key)
+	e2etest.Secret("device key", devs[1].Key)
+	c, err := e2etest.TryWS(s.wsURL(), "unhidra.v1, apikey."+devs[0].Key)
 	if err != nil {
 		t.Fatalf("the device's key no longer works without --cleanup: %v", err)
 	}

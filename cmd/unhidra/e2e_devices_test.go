@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -29,11 +30,11 @@ type commandState struct {
 func (s *stack) sendCommand(t *testing.T, tok, dev, name, params string) string {
 	t.Helper()
 	r := s.api(t, "POST", "/api/v1/devices/"+dev+"/commands", tok, map[string]any{"name": name, "params": json.RawMessage(params), "timeout_s": 60})
-	wantStatus(t, r, 202, "send command "+name+" to "+dev)
+	e2etest.WantStatus(t, r, 202, "send command "+name+" to "+dev)
 	var c commandState
-	decode(t, r, &c)
+	e2etest.Decode(t, r, &c)
 	if c.CommandID == "" || c.Status != "pending" {
-		t.Fatalf("command answer %s, want a command_id and status pending", r.body)
+		t.Fatalf("command answer %s, want a command_id and status pending", r.Body)
 	}
 	return c.CommandID
 }
@@ -41,9 +42,9 @@ func (s *stack) sendCommand(t *testing.T, tok, dev, name, params string) string 
 func (s *stack) command(t *testing.T, tok, dev, id string) commandState {
 	t.Helper()
 	r := s.api(t, "GET", "/api/v1/devices/"+dev+"/commands/"+id, tok, nil)
-	wantStatus(t, r, 200, "get command")
+	e2etest.WantStatus(t, r, 200, "get command")
 	var c commandState
-	decode(t, r, &c)
+	e2etest.Decode(t, r, &c)
 	return c
 }
 
@@ -70,12 +71,12 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 	wsKey := s.device(t, alice, "dev-ws")
 
 	t.Run("a REST command reaches a device on MQTT and its result comes back", func(t *testing.T) {
-		dm := mustMQTT(t, s.mqtt, "dev-mqtt-1", "dev-mqtt", mqKey)
-		if rc := dm.subscribe(t, "unhidra/devices/dev-mqtt/commands", 1); rc > 1 {
+		dm := e2etest.MustMQTT(t, s.mqtt, "dev-mqtt-1", "dev-mqtt", mqKey)
+		if rc := dm.Subscribe(t, "unhidra/devices/dev-mqtt/commands", 1); rc > 1 {
 			t.Fatalf("SUBACK 0x%02x on the device's own command topic", rc)
 		}
 		id := s.sendCommand(t, alice, "dev-mqtt", "set_interval", `{"seconds":5}`)
-		p := dm.next(t, 10*time.Second)
+		p := dm.Next(t, 10*time.Second)
 		var got commandState
 		var params struct {
 			Params struct{ Seconds int } `json:"params"`
@@ -85,7 +86,7 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 		}
 		s.waitCommand(t, alice, "dev-mqtt", id, "delivered")
 		res := fmt.Sprintf(`{"command_id":%q,"status":"ok","result":{"interval":5}}`, id)
-		if rc := dm.publish(t, "unhidra/devices/dev-mqtt/commands/result", []byte(res)); rc != 0 {
+		if rc := dm.Publish(t, "unhidra/devices/dev-mqtt/commands/result", []byte(res)); rc != 0 {
 			t.Fatalf("PUBACK 0x%02x for the result", rc)
 		}
 		c := s.waitCommand(t, alice, "dev-mqtt", id, "ok")
@@ -94,16 +95,16 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 		}
 	})
 	t.Run("a REST command reaches a device on WebSocket and its result comes back", func(t *testing.T) {
-		dw := dialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
+		dw := e2etest.DialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
 		id := s.sendCommand(t, alice, "dev-ws", "ping", `{}`)
-		f := dw.until(t, wire.TypeCommand, 10*time.Second)
+		f := dw.Until(t, wire.TypeCommand, 10*time.Second)
 		if f.CommandID != id || f.Name != "ping" {
-			t.Fatalf("command frame %s, want %s ping", f.raw, id)
+			t.Fatalf("command frame %s, want %s ping", f.Raw, id)
 		}
 		if c := s.command(t, alice, "dev-ws", id); c.Status != "delivered" {
 			t.Errorf("a command handed to a WebSocket device is %q, want delivered", c.Status)
 		}
-		dw.send(t, map[string]any{"type": "command_result", "command_id": id, "status": "ok", "result": map[string]bool{"pong": true}})
+		dw.Send(t, map[string]any{"type": "command_result", "command_id": id, "status": "ok", "result": map[string]bool{"pong": true}})
 		c := s.waitCommand(t, alice, "dev-ws", id, "ok")
 		if !strings.Contains(string(c.Result), `"pong":true`) {
 			t.Errorf("result %s", c.Result)
@@ -115,9 +116,9 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 		if c := s.command(t, alice, "dev-mqtt", id); c.Status != "pending" {
 			t.Fatalf("a command for an offline device is %q, want pending", c.Status)
 		}
-		dm := mustMQTT(t, s.mqtt, "dev-mqtt-2", "dev-mqtt", mqKey)
-		dm.subscribe(t, "unhidra/devices/dev-mqtt/commands", 1)
-		p := dm.next(t, 10*time.Second)
+		dm := e2etest.MustMQTT(t, s.mqtt, "dev-mqtt-2", "dev-mqtt", mqKey)
+		dm.Subscribe(t, "unhidra/devices/dev-mqtt/commands", 1)
+		p := dm.Next(t, 10*time.Second)
 		if !strings.Contains(string(p.Payload), id) {
 			t.Fatalf("first command after reconnecting: %s, want %s", p.Payload, id)
 		}
@@ -126,10 +127,10 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 	t.Run("a command sent while a WebSocket device is offline is delivered when it connects", func(t *testing.T) {
 		id := s.sendCommand(t, alice, "dev-ws", "ping", `{}`)
 		time.Sleep(100 * time.Millisecond)
-		dw := dialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
-		f, err := dw.tryRead(5 * time.Second)
+		dw := e2etest.DialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
+		f, err := dw.TryRead(5 * time.Second)
 		for err == nil && f.Type != wire.TypeCommand {
-			f, err = dw.tryRead(5 * time.Second)
+			f, err = dw.TryRead(5 * time.Second)
 		}
 		if err != nil || f.CommandID != id {
 			t.Fatalf("no command frame for the held command %s after connecting (%v): the gateway does not hand a device its pending commands", id, err)
@@ -138,8 +139,8 @@ func TestDeviceCommandsReachEveryTransport(t *testing.T) {
 	})
 	t.Run("devices and strangers may not send commands", func(t *testing.T) {
 		bob, _ := s.user(t, "bob")
-		wantStatus(t, s.api(t, "POST", "/api/v1/devices/dev-ws/commands", bob, map[string]any{"name": "ping"}), 403, "another user's command")
-		wantStatus(t, s.api(t, "POST", "/api/v1/devices/dev-ws/commands", wsKey, map[string]any{"name": "ping"}), 403, "a device key on a user route")
+		e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/devices/dev-ws/commands", bob, map[string]any{"name": "ping"}), 403, "another user's command")
+		e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/devices/dev-ws/commands", wsKey, map[string]any{"name": "ping"}), 403, "a device key on a user route")
 	})
 }
 
@@ -152,62 +153,62 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 	t.Run("the owner can subscribe to device:D before the device first connects", func(t *testing.T) {
 		// SPEC §5.4: every device has its channel; a dashboard opened before
 		// the device is powered on must not be refused.
-		wa := dialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
-		wa.send(t, map[string]any{"type": "subscribe", "id": 1, "channel": "device:sensor-never"})
+		wa := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
+		wa.Send(t, map[string]any{"type": "subscribe", "id": 1, "channel": "device:sensor-never"})
 		s.device(t, alice, "sensor-never")
-		wa.send(t, map[string]any{"type": "subscribe", "id": 2, "channel": "device:sensor-never"})
+		wa.Send(t, map[string]any{"type": "subscribe", "id": 2, "channel": "device:sensor-never"})
 		for {
-			f := wa.read(t, 10*time.Second)
+			f := wa.Read(t, 10*time.Second)
 			if string(f.ID) != "2" {
 				continue
 			}
 			if f.Type != wire.TypeSubscribed {
-				t.Fatalf("the owner's subscribe to a new device's channel: %s", f.raw)
+				t.Fatalf("the owner's subscribe to a new device's channel: %s", f.Raw)
 			}
 			break
 		}
 	})
 	t.Run("MQTT telemetry reaches a WebSocket subscriber of device:D", func(t *testing.T) {
-		dm := mustMQTT(t, s.mqtt, "sensor-mqtt-1", "sensor-mqtt", mqKey)
+		dm := e2etest.MustMQTT(t, s.mqtt, "sensor-mqtt-1", "sensor-mqtt", mqKey)
 		// The device's first message makes sure its channel exists.
-		if rc := dm.publish(t, "unhidra/devices/sensor-mqtt/heartbeat", []byte(`{"device_id":"sensor-mqtt","ts":1}`)); rc != 0 {
+		if rc := dm.Publish(t, "unhidra/devices/sensor-mqtt/heartbeat", []byte(`{"device_id":"sensor-mqtt","ts":1}`)); rc != 0 {
 			t.Fatalf("heartbeat PUBACK 0x%02x", rc)
 		}
-		wa := dialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
-		wa.send(t, map[string]any{"type": "subscribe", "channel": "device:sensor-mqtt"})
-		if f := wa.until(t, wire.TypeSubscribed, 10*time.Second); f.Channel != "device:sensor-mqtt" {
-			t.Fatalf("subscribed %s", f.raw)
+		wa := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
+		wa.Send(t, map[string]any{"type": "subscribe", "channel": "device:sensor-mqtt"})
+		if f := wa.Until(t, wire.TypeSubscribed, 10*time.Second); f.Channel != "device:sensor-mqtt" {
+			t.Fatalf("subscribed %s", f.Raw)
 		}
-		if rc := dm.publish(t, "unhidra/devices/sensor-mqtt/telemetry", []byte(`{"data":{"temp":21.5},"seq":1}`)); rc != 0 {
+		if rc := dm.Publish(t, "unhidra/devices/sensor-mqtt/telemetry", []byte(`{"data":{"temp":21.5},"seq":1}`)); rc != 0 {
 			t.Fatalf("PUBACK 0x%02x", rc)
 		}
 		for {
-			f := wa.until(t, wire.TypeMessage, 10*time.Second)
-			m := f.msg(t)
+			f := wa.Until(t, wire.TypeMessage, 10*time.Second)
+			m := f.Msg(t)
 			if strings.Contains(string(m.Data), `"telemetry"`) {
 				if !strings.Contains(string(m.Data), `21.5`) || m.Sender.Kind != wire.KindDevice || m.Sender.ID != "sensor-mqtt" {
-					t.Fatalf("telemetry message %s", f.raw)
+					t.Fatalf("telemetry message %s", f.Raw)
 				}
 				break
 			}
 		}
 	})
 	t.Run("WebSocket telemetry reaches the owner's MQTT subscription", func(t *testing.T) {
-		dw := dialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
-		dw.send(t, map[string]any{"type": "heartbeat", "id": 0, "device_id": "sensor-ws", "ts": 1})
-		dw.until(t, wire.TypeHeartbeatAck, 10*time.Second)
-		ma := mustMQTT(t, s.mqtt, "alice-dash", "alice", alice)
+		dw := e2etest.DialWS(t, s.wsURL, "unhidra.v1, apikey."+wsKey)
+		dw.Send(t, map[string]any{"type": "heartbeat", "id": 0, "device_id": "sensor-ws", "ts": 1})
+		dw.Until(t, wire.TypeHeartbeatAck, 10*time.Second)
+		ma := e2etest.MustMQTT(t, s.mqtt, "alice-dash", "alice", alice)
 		topic := "unhidra/channels/device:sensor-ws/messages"
-		if rc := ma.subscribe(t, topic, 1); rc > 1 {
+		if rc := ma.Subscribe(t, topic, 1); rc > 1 {
 			t.Fatalf("the owner's SUBACK 0x%02x on %s", rc, topic)
 		}
-		dw.send(t, map[string]any{"type": "telemetry", "id": 1, "data": map[string]float64{"humidity": 40.25}, "seq": 1})
-		if f := dw.until(t, wire.TypeAck, 10*time.Second); f.Channel != "device:sensor-ws" {
-			t.Fatalf("telemetry ack %s", f.raw)
+		dw.Send(t, map[string]any{"type": "telemetry", "id": 1, "data": map[string]float64{"humidity": 40.25}, "seq": 1})
+		if f := dw.Until(t, wire.TypeAck, 10*time.Second); f.Channel != "device:sensor-ws" {
+			t.Fatalf("telemetry ack %s", f.Raw)
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			p := ma.next(t, time.Until(deadline))
+			p := ma.Next(t, time.Until(deadline))
 			var m wire.Message
 			if err := json.Unmarshal(p.Payload, &m); err != nil {
 				t.Fatalf("not a Message: %s", p.Payload)
@@ -229,7 +230,7 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 		host, port, _ := net.SplitHostPort(s.mqtt)
 		sub := exec.Command("mosquitto_sub", "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-d", "-i", "alice-mosq",
 			"-u", "alice", "-P", alice, "-t", "unhidra/channels/device:sensor-mqtt/messages", "-W", "30")
-		var out syncBuffer
+		var out e2etest.SyncBuffer
 		sub.Stdout, sub.Stderr = &out, &out
 		if err := sub.Start(); err != nil {
 			t.Fatal(err)
@@ -254,7 +255,7 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		for _, l := range lines(out.String(), `"lux":777.5`) {
+		for _, l := range e2etest.Lines(out.String(), `"lux":777.5`) {
 			if !strings.Contains(l, `"sender":{"kind":"device","id":"sensor-mqtt"}`) {
 				t.Errorf("not a Message from the device: %s", l)
 			}
@@ -264,18 +265,18 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 		}
 	})
 	t.Run("the telemetry route returns the points of a time range", func(t *testing.T) {
-		dm := mustMQTT(t, s.mqtt, "sensor-mqtt-2", "sensor-mqtt", mqKey)
+		dm := e2etest.MustMQTT(t, s.mqtt, "sensor-mqtt-2", "sensor-mqtt", mqKey)
 		base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
 		for i := range 3 {
 			ts := base.Add(time.Duration(i) * time.Hour).Format(time.RFC3339)
 			p := fmt.Sprintf(`{"data":{"n":%d},"ts":%q,"seq":%d}`, i, ts, 10+i)
-			if rc := dm.publish(t, "unhidra/devices/sensor-mqtt/telemetry", []byte(p)); rc != 0 {
+			if rc := dm.Publish(t, "unhidra/devices/sensor-mqtt/telemetry", []byte(p)); rc != 0 {
 				t.Fatalf("PUBACK 0x%02x", rc)
 			}
 		}
 		q := url.Values{"since": {base.Add(30 * time.Minute).Format(time.RFC3339)}, "until": {base.Add(90 * time.Minute).Format(time.RFC3339)}}
 		r := s.api(t, "GET", "/api/v1/devices/sensor-mqtt/telemetry?"+q.Encode(), alice, nil)
-		wantStatus(t, r, 200, "telemetry query")
+		e2etest.WantStatus(t, r, 200, "telemetry query")
 		var out struct {
 			Points []struct {
 				TS   time.Time       `json:"ts"`
@@ -283,12 +284,12 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 				Seq  *int64          `json:"seq"`
 			} `json:"points"`
 		}
-		decode(t, r, &out)
+		e2etest.Decode(t, r, &out)
 		if len(out.Points) != 1 || out.Points[0].Seq == nil || *out.Points[0].Seq != 11 || !out.Points[0].TS.Equal(base.Add(time.Hour)) {
-			t.Fatalf("points in the range %s", r.body)
+			t.Fatalf("points in the range %s", r.Body)
 		}
 		r = s.api(t, "GET", "/api/v1/devices/sensor-mqtt/telemetry?since="+url.QueryEscape(base.Format(time.RFC3339)), alice, nil)
-		decode(t, r, &out)
+		e2etest.Decode(t, r, &out)
 		var seqs []int64
 		for _, p := range out.Points {
 			if p.Seq != nil && *p.Seq >= 10 {
@@ -296,10 +297,10 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 			}
 		}
 		if fmt.Sprint(seqs) != "[10 11 12]" {
-			t.Fatalf("the timestamped points since the first, oldest first: seqs %v, want [10 11 12]: %s", seqs, r.body)
+			t.Fatalf("the timestamped points since the first, oldest first: seqs %v, want [10 11 12]: %s", seqs, r.Body)
 		}
 		bob, _ := s.user(t, "bob")
-		wantStatus(t, s.api(t, "GET", "/api/v1/devices/sensor-mqtt/telemetry", bob, nil), 403, "another user's telemetry")
+		e2etest.WantStatus(t, s.api(t, "GET", "/api/v1/devices/sensor-mqtt/telemetry", bob, nil), 403, "another user's telemetry")
 	})
 }
 
@@ -310,27 +311,27 @@ func TestDeviceRevocationEndsLiveSessions(t *testing.T) {
 	s := startStack(t, nil)
 	alice, _ := s.user(t, "alice")
 	key := s.device(t, alice, "doomed")
-	ws := dialWS(t, s.wsURL, "unhidra.v1, apikey."+key)
-	mq := mustMQTT(t, s.mqtt, "doomed-1", "doomed", key)
+	ws := e2etest.DialWS(t, s.wsURL, "unhidra.v1, apikey."+key)
+	mq := e2etest.MustMQTT(t, s.mqtt, "doomed-1", "doomed", key)
 	began := time.Now()
-	wantStatus(t, s.authAPI(t, "DELETE", "/devices/doomed", alice, nil), 204, "revoke")
-	code, err := ws.closeCode(5 * time.Second)
+	e2etest.WantStatus(t, s.authAPI(t, "DELETE", "/devices/doomed", alice, nil), 204, "revoke")
+	code, err := ws.CloseCode(5 * time.Second)
 	if code != 4003 {
 		t.Errorf("WebSocket close %d (%v), want 4003 within 5 s", code, err)
 	}
 	select {
-	case <-mq.gone:
+	case <-mq.Gone:
 	case <-time.After(5*time.Second - time.Since(began)):
 		t.Error("the MQTT session is still connected 5 s after the revocation")
 	}
 	t.Logf("sessions ended %v after the revocation", time.Since(began).Round(time.Millisecond))
 	for _, proto := range []string{"unhidra.v1, apikey." + key, "bearer, " + key} {
-		if _, err := tryWS(s.wsURL, proto); err == nil || !strings.Contains(err.Error(), "401") {
+		if _, err := e2etest.TryWS(s.wsURL, proto); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Errorf("a WebSocket with the revoked key: %v, want 401", err)
 		}
 	}
-	if m, rc, _ := dialMQTT(t, s.mqtt, "doomed-2", "doomed", key); m != nil || rc != 0x86 {
+	if m, rc, _ := e2etest.DialMQTT(t, s.mqtt, "doomed-2", "doomed", key); m != nil || rc != 0x86 {
 		t.Errorf("MQTT CONNACK 0x%02x with the revoked key, want 0x86", rc)
 	}
-	wantStatus(t, s.api(t, "GET", "/api/v1/devices/doomed/telemetry", key, nil), 401, "REST with the revoked key")
+	e2etest.WantStatus(t, s.api(t, "GET", "/api/v1/devices/doomed/telemetry", key, nil), 401, "REST with the revoked key")
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -20,21 +21,21 @@ func TestRemovedMemberStopsReceivingOnEveryTransport(t *testing.T) {
 	ch := s.channel(t, alice, "team", "private", "bob", "carol")
 	topic := "unhidra/channels/" + ch + "/messages"
 
-	bobMQ := mustMQTT(t, s.mqtt, "bob-mq", "bob", bob)
-	if rc := bobMQ.subscribe(t, topic, 1); rc >= 0x80 {
+	bobMQ := e2etest.MustMQTT(t, s.mqtt, "bob-mq", "bob", bob)
+	if rc := bobMQ.Subscribe(t, topic, 1); rc >= 0x80 {
 		t.Fatalf("bob's MQTT subscribe refused: %#x", rc)
 	}
-	carolMQ := mustMQTT(t, s.mqtt, "carol-mq", "carol", carol)
-	if rc := carolMQ.subscribe(t, topic, 1); rc >= 0x80 {
+	carolMQ := e2etest.MustMQTT(t, s.mqtt, "carol-mq", "carol", carol)
+	if rc := carolMQ.Subscribe(t, topic, 1); rc >= 0x80 {
 		t.Fatalf("carol's MQTT subscribe refused: %#x", rc)
 	}
-	bobWS := dialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
-	bobWS.send(t, map[string]any{"type": "subscribe", "channel": ch, "id": "s"})
-	bobWS.until(t, wire.TypeSubscribed, 5*time.Second)
+	bobWS := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
+	bobWS.Send(t, map[string]any{"type": "subscribe", "channel": ch, "id": "s"})
+	bobWS.Until(t, wire.TypeSubscribed, 5*time.Second)
 
 	post := func(text string) {
 		t.Helper()
-		wantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]string{"text": text}), 201, "post "+text)
+		e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]string{"text": text}), 201, "post "+text)
 	}
 	textOf := func(payload []byte) string {
 		var m wire.Message
@@ -45,31 +46,31 @@ func TestRemovedMemberStopsReceivingOnEveryTransport(t *testing.T) {
 	}
 
 	post("before")
-	if got := textOf(bobMQ.next(t, 5*time.Second).Payload); got != "before" {
+	if got := textOf(bobMQ.Next(t, 5*time.Second).Payload); got != "before" {
 		t.Fatalf("bob over MQTT got %q, want before", got)
 	}
-	if got := textOf(carolMQ.next(t, 5*time.Second).Payload); got != "before" {
+	if got := textOf(carolMQ.Next(t, 5*time.Second).Payload); got != "before" {
 		t.Fatalf("carol over MQTT got %q, want before", got)
 	}
-	if f := bobWS.until(t, wire.TypeMessage, 5*time.Second); *f.msg(t).Text != "before" {
-		t.Fatalf("bob over WebSocket got %+v, want before", f.msg(t))
+	if f := bobWS.Until(t, wire.TypeMessage, 5*time.Second); *f.Msg(t).Text != "before" {
+		t.Fatalf("bob over WebSocket got %+v, want before", f.Msg(t))
 	}
 
-	wantStatus(t, s.api(t, "DELETE", "/api/v1/channels/"+ch+"/members/bob", alice, nil), 204, "remove bob")
-	bobWS.until(t, wire.TypeUnsubscribed, 5*time.Second)
+	e2etest.WantStatus(t, s.api(t, "DELETE", "/api/v1/channels/"+ch+"/members/bob", alice, nil), 204, "remove bob")
+	bobWS.Until(t, wire.TypeUnsubscribed, 5*time.Second)
 
 	post("after")
 	// carol's copy shows the message went out; bob's copies would have
 	// been sent at the same moment.
-	if got := textOf(carolMQ.next(t, 5*time.Second).Payload); got != "after" {
+	if got := textOf(carolMQ.Next(t, 5*time.Second).Payload); got != "after" {
 		t.Fatalf("carol over MQTT got %q, want after", got)
 	}
 	select {
-	case p := <-bobMQ.msgs:
+	case p := <-bobMQ.Msgs:
 		t.Fatalf("bob still received over MQTT after his removal: %s", p.Payload)
 	case <-time.After(time.Second):
 	}
-	if f, err := bobWS.tryRead(time.Second); err == nil && f.Type == wire.TypeMessage {
+	if f, err := bobWS.TryRead(time.Second); err == nil && f.Type == wire.TypeMessage {
 		t.Fatalf("bob still received over WebSocket after his removal: %+v", f)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -37,7 +38,7 @@ func TestSeedCheckEveryCredentialFormGetsWelcome(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialWS(t, tc.url, tc.protocol)
+			c := e2etest.DialWS(t, tc.url, tc.protocol)
 			if got := c.Response.Header.Get("Sec-WebSocket-Protocol"); got != tc.wantProto {
 				t.Errorf("Sec-WebSocket-Protocol %q, want %q", got, tc.wantProto)
 			}
@@ -48,7 +49,7 @@ func TestSeedCheckEveryCredentialFormGetsWelcome(t *testing.T) {
 					}
 				}
 			}
-			w := c.welcome
+			w := c.Welcome
 			if w.Principal.Kind != tc.wantKind || w.Principal.ID != tc.wantID {
 				t.Errorf("welcome principal %+v, want %s %s", w.Principal, tc.wantKind, tc.wantID)
 			}
@@ -59,14 +60,14 @@ func TestSeedCheckEveryCredentialFormGetsWelcome(t *testing.T) {
 	}
 	t.Run("no credential and a bad one get 401 with the SPEC body before the upgrade", func(t *testing.T) {
 		for _, proto := range []string{"", "unhidra.v1, bearer.not-a-token", "bearer, unhidra_dk_" + strings.Repeat("x", 40)} {
-			_, err := tryWS(s.wsURL, proto)
+			_, err := e2etest.TryWS(s.wsURL, proto)
 			if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), `{"error":{"code":"unauthorized","message":"invalid token"}}`) {
 				t.Errorf("protocol %q: %v, want 401 invalid token", proto, err)
 			}
 		}
 	})
 	t.Run("a device key in the URL is refused", func(t *testing.T) {
-		if _, err := tryWS(s.wsURL+"?token="+key, ""); err == nil {
+		if _, err := e2etest.TryWS(s.wsURL+"?token="+key, ""); err == nil {
 			t.Fatal("a device key in the query string was accepted")
 		}
 	})
@@ -82,40 +83,40 @@ func TestChatAcrossTransports(t *testing.T) {
 	carol, _ := s.user(t, "carol")
 	ch := s.channel(t, alice, "plans", "private", "bob")
 
-	wa := dialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
-	wb := dialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
-	for _, c := range []*wsConn{wa, wb} {
-		c.send(t, map[string]any{"type": "subscribe", "id": 1, "channel": ch})
-		if f := c.until(t, wire.TypeSubscribed, 10*time.Second); f.Channel != ch || f.Offset != 0 {
-			t.Fatalf("subscribed %s", f.raw)
+	wa := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
+	wb := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
+	for _, c := range []*e2etest.WSConn{wa, wb} {
+		c.Send(t, map[string]any{"type": "subscribe", "id": 1, "channel": ch})
+		if f := c.Until(t, wire.TypeSubscribed, 10*time.Second); f.Channel != ch || f.Offset != 0 {
+			t.Fatalf("subscribed %s", f.Raw)
 		}
 	}
 	// Bob also listens over MQTT with his access token.
-	mb := mustMQTT(t, s.mqtt, "bob-phone", "bob", bob)
+	mb := e2etest.MustMQTT(t, s.mqtt, "bob-phone", "bob", bob)
 	topic := "unhidra/channels/" + ch + "/messages"
-	if rc := mb.subscribe(t, topic, 1); rc > 1 {
+	if rc := mb.Subscribe(t, topic, 1); rc > 1 {
 		t.Fatalf("bob's SUBACK 0x%02x on his own channel", rc)
 	}
 
 	const n = 25
-	acks := map[string]frame{}
+	acks := map[string]e2etest.Frame{}
 	for i := 1; i <= n; i++ {
-		wb.send(t, map[string]any{"type": "publish", "id": i, "channel": ch, "client_msg_id": fmt.Sprintf("b-%d", i), "text": fmt.Sprintf("hello %d", i)})
+		wb.Send(t, map[string]any{"type": "publish", "id": i, "channel": ch, "client_msg_id": fmt.Sprintf("b-%d", i), "text": fmt.Sprintf("hello %d", i)})
 	}
 	for len(acks) < n {
-		f := wb.read(t, 10*time.Second)
+		f := wb.Read(t, 10*time.Second)
 		switch f.Type {
 		case wire.TypeAck:
 			acks[string(f.ID)] = f
 		case wire.TypeMessage:
 		default:
-			t.Fatalf("bob got %s", f.raw)
+			t.Fatalf("bob got %s", f.Raw)
 		}
 	}
 	var received []wire.Message
 	for len(received) < n {
-		f := wa.until(t, wire.TypeMessage, 10*time.Second)
-		m := f.msg(t)
+		f := wa.Until(t, wire.TypeMessage, 10*time.Second)
+		m := f.Msg(t)
 		if f.Offset != m.Offset || f.Channel != ch {
 			t.Fatalf("frame offset %d channel %s, message offset %d", f.Offset, f.Channel, m.Offset)
 		}
@@ -127,12 +128,12 @@ func TestChatAcrossTransports(t *testing.T) {
 				t.Fatalf("message %d: %+v", i, m)
 			}
 			if a := acks[fmt.Sprint(i+1)]; a.MessageID != m.ID || a.Offset != m.Offset {
-				t.Fatalf("ack %s does not match the delivered message %s/%d", a.raw, m.ID, m.Offset)
+				t.Fatalf("ack %s does not match the delivered message %s/%d", a.Raw, m.ID, m.Offset)
 			}
 		}
 	})
 	t.Run("REST history equals what was received", func(t *testing.T) {
-		h := history(t, s.gwURL, ch, alice)
+		h := e2etest.History(t, s.gwURL, ch, alice)
 		if len(h) != n {
 			t.Fatalf("history has %d messages, want %d", len(h), n)
 		}
@@ -144,7 +145,7 @@ func TestChatAcrossTransports(t *testing.T) {
 	})
 	t.Run("the MQTT subscriber gets the same messages as Message JSON", func(t *testing.T) {
 		for i := 1; i <= n; i++ {
-			p := mb.next(t, 10*time.Second)
+			p := mb.Next(t, 10*time.Second)
 			var m wire.Message
 			if err := json.Unmarshal(p.Payload, &m); err != nil || m.Offset != int64(i) || m.ID != received[i-1].ID {
 				t.Fatalf("MQTT message %d: %s (%v)", i, p.Payload, err)
@@ -153,39 +154,39 @@ func TestChatAcrossTransports(t *testing.T) {
 	})
 	t.Run("the same client_msg_id again returns the first ack and stores nothing", func(t *testing.T) {
 		for i := range 5 {
-			wb.send(t, map[string]any{"type": "publish", "id": 100 + i, "channel": ch, "client_msg_id": "b-3", "text": "hello 3 again"})
-			f := wb.until(t, wire.TypeAck, 10*time.Second)
+			wb.Send(t, map[string]any{"type": "publish", "id": 100 + i, "channel": ch, "client_msg_id": "b-3", "text": "hello 3 again"})
+			f := wb.Until(t, wire.TypeAck, 10*time.Second)
 			if f.MessageID != acks["3"].MessageID || f.Offset != 3 {
-				t.Fatalf("repeat ack %s, want message %s offset 3", f.raw, acks["3"].MessageID)
+				t.Fatalf("repeat ack %s, want message %s offset 3", f.Raw, acks["3"].MessageID)
 			}
 		}
 		r := s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", bob, map[string]any{"client_msg_id": "b-4", "text": "over REST"})
-		wantStatus(t, r, 200, "a REST repeat of a WebSocket client_msg_id")
-		if h := history(t, s.gwURL, ch, bob); len(h) != n {
+		e2etest.WantStatus(t, r, 200, "a REST repeat of a WebSocket client_msg_id")
+		if h := e2etest.History(t, s.gwURL, ch, bob); len(h) != n {
 			t.Fatalf("history has %d messages after the repeats, want %d", len(h), n)
 		}
 	})
 	t.Run("an outsider is refused on REST, WebSocket and MQTT alike", func(t *testing.T) {
-		wantStatus(t, s.api(t, "GET", "/api/v1/channels/"+ch+"/messages", carol, nil), 403, "outsider's history")
-		wantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", carol, map[string]any{"text": "let me in"}), 403, "outsider's REST post")
-		wantStatus(t, s.api(t, "GET", "/api/v1/channels/"+ch+"/messages/"+received[0].ID+"/thread", carol, nil), 403, "outsider's thread")
-		wc := dialWS(t, s.wsURL, "unhidra.v1, bearer."+carol)
-		wc.send(t, map[string]any{"type": "subscribe", "id": "s", "channel": ch})
-		if f := wc.until(t, wire.TypeError, 10*time.Second); f.Code != "forbidden" || string(f.ID) != `"s"` {
-			t.Errorf("outsider's subscribe: %s", f.raw)
+		e2etest.WantStatus(t, s.api(t, "GET", "/api/v1/channels/"+ch+"/messages", carol, nil), 403, "outsider's history")
+		e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", carol, map[string]any{"text": "let me in"}), 403, "outsider's REST post")
+		e2etest.WantStatus(t, s.api(t, "GET", "/api/v1/channels/"+ch+"/messages/"+received[0].ID+"/thread", carol, nil), 403, "outsider's thread")
+		wc := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+carol)
+		wc.Send(t, map[string]any{"type": "subscribe", "id": "s", "channel": ch})
+		if f := wc.Until(t, wire.TypeError, 10*time.Second); f.Code != "forbidden" || string(f.ID) != `"s"` {
+			t.Errorf("outsider's subscribe: %s", f.Raw)
 		}
-		wc.send(t, map[string]any{"type": "publish", "id": "p", "channel": ch, "text": "let me in"})
-		if f := wc.until(t, wire.TypeError, 10*time.Second); f.Code != "forbidden" || string(f.ID) != `"p"` {
-			t.Errorf("outsider's publish: %s", f.raw)
+		wc.Send(t, map[string]any{"type": "publish", "id": "p", "channel": ch, "text": "let me in"})
+		if f := wc.Until(t, wire.TypeError, 10*time.Second); f.Code != "forbidden" || string(f.ID) != `"p"` {
+			t.Errorf("outsider's publish: %s", f.Raw)
 		}
-		mc := mustMQTT(t, s.mqtt, "carol-1", "carol", carol)
-		if rc := mc.subscribe(t, topic, 1); rc < 0x80 {
+		mc := e2etest.MustMQTT(t, s.mqtt, "carol-1", "carol", carol)
+		if rc := mc.Subscribe(t, topic, 1); rc < 0x80 {
 			t.Errorf("outsider's MQTT SUBACK 0x%02x, want a failure (0x87)", rc)
 		}
-		if rc := mc.publish(t, topic, []byte(`{"text":"let me in"}`)); rc != 0x87 {
+		if rc := mc.Publish(t, topic, []byte(`{"text":"let me in"}`)); rc != 0x87 {
 			t.Errorf("outsider's MQTT PUBACK 0x%02x, want 0x87", rc)
 		}
-		if h := history(t, s.gwURL, ch, alice); len(h) != n {
+		if h := e2etest.History(t, s.gwURL, ch, alice); len(h) != n {
 			t.Fatalf("history has %d messages after the outsider's attempts, want %d", len(h), n)
 		}
 	})
@@ -200,41 +201,41 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	bob, _ := s.user(t, "bob")
 	ch := s.channel(t, alice, "recovery", "private", "bob")
 	for i := 1; i <= 5; i++ {
-		wantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]any{"text": fmt.Sprintf("before %d", i)}), 201, "post")
+		e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]any{"text": fmt.Sprintf("before %d", i)}), 201, "post")
 	}
-	wb := dialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
-	wb.send(t, map[string]any{"type": "subscribe", "channel": ch})
-	if f := wb.until(t, wire.TypeSubscribed, 10*time.Second); f.Offset != 5 {
+	wb := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
+	wb.Send(t, map[string]any{"type": "subscribe", "channel": ch})
+	if f := wb.Until(t, wire.TypeSubscribed, 10*time.Second); f.Offset != 5 {
 		t.Fatalf("subscribed at %d, want 5", f.Offset)
 	}
 	wb.Close()
 
-	wa := dialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
+	wa := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
 	for i := 6; i <= 30; i++ {
-		wa.send(t, map[string]any{"type": "publish", "channel": ch, "client_msg_id": fmt.Sprint(i), "text": fmt.Sprintf("missed %d", i)})
+		wa.Send(t, map[string]any{"type": "publish", "channel": ch, "client_msg_id": fmt.Sprint(i), "text": fmt.Sprintf("missed %d", i)})
 	}
 	for range 25 {
-		wa.until(t, wire.TypeAck, 10*time.Second)
+		wa.Until(t, wire.TypeAck, 10*time.Second)
 	}
 
-	wb = dialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
-	wb.send(t, map[string]any{"type": "subscribe", "channel": ch, "since": 5})
-	f := wb.until(t, wire.TypeSubscribed, 10*time.Second)
+	wb = e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
+	wb.Send(t, map[string]any{"type": "subscribe", "channel": ch, "since": 5})
+	f := wb.Until(t, wire.TypeSubscribed, 10*time.Second)
 	if !f.Recovered || f.Offset != 30 {
-		t.Fatalf("subscribed %s, want recovered:true at offset 30", f.raw)
+		t.Fatalf("subscribed %s, want recovered:true at offset 30", f.Raw)
 	}
 	// One live message while (or right after) the recovery is delivered.
-	wa.send(t, map[string]any{"type": "publish", "channel": ch, "text": "live 31"})
+	wa.Send(t, map[string]any{"type": "publish", "channel": ch, "text": "live 31"})
 	seen := map[int64]bool{}
 	for want := int64(6); want <= 31; want++ {
-		f := wb.until(t, wire.TypeMessage, 10*time.Second)
+		f := wb.Until(t, wire.TypeMessage, 10*time.Second)
 		if f.Offset != want || seen[f.Offset] {
 			t.Fatalf("got offset %d, want %d (a gap, a duplicate or out of order)", f.Offset, want)
 		}
 		seen[f.Offset] = true
 	}
-	if f, err := wb.tryRead(300 * time.Millisecond); err == nil && f.Type == wire.TypeMessage {
-		t.Fatalf("an extra message after the recovery: %s", f.raw)
+	if f, err := wb.TryRead(300 * time.Millisecond); err == nil && f.Type == wire.TypeMessage {
+		t.Fatalf("an extra message after the recovery: %s", f.Raw)
 	}
 
 	t.Run("since beyond the recovery window gives recovered:false and no partial batch", func(t *testing.T) {
@@ -247,9 +248,9 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 		for w := range workers {
 			go func() {
 				for j := w; j < total; j += workers {
-					r := httpCall(t, s.gwURL, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]any{"text": fmt.Sprintf("flood %d", j)})
-					if r.status != 201 {
-						errs <- fmt.Errorf("post: %d %s", r.status, r.body)
+					r := e2etest.HTTPCall(t, s.gwURL, "POST", "/api/v1/channels/"+ch+"/messages", alice, map[string]any{"text": fmt.Sprintf("flood %d", j)})
+					if r.Status != 201 {
+						errs <- fmt.Errorf("post: %d %s", r.Status, r.Body)
 						return
 					}
 				}
@@ -261,14 +262,14 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		late := dialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
-		late.send(t, map[string]any{"type": "subscribe", "channel": ch, "since": 31})
-		f := late.until(t, wire.TypeSubscribed, 10*time.Second)
+		late := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+bob)
+		late.Send(t, map[string]any{"type": "subscribe", "channel": ch, "since": 31})
+		f := late.Until(t, wire.TypeSubscribed, 10*time.Second)
 		if f.Recovered || f.Offset != 31+int64(total) {
-			t.Fatalf("subscribed %s, want recovered:false at %d", f.raw, 31+total)
+			t.Fatalf("subscribed %s, want recovered:false at %d", f.Raw, 31+total)
 		}
-		if f, err := late.tryRead(300 * time.Millisecond); err == nil && f.Type == wire.TypeMessage {
-			t.Fatalf("a message was replayed although recovery was refused: %s", f.raw)
+		if f, err := late.TryRead(300 * time.Millisecond); err == nil && f.Type == wire.TypeMessage {
+			t.Fatalf("a message was replayed although recovery was refused: %s", f.Raw)
 		}
 	})
 }
@@ -283,23 +284,23 @@ func TestRevocationsReachLiveSessions(t *testing.T) {
 	_, pw := s.user(t, "dora")
 
 	type live struct {
-		ws   *wsConn
-		mq   *mqttClient
+		ws   *e2etest.WSConn
+		mq   *e2etest.MQTTClient
 		name string
 	}
 	connect := func(t *testing.T, tok, name string) live {
-		return live{ws: dialWS(t, s.wsURL, "unhidra.v1, bearer."+tok), mq: mustMQTT(t, s.mqtt, "dora-"+name, "dora", tok), name: name}
+		return live{ws: e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+tok), mq: e2etest.MustMQTT(t, s.mqtt, "dora-"+name, "dora", tok), name: name}
 	}
 	expectClosed := func(t *testing.T, l live, began time.Time) {
 		t.Helper()
-		code, err := l.ws.closeCode(5*time.Second - time.Since(began))
+		code, err := l.ws.CloseCode(5*time.Second - time.Since(began))
 		if code != 4003 {
 			t.Errorf("%s: WebSocket close %d (%v), want 4003 within 5 s", l.name, code, err)
 		} else {
 			t.Logf("%s: WebSocket closed 4003 after %v", l.name, time.Since(began).Round(time.Millisecond))
 		}
 		select {
-		case <-l.mq.gone:
+		case <-l.mq.Gone:
 			t.Logf("%s: MQTT disconnected after %v", l.name, time.Since(began).Round(time.Millisecond))
 		case <-time.After(5*time.Second - time.Since(began)):
 			t.Errorf("%s: MQTT session still connected 5 s after the revocation", l.name)
@@ -307,12 +308,12 @@ func TestRevocationsReachLiveSessions(t *testing.T) {
 	}
 	expectRefused := func(t *testing.T, tok string) {
 		t.Helper()
-		wantStatus(t, s.authAPI(t, "GET", "/me", tok, nil), 401, "the auth API right after")
-		wantStatus(t, s.api(t, "GET", "/api/v1/channels", tok, nil), 401, "the REST API right after")
-		if _, err := tryWS(s.wsURL, "unhidra.v1, bearer."+tok); err == nil || !strings.Contains(err.Error(), "401") {
+		e2etest.WantStatus(t, s.authAPI(t, "GET", "/me", tok, nil), 401, "the auth API right after")
+		e2etest.WantStatus(t, s.api(t, "GET", "/api/v1/channels", tok, nil), 401, "the REST API right after")
+		if _, err := e2etest.TryWS(s.wsURL, "unhidra.v1, bearer."+tok); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Errorf("a new WebSocket with the revoked token: %v, want 401", err)
 		}
-		if m, code, _ := dialMQTT(t, s.mqtt, "dora-again", "dora", tok); m != nil || code != 0x86 {
+		if m, code, _ := e2etest.DialMQTT(t, s.mqtt, "dora-again", "dora", tok); m != nil || code != 0x86 {
 			t.Errorf("a new MQTT session with the revoked token: CONNACK 0x%02x, want 0x86", code)
 		}
 	}
@@ -321,7 +322,7 @@ func TestRevocationsReachLiveSessions(t *testing.T) {
 		tok := s.login(t, "dora", pw).AccessToken
 		l := connect(t, tok, "logout")
 		began := time.Now()
-		wantStatus(t, s.authAPI(t, "POST", "/logout", tok, nil), 204, "logout")
+		e2etest.WantStatus(t, s.authAPI(t, "POST", "/logout", tok, nil), 204, "logout")
 		expectRefused(t, tok)
 		expectClosed(t, l, began)
 	})
@@ -330,19 +331,19 @@ func TestRevocationsReachLiveSessions(t *testing.T) {
 		other := s.login(t, "dora", pw).AccessToken
 		kept := connect(t, keep, "kept")
 		l := connect(t, other, "other")
-		newPW := secret("password", "dora's second password")
+		newPW := e2etest.Secret("password", "dora's second password")
 		began := time.Now()
-		wantStatus(t, s.authAPI(t, "POST", "/me/password", keep, map[string]string{"current_password": pw, "new_password": newPW}), 204, "password change")
+		e2etest.WantStatus(t, s.authAPI(t, "POST", "/me/password", keep, map[string]string{"current_password": pw, "new_password": newPW}), 204, "password change")
 		pw = newPW
 		expectRefused(t, other)
 		expectClosed(t, l, began)
-		kept.ws.send(t, map[string]any{"type": "presence", "status": "away"})
-		kept.ws.send(t, map[string]any{"type": "subscribe", "channel": "nope-" + randomHex(4)})
-		if f := kept.ws.until(t, wire.TypeError, 5*time.Second); f.Code == "" {
-			t.Errorf("the changing session's socket: %s", f.raw)
+		kept.ws.Send(t, map[string]any{"type": "presence", "status": "away"})
+		kept.ws.Send(t, map[string]any{"type": "subscribe", "channel": "nope-" + e2etest.RandomHex(4)})
+		if f := kept.ws.Until(t, wire.TypeError, 5*time.Second); f.Code == "" {
+			t.Errorf("the changing session's socket: %s", f.Raw)
 		}
 		select {
-		case <-kept.mq.gone:
+		case <-kept.mq.Gone:
 			t.Error("the changing session's MQTT connection was closed")
 		default:
 		}
@@ -351,7 +352,7 @@ func TestRevocationsReachLiveSessions(t *testing.T) {
 		tok := s.login(t, "dora", pw).AccessToken
 		l := connect(t, tok, "disable")
 		began := time.Now()
-		wantStatus(t, s.authAPI(t, "POST", "/admin/users/dora/disable", admin, nil), 200, "disable")
+		e2etest.WantStatus(t, s.authAPI(t, "POST", "/admin/users/dora/disable", admin, nil), 200, "disable")
 		expectRefused(t, tok)
 		expectClosed(t, l, began)
 	})

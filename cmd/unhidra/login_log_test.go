@@ -8,19 +8,21 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 func TestMistypedLoginsLeaveNoSecretInTheLog(t *testing.T) {
 	s := startServer(t, nil, cheapHash) // LOG_LEVEL=debug: access logs too
-	pw := secret("password typed as a username", "tr0ub4dor-"+randomHex(8))
+	pw := e2etest.Secret("password typed as a username", "tr0ub4dor-"+e2etest.RandomHex(8))
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "typist", "password": pw}), 201, "register")
 
 	// A JWT pasted in the username field is lower-cased by the username
 	// rules; neither form may reach the log.
-	jwtish := "eyJ" + randomHex(5) + ".eyJ" + randomHex(4) + ".x"
-	secret("JWT typed as a username", jwtish)
-	secret("JWT typed as a username (lower-cased)", strings.ToLower(jwtish))
-	rt := secret("bogus refresh token", "unhidra_rt_"+randomHex(16))
+	jwtish := "eyJ" + e2etest.RandomHex(5) + ".eyJ" + e2etest.RandomHex(4) + ".x"
+	e2etest.Secret("JWT typed as a username", jwtish)
+	e2etest.Secret("JWT typed as a username (lower-cased)", strings.ToLower(jwtish))
+	rt := e2etest.Secret("bogus refresh token", "unhidra_rt_"+e2etest.RandomHex(16))
 
 	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": pw, "password": "typist"}), 401, "username and password swapped")
 	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": pw, "password": pw}), 401, "the password in both fields")
@@ -46,15 +48,15 @@ func TestMistypedLoginsLeaveNoSecretInTheLog(t *testing.T) {
 func TestMQTTRefusalsLeaveNoSecretInTheLog(t *testing.T) {
 	s := startStack(t, map[string]string{"LOG_LEVEL": "debug"})
 	at, _ := s.user(t, "mqttuser")
-	secret("access token", at)
+	e2etest.Secret("access token", at)
 	key := s.device(t, at, "swap-1")
-	rt := secret("bogus refresh token", "unhidra_rt_"+randomHex(16))
+	rt := e2etest.Secret("bogus refresh token", "unhidra_rt_"+e2etest.RandomHex(16))
 	for _, user := range []string{key, rt, at} {
-		if c, code, _ := dialMQTT(t, s.mqtt, "swap", user, "swap-1"); c != nil || code == 0 {
+		if c, code, _ := e2etest.DialMQTT(t, s.mqtt, "swap", user, "swap-1"); c != nil || code == 0 {
 			t.Fatalf("swapped credentials accepted (0x%02x)", code)
 		}
 	}
-	if c, code, _ := dialMQTT(t, s.mqtt, "pw", "swap-1", "not the key"); c != nil || code == 0 {
+	if c, code, _ := e2etest.DialMQTT(t, s.mqtt, "pw", "swap-1", "not the key"); c != nil || code == 0 {
 		t.Fatalf("a wrong key accepted (0x%02x)", code)
 	}
 	logs := s.logs.String()

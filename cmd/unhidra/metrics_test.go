@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // get returns the status and body of GET url.
@@ -22,7 +24,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestMetricsOnOnePortWithBuildInfoAndEverySeriesAtZero(t *testing.T) {
 	s := startStack(t, nil)
-	m := scrape(t, s.gwURL+"/metrics")
+	m := e2etest.Scrape(t, s.gwURL+"/metrics")
 
 	v, c := buildVersion()
 	info := `unhidra_build_info{commit="` + c + `",goversion="` + runtime.Version() + `",version="` + v + `"}`

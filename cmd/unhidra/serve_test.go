@@ -33,77 +33,12 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/procfs"
 )
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// The suite's captured logs and the secrets that must never be in them.
-var suite struct {
-	mu      sync.Mutex
-	logs    []*syncBuffer
-	secrets map[string]string // secret → what it is
-}
-
-func captureLogs() *syncBuffer {
-	b := &syncBuffer{}
-	suite.mu.Lock()
-	suite.logs = append(suite.logs, b)
-	suite.mu.Unlock()
-	return b
-}
-
-func secret(what, s string) string {
-	if len(s) < 8 {
-		return s
-	}
-	suite.mu.Lock()
-	if suite.secrets == nil {
-		suite.secrets = map[string]string{}
-	}
-	suite.secrets[s] = what
-	suite.mu.Unlock()
-	return s
-}
-
 func TestMain(m *testing.M) {
-	code := m.Run()
-	suite.mu.Lock()
-	leaks := 0
-	total := 0
-	for _, b := range suite.logs {
-		logs := b.String()
-		total += len(logs)
-		for s, what := range suite.secrets {
-			if strings.Contains(logs, s) {
-				fmt.Fprintf(os.Stderr, "FAIL: a %s appears in the captured logs\n", what)
-				leaks++
-			}
-		}
-	}
-	suite.mu.Unlock()
-	if leaks > 0 && code == 0 {
-		code = 1
-	}
-	if code == 0 && len(suite.secrets) > 0 {
-		fmt.Fprintf(os.Stderr, "log check: %d secrets, %d bytes of logs from %d servers and commands, no leak\n", len(suite.secrets), total, len(suite.logs))
-	}
-	os.Exit(code)
+	os.Exit(e2etest.CheckLogs(m.Run()))
 }
 
 // testServer is a running `unhidra serve`.
@@ -113,8 +48,8 @@ type testServer struct {
 	client *http.Client
 	dir    string
 	env    map[string]string
-	stdout *syncBuffer
-	logs   *syncBuffer
+	stdout *e2etest.SyncBuffer
+	logs   *e2etest.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -125,7 +60,7 @@ func (s *testServer) getenv(k string) string { return s.env[k] }
 // unless env names one. Extra variables override the defaults.
 func startServer(t *testing.T, extra map[string]string, opts appOptions) *testServer {
 	t.Helper()
-	s := &testServer{stdout: &syncBuffer{}, logs: captureLogs(), done: make(chan error, 1)}
+	s := &testServer{stdout: &e2etest.SyncBuffer{}, logs: e2etest.CaptureLogs(), done: make(chan error, 1)}
 	s.env = map[string]string{
 		"UNHIDRA_DATA_DIR": t.TempDir(), "AUTH_PORT": "0", "GATEWAY_PORT": "0", "MQTT_PORT": "0", "MQTT_TLS_PORT": "0",
 		"UNHIDRA_SERVICES": "auth", "LOG_FORMAT": "json", "LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "5s",
@@ -184,20 +119,7 @@ func (s *testServer) stop(t *testing.T) {
 	s.app = nil
 }
 
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r reply) json(t *testing.T, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-func (s *testServer) call(t *testing.T, method, path, bearer string, body any) reply {
+func (s *testServer) call(t *testing.T, method, path, bearer string, body any) e2etest.Reply {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -224,26 +146,26 @@ func (s *testServer) call(t *testing.T, method, path, bearer string, body any) r
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return reply{res.StatusCode, res.Header, b}
+	return e2etest.Reply{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
 func (s *testServer) login(t *testing.T, user, pw string) auth.TokenPair {
 	t.Helper()
 	r := s.call(t, "POST", "/login", "", map[string]string{"username": user, "password": pw})
-	if r.status != 200 {
-		t.Fatalf("login %s: %d %s", user, r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("login %s: %d %s", user, r.Status, r.Body)
 	}
 	var p auth.TokenPair
-	r.json(t, &p)
-	secret("access token", p.AccessToken)
-	secret("refresh token", p.RefreshToken)
+	r.JSON(t, &p)
+	e2etest.Secret("access token", p.AccessToken)
+	e2etest.Secret("refresh token", p.RefreshToken)
 	return p
 }
 
-func (s *testServer) want(t *testing.T, r reply, status int, what string) {
+func (s *testServer) want(t *testing.T, r e2etest.Reply, status int, what string) {
 	t.Helper()
-	if r.status != status {
-		t.Fatalf("%s: got %d %s, want %d", what, r.status, r.body, status)
+	if r.Status != status {
+		t.Fatalf("%s: got %d %s, want %d", what, r.Status, r.Body, status)
 	}
 }
 
@@ -251,7 +173,7 @@ func (s *testServer) want(t *testing.T, r reply, status int, what string) {
 func (s *testServer) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	errs := captureLogs()
+	errs := e2etest.CaptureLogs()
 	err := run(context.Background(), env{args: args, getenv: s.getenv, stdin: strings.NewReader(stdin), stdout: &out, stderr: errs})
 	return out.String(), err
 }
@@ -264,17 +186,17 @@ func TestServeEndToEnd(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no admin password on stdout:\n%s", s.stdout)
 	}
-	adminPW := secret("admin password", m[1])
+	adminPW := e2etest.Secret("admin password", m[1])
 
 	s.want(t, s.call(t, "GET", "/health", "", nil), 200, "health")
 	var params map[string]any
-	s.call(t, "GET", "/debug/password-params", "", nil).json(t, &params)
+	s.call(t, "GET", "/debug/password-params", "", nil).JSON(t, &params)
 	if params["memory_kib"] != 49152.0 || params["iterations"] != 3.0 || params["parallelism"] != 1.0 {
 		t.Fatalf("password params %v", params)
 	}
 	s.login(t, "admin", adminPW)
 
-	alicePW := secret("password", "correct horse battery staple")
+	alicePW := e2etest.Secret("password", "correct horse battery staple")
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "alice", "password": alicePW}), 201, "register")
 
 	// Login, refresh with rotation, and reuse detection.
@@ -283,9 +205,9 @@ func TestServeEndToEnd(t *testing.T) {
 	r := s.call(t, "POST", "/token/refresh", "", map[string]string{"refresh_token": first.RefreshToken})
 	s.want(t, r, 200, "refresh")
 	var second auth.TokenPair
-	r.json(t, &second)
-	secret("access token", second.AccessToken)
-	secret("refresh token", second.RefreshToken)
+	r.JSON(t, &second)
+	e2etest.Secret("access token", second.AccessToken)
+	e2etest.Secret("refresh token", second.RefreshToken)
 	if second.RefreshToken == first.RefreshToken {
 		t.Fatal("the refresh token was not rotated")
 	}
@@ -301,7 +223,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// A password change ends every other session.
 	keep := s.login(t, "alice", alicePW)
 	other := s.login(t, "alice", alicePW)
-	newPW := secret("password", "a brand new passphrase")
+	newPW := e2etest.Secret("password", "a brand new passphrase")
 	s.want(t, s.call(t, "POST", "/me/password", keep.AccessToken, map[string]string{"current_password": alicePW, "new_password": newPW}), 204, "password change")
 	s.want(t, s.call(t, "GET", "/me", other.AccessToken, nil), 401, "another session after the password change")
 	s.want(t, s.call(t, "GET", "/me", keep.AccessToken, nil), 200, "the changing session")
@@ -315,8 +237,8 @@ func TestServeEndToEnd(t *testing.T) {
 		APIKey   string `json:"api_key"`
 		Owner    string `json:"owner"`
 	}
-	r.json(t, &dev)
-	secret("device API key", dev.APIKey)
+	r.JSON(t, &dev)
+	e2etest.Secret("device API key", dev.APIKey)
 	if dev.DeviceID != "gh-1" || dev.Owner != "alice" || !strings.HasPrefix(dev.APIKey, "unhidra_dk_") {
 		t.Fatalf("device %+v", dev)
 	}
@@ -324,16 +246,16 @@ func TestServeEndToEnd(t *testing.T) {
 	s.want(t, s.call(t, "GET", "/me", dev.APIKey, nil), 403, "the device key on a user route")
 	s.want(t, s.call(t, "GET", "/devices/gh-1?api_key="+dev.APIKey, "", nil), 400, "the device key in a URL")
 	r = s.call(t, "GET", "/devices", keep.AccessToken, nil)
-	if r.status != 200 || !strings.Contains(string(r.body), `"online":false`) || !strings.Contains(string(r.body), `"last_seen":null`) {
-		t.Fatalf("device list: %d %s", r.status, r.body)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"online":false`) || !strings.Contains(string(r.Body), `"last_seen":null`) {
+		t.Fatalf("device list: %d %s", r.Status, r.Body)
 	}
 	r = s.call(t, "POST", "/devices/gh-1/rotate-key", keep.AccessToken, nil)
 	s.want(t, r, 200, "rotate key")
 	var rot struct {
 		APIKey string `json:"api_key"`
 	}
-	r.json(t, &rot)
-	secret("device API key", rot.APIKey)
+	r.JSON(t, &rot)
+	e2etest.Secret("device API key", rot.APIKey)
 	s.want(t, s.call(t, "GET", "/devices/gh-1", dev.APIKey, nil), 401, "the rotated-out key")
 	s.want(t, s.call(t, "GET", "/devices/gh-1", rot.APIKey, nil), 200, "the new key")
 	s.want(t, s.call(t, "DELETE", "/devices/gh-1", keep.AccessToken, nil), 204, "device revoke")
@@ -348,7 +270,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// The metrics saw it all.
 	r = s.call(t, "GET", "/metrics", "", nil)
 	for _, want := range []string{`unhidra_auth_login_attempts_total{outcome="success"}`, `unhidra_http_requests_total{code="201",route="POST /register",server="auth"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
-		if !strings.Contains(string(r.body), want) {
+		if !strings.Contains(string(r.Body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
@@ -356,7 +278,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 	s := startServer(t, nil, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
-	bobPW := secret("password", "bob's long password")
+	bobPW := e2etest.Secret("password", "bob's long password")
 	out, err := s.cli(t, bobPW+"\n", "user", "create", "bob", "--password-stdin")
 	if err != nil || !strings.Contains(out, "created user bob") || strings.Contains(out, bobPW) {
 		t.Fatalf("user create: %q %v", out, err)
@@ -371,7 +293,7 @@ func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no generated password in %q", out)
 	}
-	carol := s.login(t, "carol", secret("password", m[1]))
+	carol := s.login(t, "carol", e2etest.Secret("password", m[1]))
 	if len(carol.User.Roles) != 1 || carol.User.Roles[0] != "admin" {
 		t.Errorf("carol's roles %v", carol.User.Roles)
 	}
@@ -393,7 +315,7 @@ func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 	if km == nil {
 		t.Fatalf("no key in %q", out)
 	}
-	key := secret("device API key", km[1])
+	key := e2etest.Secret("device API key", km[1])
 	s.want(t, s.call(t, "GET", "/devices/th-1", key, nil), 200, "a key registered by the command line")
 	if out, _ := s.cli(t, "", "device", "list"); !strings.Contains(out, "th-1") || strings.Contains(out, key) {
 		t.Errorf("device list: %q", out)
@@ -403,7 +325,7 @@ func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 	}
 	s.want(t, s.call(t, "GET", "/devices/th-1", key, nil), 401, "a key revoked by the command line")
 
-	newPW := secret("password", "bob's newer password")
+	newPW := e2etest.Secret("password", "bob's newer password")
 	if _, err := s.cli(t, newPW+"\n", "user", "set-password", "bob", "--password-stdin"); err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +338,7 @@ func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for s.call(t, "GET", "/me", fresh.AccessToken, nil).status != 401 {
+	for s.call(t, "GET", "/me", fresh.AccessToken, nil).Status != 401 {
 		if time.Now().After(deadline) {
 			t.Fatal("the server still accepts a disabled user's token 10 s after `user disable`")
 		}
@@ -449,7 +371,7 @@ func TestServeKeepsTheDevSecretAndAdminAcrossRestarts(t *testing.T) {
 	if m == nil {
 		t.Fatal("no admin password printed")
 	}
-	tok := s.login(t, "admin", secret("admin password", m[1]))
+	tok := s.login(t, "admin", e2etest.Secret("admin password", m[1]))
 	s.stop(t)
 
 	s2 := startServer(t, map[string]string{"UNHIDRA_DATA_DIR": dir}, cheap)
@@ -460,7 +382,7 @@ func TestServeKeepsTheDevSecretAndAdminAcrossRestarts(t *testing.T) {
 }
 
 func TestServeTakesTheAdminPasswordFromTheEnvironment(t *testing.T) {
-	pw := secret("admin password", "admin password from env")
+	pw := e2etest.Secret("admin password", "admin password from env")
 	s := startServer(t, map[string]string{"UNHIDRA_ADMIN_PASSWORD": pw}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
 	if strings.Contains(s.stdout.String(), "password") {
 		t.Errorf("stdout mentions a password: %q", s.stdout)
@@ -505,7 +427,7 @@ func TestServeRefusesPostgresForNow(t *testing.T) {
 // concurrent bad logins for a few seconds with the real parameters.
 func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
 	s := startServer(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"}, appOptions{})
-	rssBefore := selfRSS()
+	rssBefore, _ := procfs.RSS(0) // this process (0 when unknown)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -571,12 +493,13 @@ func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
 	for _, d := range health {
 		slowestHealth = max(slowestHealth, d)
 	}
-	growth := selfRSS() - rssBefore
+	rssAfter, _ := procfs.RSS(0)
+	growth := rssAfter - rssBefore
 	t.Logf("answers %v; peak concurrent hashes %d; slowest 503 %v; /health polled %d times, slowest %v; RSS growth %d MiB (test client included)",
 		got, peak, time.Duration(busySlowest.Load()), len(health), slowestHealth, growth>>20)
 	// The race detector's shadow memory multiplies every allocation, so
 	// the memory bound holds only for ordinary builds.
-	if !raceEnabled && rssBefore > 0 && growth > 256<<20 {
+	if !e2etest.RaceEnabled && rssBefore > 0 && growth > 256<<20 {
 		t.Errorf("RSS grew by %d MiB during the flood, want < 256 MiB", growth>>20)
 	}
 	// The attackers run in this process on the same cores (and under -race
@@ -618,28 +541,12 @@ func TestServeSpeaksTLS12AndNewerWithACertificate(t *testing.T) {
 	}
 }
 
-// selfRSS returns this process's resident set size in bytes (Linux), or 0.
-func selfRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // TestAccountCapHoldsAcrossManyLoopbackSourceAddresses is AUTH-4 over real
 // connections: 500 failed logins on one account from 200 distinct source
 // addresses (127.0.1.1–127.0.1.200, no X-Forwarded-For involved).
 func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
 	s := startServer(t, map[string]string{"RATE_LIMIT_IP_PER_MINUTE": "100000"}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, hashQueue: 1000})
-	victimPW := secret("password", "the victim's password")
+	victimPW := e2etest.Secret("password", "the victim's password")
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "victim", "password": victimPW}), 201, "register victim")
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "bystander", "password": "bystander password"}), 201, "register bystander")
 	clientFrom := func(i int) *http.Client {

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // serveOnce runs `unhidra serve` in-process with env (over a base of free
@@ -35,7 +37,7 @@ func serveOnce(t *testing.T, extra map[string]string, args ...string) (stdout, s
 	for k, v := range extra {
 		e[k] = v
 	}
-	var out, errs syncBuffer
+	var out, errs e2etest.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

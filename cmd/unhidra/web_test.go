@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/browsertest"
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // TestWebClientSignsInAndChatsInARealBrowser drives the embedded web client
@@ -44,7 +45,7 @@ func TestWebClientSignsInAndChatsInARealBrowser(t *testing.T) {
 	}
 
 	// Posting in a public channel needs a join (as in Mattermost).
-	wantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/join", alice, nil), 200, "join")
+	e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/channels/"+ch+"/join", alice, nil), 200, "join")
 	js(`document.querySelector('#join [name=channel]').value = ` + q(ch))
 	js(`document.getElementById('join').requestSubmit()`)
 	// No wait needed: the gateway handles one connection's frames in order,
@@ -53,7 +54,7 @@ func TestWebClientSignsInAndChatsInARealBrowser(t *testing.T) {
 	js(`document.getElementById('send').requestSubmit()`)
 	b.WaitFor(t, ctx, `[...document.querySelectorAll('#messages li')].map(li => li.textContent).join('|')`, `"alicehello from a real browser"`)
 
-	msgs := history(t, s.gwURL, ch, alice)
+	msgs := e2etest.History(t, s.gwURL, ch, alice)
 	if len(msgs) != 1 || msgs[0].Text == nil || *msgs[0].Text != "hello from a real browser" || msgs[0].Sender.ID != "alice" {
 		t.Fatalf("history = %+v, want the one message from alice", msgs)
 	}

@@ -1,6 +1,7 @@
 //go:build race
 
-package main
+package e2etest
 
-// raceEnabled reports a -race build, whose shadow memory inflates RSS.
-const raceEnabled = true
+// RaceEnabled reports a -race build, whose shadow memory inflates RSS and
+// whose instrumentation slows this process (not a child built by Binary).
+const RaceEnabled = true

@@ -1,4 +1,7 @@
-package main
+package load
+
+// The device simulator: a fleet of devices, each with a simulated sensor,
+// over WebSocket (the client SDK) or MQTT v5 (devsim_mqtt.go).
 
 import (
 	"context"
@@ -10,20 +13,16 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-
 	"github.com/unhidra/unhidra/client"
-	"github.com/unhidra/unhidra/wire"
 )
 
-// devsimConfig is `unhidra devsim`.
-type devsimConfig struct {
+// DevsimConfig is a run of `unhidra devsim`: the flags, one field each,
+// and the logger of the device connections.
+type DevsimConfig struct {
 	Devices    int
 	Transport  string
 	Interval   time.Duration
@@ -41,83 +40,9 @@ type devsimConfig struct {
 	SpikeProb  float64
 	Seed       uint64
 	CAFile     string
-	LogLevel   string
+	Logger     *slog.Logger
 }
 
-var devsimCmd = &cmdSpec{
-	name: "devsim",
-	args: "[--devices N] [--transport ws|mqtt|mixed] [flags]",
-	summary: `A fleet of simulated devices: each sends a temperature and humidity reading (a sine
-wave with noise and occasional spikes) every --interval over WebSocket or MQTT v5,
-and answers the commands ping and set_interval {"seconds": N}. The devices are
-provisioned through the auth API as the admin (or read from --keys-file). Live
-counts are printed every --report; a summary when it stops (Ctrl-C or --duration).
-With --cleanup the devices it provisioned are revoked on the way out.`,
-	more: `Environment: UNHIDRA_ADMIN_TOKEN and UNHIDRA_ADMIN_PASSWORD are the defaults of
---admin-token and --admin-password, CA_FILE that of --ca-file.`,
-	examples: []string{
-		"unhidra devsim --devices 50 --transport mixed --admin-password \"$PW\"",
-		"unhidra devsim --devices 10 --duration 1m --cleanup --admin-password \"$PW\"",
-		"unhidra devsim --devices 1000 --keys-file fleet.keys --interval 1s --report 10s",
-	},
-}
-
-func parseDevsim(e env) (devsimConfig, error) {
-	c := devsimConfig{}
-	spec := devsimCmd
-	fs := spec.flags()
-	fs.IntVar(&c.Devices, "devices", 10, "simulated devices")
-	fs.StringVar(&c.Transport, "transport", "ws", "ws, mqtt or mixed (every other device on MQTT)")
-	fs.DurationVar(&c.Interval, "interval", 5*time.Second, "telemetry interval per device")
-	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-	fs.DurationVar(&c.Report, "report", 5*time.Second, "how often to print live counts")
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:9000/ws", "the gateway's WebSocket URL")
-	fs.StringVar(&c.MQTTURL, "mqtt-url", "tcp://127.0.0.1:1883", "the MQTT listener")
-	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "the auth API (device provisioning)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "access token that provisions devices (default $UNHIDRA_ADMIN_TOKEN)")
-	fs.StringVar(&c.AdminUser, "admin-user", "admin", "user to log in as when no token is given")
-	fs.StringVar(&c.AdminPass, "admin-password", "", "its password (default $UNHIDRA_ADMIN_PASSWORD)")
-	fs.StringVar(&c.KeysFile, "keys-file", "", "use existing devices: a file of id,key lines")
-	fs.StringVar(&c.SaveKeys, "save-keys", "", "write the provisioned devices' id,key lines to this file (mode 0600)")
-	fs.BoolVar(&c.Cleanup, "cleanup", false, "on exit, revoke the devices this run provisioned (DELETE /devices/{id}); not with --keys-file")
-	fs.Float64Var(&c.SpikeProb, "spike-prob", 0.01, "probability that a reading is a spike")
-	fs.Uint64Var(&c.Seed, "seed", 0, "random seed (0: random)")
-	fs.StringVar(&c.CAFile, "ca-file", "", "extra trusted CA for wss:// (default $CA_FILE)")
-	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level of the device connections")
-	if _, err := spec.parse(e, fs, e.args); err != nil {
-		return c, err
-	}
-	c.AdminToken = envDefault(e, c.AdminToken, "UNHIDRA_ADMIN_TOKEN")
-	c.AdminPass = envDefault(e, c.AdminPass, "UNHIDRA_ADMIN_PASSWORD")
-	c.CAFile = envDefault(e, c.CAFile, "CA_FILE")
-	var errs []error
-	if c.Devices < 1 || c.Devices > 1_000_000 {
-		errs = append(errs, errors.New("--devices must be between 1 and 1000000"))
-	}
-	switch c.Transport {
-	case "ws", "mqtt", "mixed":
-	default:
-		errs = append(errs, fmt.Errorf("--transport %q must be ws, mqtt or mixed", c.Transport))
-	}
-	if c.Interval < 10*time.Millisecond || c.Report <= 0 || c.Duration < 0 {
-		errs = append(errs, errors.New("--interval must be at least 10ms, --report positive, --duration ≥ 0"))
-	}
-	if c.SpikeProb < 0 || c.SpikeProb > 1 {
-		errs = append(errs, errors.New("--spike-prob must be between 0 and 1"))
-	}
-	if c.KeysFile == "" && c.AdminToken == "" && c.AdminPass == "" {
-		errs = append(errs, errors.New("needs --keys-file, --admin-token or --admin-password to get device keys"))
-	}
-	if c.KeysFile != "" && c.Cleanup {
-		errs = append(errs, errors.New("--cleanup revokes only the devices devsim provisions, not those of --keys-file"))
-	}
-	if c.Seed == 0 {
-		c.Seed = rand.Uint64()
-	}
-	return c, spec.invalid(errs)
-}
-
-// simSignal is one device's simulated sensor: a sine wave with noise and
 // occasional spikes.
 type simSignal struct {
 	base, amp, period, phase, noise, spikeProb float64
@@ -240,16 +165,15 @@ func (f *devsimFleet) totals() devsimTotals {
 	return t
 }
 
-func runDevsim(ctx context.Context, e env) error {
-	cfg, err := parseDevsim(e)
-	if err != nil {
-		return err
-	}
-	log := newLogger(e.stderr, "text", cfg.LogLevel)
-	var devices []benchDevice
+// Devsim runs `unhidra devsim`: the fleet, until ctx ends or cfg.Duration
+// has passed; live counts and the summary go to stdout.
+func Devsim(ctx context.Context, stdout io.Writer, cfg DevsimConfig) error {
+	log := cfg.Logger
+	var err error
+	var devices []Device
 	var cleanup func() (revoked int, err error)
 	if cfg.KeysFile != "" {
-		if devices, err = readKeysFile(cfg.KeysFile); err != nil {
+		if devices, err = ReadKeysFile(cfg.KeysFile); err != nil {
 			return err
 		}
 		if len(devices) < cfg.Devices {
@@ -273,17 +197,17 @@ func runDevsim(ctx context.Context, e env) error {
 		if err != nil {
 			if cleanup != nil {
 				if n, cerr := cleanup(); n > 0 || cerr != nil {
-					fmt.Fprintf(e.stdout, "devsim: cleanup: revoked %d of the %d devices provisioned before the error\n", n, len(devices))
+					fmt.Fprintf(stdout, "devsim: cleanup: revoked %d of the %d devices provisioned before the error\n", n, len(devices))
 				}
 			}
 			return err
 		}
-		fmt.Fprintf(e.stdout, "devsim: provisioned %d devices in %s\n", len(devices), time.Since(t0).Round(time.Millisecond))
+		fmt.Fprintf(stdout, "devsim: provisioned %d devices in %s\n", len(devices), time.Since(t0).Round(time.Millisecond))
 		if cfg.SaveKeys != "" {
 			if err := saveKeys(cfg.SaveKeys, devices); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "devsim: wrote the devices' keys to %s\n", cfg.SaveKeys)
+			fmt.Fprintf(stdout, "devsim: wrote the devices' keys to %s\n", cfg.SaveKeys)
 		}
 	}
 	runCtx := ctx
@@ -296,7 +220,7 @@ func runDevsim(ctx context.Context, e env) error {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, d := range devices {
-		sim := newSimDevice(d.id, cfg.Seed+uint64(i), cfg.SpikeProb, start)
+		sim := newSimDevice(d.ID, cfg.Seed+uint64(i), cfg.SpikeProb, start)
 		useMQTT := cfg.Transport == "mqtt" || (cfg.Transport == "mixed" && i%2 == 1)
 		// Spread the devices' first readings over one interval.
 		offset := time.Duration(float64(cfg.Interval) * float64(i) / float64(len(devices)))
@@ -311,10 +235,10 @@ func runDevsim(ctx context.Context, e env) error {
 			}
 		}
 	}
-	fmt.Fprintf(e.stdout, "devsim: %d devices (ws %d, mqtt %d), interval %s, seed %d\n", len(devices), fleet.ws, fleet.mqtt, cfg.Interval, cfg.Seed)
+	fmt.Fprintf(stdout, "devsim: %d devices (ws %d, mqtt %d), interval %s, seed %d\n", len(devices), fleet.ws, fleet.mqtt, cfg.Interval, cfg.Seed)
 	report := func() {
 		t := fleet.totals()
-		fmt.Fprintf(e.stdout, "devsim: %s connected=%d/%d telemetry=%d acked=%d dropped=%d commands=%d answered=%d failures=%d errors=%d\n",
+		fmt.Fprintf(stdout, "devsim: %s connected=%d/%d telemetry=%d acked=%d dropped=%d commands=%d answered=%d failures=%d errors=%d\n",
 			time.Since(start).Round(time.Second), t.connected, t.devices, t.generated, t.acked, t.dropped, t.commands, t.answered(), t.fails, t.errors)
 	}
 	tick := time.NewTicker(cfg.Report)
@@ -338,7 +262,7 @@ loop:
 			t.errors += int64(len(devices) - revoked)
 		}
 	}
-	printDevsimSummary(e.stdout, t, ran, cleanup != nil, revoked, cleanupErr)
+	printDevsimSummary(stdout, t, ran, cleanup != nil, revoked, cleanupErr)
 	return cleanupErr
 }
 
@@ -370,7 +294,7 @@ func printDevsimSummary(w io.Writer, t devsimTotals, ran time.Duration, cleaned 
 // devsimCleanup revokes the devices the run provisioned. It runs after the
 // run's context has ended (Ctrl-C), so it has a context of its own, and it
 // logs in again when the admin's access token has expired meanwhile.
-func devsimCleanup(ctx context.Context, api *apiClient, cfg devsimConfig, token string, devices []benchDevice) (int, error) {
+func devsimCleanup(ctx context.Context, api *apiClient, cfg DevsimConfig, token string, devices []Device) (int, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second+time.Duration(len(devices))*50*time.Millisecond)
 	defer cancel()
 	var mu sync.Mutex
@@ -402,11 +326,11 @@ func devsimCleanup(ctx context.Context, api *apiClient, cfg devsimConfig, token 
 			mu.Lock()
 			t := token
 			mu.Unlock()
-			err := api.revokeDevice(ctx, t, d.id)
+			err := api.revokeDevice(ctx, t, d.ID)
 			var ae *apiError
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				if t, err = relogin(t); err == nil {
-					err = api.revokeDevice(ctx, t, d.id)
+					err = api.revokeDevice(ctx, t, d.ID)
 				}
 			}
 			if err != nil {
@@ -422,17 +346,6 @@ func devsimCleanup(ctx context.Context, api *apiClient, cfg devsimConfig, token 
 		err = fmt.Errorf("cleanup: %d of %d devices not revoked: %w", len(devices)-int(revoked.Load()), len(devices), err)
 	}
 	return int(revoked.Load()), err
-}
-
-func saveKeys(path string, devices []benchDevice) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	for _, d := range devices {
-		fmt.Fprintf(f, "%s,%s\n", d.id, d.key)
-	}
-	return f.Close()
 }
 
 // devsimCommand answers a simulated device's commands: ping and
@@ -457,11 +370,11 @@ func devsimCommand(name string, params json.RawMessage, interval *atomic.Int64) 
 
 // devsimWS starts one device over the WebSocket SDK; running counts its
 // goroutines until they have stopped.
-func devsimWS(ctx context.Context, cfg devsimConfig, d benchDevice, sim *simDevice, offset time.Duration, cnt *devsimCounters, log *slog.Logger, running *sync.WaitGroup) *client.Client {
+func devsimWS(ctx context.Context, cfg DevsimConfig, d Device, sim *simDevice, offset time.Duration, cnt *devsimCounters, log *slog.Logger, running *sync.WaitGroup) *client.Client {
 	var interval atomic.Int64
 	interval.Store(int64(cfg.Interval))
 	c, err := client.New(client.Options{
-		URL: cfg.URL, APIKey: d.key, CAFile: cfg.CAFile, Logger: log.With("device", d.id),
+		URL: cfg.URL, APIKey: d.Key, CAFile: cfg.CAFile, Logger: log.With("device", d.ID),
 		OnCommand: func(ctx context.Context, cmd client.Command) (any, error) {
 			cnt.commands.Add(1)
 			return cnt.answer(devsimCommand(cmd.Name, cmd.Params, &interval))
@@ -469,14 +382,14 @@ func devsimWS(ctx context.Context, cfg devsimConfig, d benchDevice, sim *simDevi
 	})
 	if err != nil {
 		cnt.notStarted.Add(1)
-		log.Error("device not started", "device", d.id, "err", err)
+		log.Error("device not started", "device", d.ID, "err", err)
 		return nil
 	}
 	running.Add(2)
 	go func() {
 		defer running.Done()
 		if err := c.Run(ctx); err != nil {
-			log.Error("device stopped", "device", d.id, "err", err)
+			log.Error("device stopped", "device", d.ID, "err", err)
 		}
 	}()
 	go func() {
@@ -515,113 +428,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// devsimMQTT runs one device over MQTT v5: status (retained, and as the
-// will), telemetry at QoS 1, commands in and results out; it reconnects
-// with the SDK's backoff.
-func devsimMQTT(ctx context.Context, cfg devsimConfig, d benchDevice, sim *simDevice, offset time.Duration, cnt *devsimCounters, log *slog.Logger) {
-	bo := &client.Backoff{Min: time.Second, Max: time.Minute}
-	var interval atomic.Int64
-	interval.Store(int64(cfg.Interval))
-	prefix := "unhidra/devices/" + d.id
-	var once bool // the device has connected at least once
-	if !sleepCtx(ctx, offset) {
-		return
-	}
-	for ctx.Err() == nil {
-		err := devsimMQTTSession(ctx, cfg, d, sim, prefix, &interval, cnt, &once)
-		if ctx.Err() != nil {
-			return
-		}
-		cnt.mqttFailures.Add(1)
-		if err != nil && strings.Contains(err.Error(), "CONNACK") {
-			log.Error("MQTT connection refused", "device", d.id, "err", err)
-		}
-		wait := bo.Next()
-		log.Debug("MQTT reconnecting", "device", d.id, "err", err, "in", wait)
-		if !sleepCtx(ctx, wait) {
-			return
-		}
-	}
-}
-
-func devsimMQTTSession(ctx context.Context, cfg devsimConfig, d benchDevice, sim *simDevice, prefix string, interval *atomic.Int64, cnt *devsimCounters, once *bool) error {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var c *paho.Client
-	onMsg := func(pr paho.PublishReceived) (bool, error) {
-		if pr.Packet.Topic != prefix+"/commands" {
-			return true, nil
-		}
-		var cmd wire.CommandFrame
-		if json.Unmarshal(pr.Packet.Payload, &cmd) != nil || cmd.CommandID == "" {
-			return true, nil
-		}
-		cnt.commands.Add(1)
-		go func() {
-			res, err := devsimCommand(cmd.Name, cmd.Params, interval)
-			body := map[string]any{"command_id": cmd.CommandID, "status": "ok", "result": res}
-			if err != nil {
-				body["status"], body["result"] = "error", map[string]any{"error": err.Error()}
-			}
-			b, _ := json.Marshal(body)
-			pctx, pcancel := context.WithTimeout(sctx, 10*time.Second)
-			defer pcancel()
-			if _, perr := pr.Client.Publish(pctx, &paho.Publish{Topic: prefix + "/commands/result", QoS: 1, Payload: b}); perr != nil {
-				cnt.resultErrs.Add(1)
-				return
-			}
-			cnt.answer(res, err)
-		}()
-		return true, nil
-	}
-	cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
-	c, err := mqttConnectWill(cctx, cfg.MQTTURL, d, prefix+"/status", onMsg)
-	ccancel()
-	if err != nil {
-		return err
-	}
-	defer c.Disconnect(&paho.Disconnect{})
-	cnt.mqttConnects.Add(1)
-	if !*once {
-		*once = true
-		cnt.mqttOnce.Add(1)
-	}
-	cnt.mqttConnected.Add(1)
-	defer cnt.mqttConnected.Add(-1)
-	if _, err := c.Publish(sctx, &paho.Publish{Topic: prefix + "/status", QoS: 1, Retain: true, Payload: []byte(`{"online":true}`)}); err != nil {
-		return err
-	}
-	if _, err := c.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: prefix + "/commands", QoS: 1}}}); err != nil {
-		return err
-	}
-	for {
-		data, seq := sim.reading(time.Now())
-		b, _ := json.Marshal(map[string]any{"data": data, "ts": time.Now().UTC().Format(time.RFC3339Nano), "seq": seq})
-		cnt.generated.Add(1)
-		pctx, pcancel := context.WithTimeout(sctx, 30*time.Second)
-		_, err := c.Publish(pctx, &paho.Publish{Topic: prefix + "/telemetry", QoS: 1, Payload: b})
-		pcancel()
-		if err != nil {
-			return err
-		}
-		cnt.mqttAcked.Add(1)
-		select {
-		case <-c.Done():
-			return errors.New("connection lost")
-		case <-sctx.Done():
-			return nil
-		case <-time.After(time.Duration(interval.Load())):
-		}
-	}
-}
-
-// mqttConnectWill connects a device with its status topic as the will.
-func mqttConnectWill(ctx context.Context, brokerURL string, d benchDevice, willTopic string, onMsg func(paho.PublishReceived) (bool, error)) (*paho.Client, error) {
-	c, err := mqttConnectOpts(ctx, brokerURL, 0, 1, "devsim-"+d.id, d.id, d.key, onMsg,
-		&paho.WillMessage{Topic: willTopic, QoS: 1, Retain: true, Payload: []byte(`{"online":false}`)})
-	return c, err
 }
 
 func orEmpty(b json.RawMessage) json.RawMessage {

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"encoding/json"
@@ -89,35 +89,6 @@ func FuzzBenchTimestamps(f *testing.F) {
 	})
 }
 
-func TestParseVmRSS(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     int64
-		ok       bool
-	}{
-		{"a kB value is converted to bytes", "Name:\tx\nVmRSS:\t  2048 kB\nVmSwap: 0 kB\n", 2048 * 1024, true},
-		{"a missing line is an error", "Name:\tx\n", 0, false},
-		{"a negative value is an error", "VmRSS: -5 kB\n", 0, false},
-		{"garbage is an error", "VmRSS: lots kB\n", 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseVmRSS([]byte(tc.in))
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Errorf("parseVmRSS = %d, %v; want %d, ok=%v", got, err, tc.want, tc.ok)
-			}
-		})
-	}
-}
-
-func FuzzParseVmRSS(f *testing.F) {
-	f.Add([]byte("VmRSS:\t  2048 kB\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if n, err := parseVmRSS(b); err == nil && n < 0 {
-			t.Fatal("negative RSS")
-		}
-	})
-}
-
 func TestParseKeyLine(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
@@ -149,7 +120,7 @@ func FuzzParseKeyLine(f *testing.F) {
 	f.Add("#x")
 	f.Fuzz(func(t *testing.T, line string) {
 		d, ok, err := parseKeyLine(line)
-		if ok && (d.id == "" || d.key == "" || strings.ContainsAny(d.id, "/+#")) {
+		if ok && (d.ID == "" || d.Key == "" || strings.ContainsAny(d.ID, "/+#")) {
 			t.Fatalf("accepted %+v", d)
 		}
 		if err != nil && ok {

@@ -1,71 +1,56 @@
-package main
+package load
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/procfs"
 )
 
-var benchLoginCmd = &cmdSpec{
-	name: "bench login",
-	args: "[flags]",
-	summary: `Logs in as fast as --concurrency allows for --duration and prints logins per
-second, the latency percentiles and the answers by status (429 and 503 are the
-server's limits and its hash queue at work).`,
-	more: `Environment: UNHIDRA_BENCH_PASSWORD is the default of --password.`,
-	examples: []string{
-		"unhidra bench login --spawn --concurrency 4 --duration 10s",
-		"unhidra bench login --auth-url http://127.0.0.1:9200 --user bob --password 'a long password'",
-	},
+// LoginConfig is a run of `unhidra bench login`: the flags, one field each.
+type LoginConfig struct {
+	AuthURL        string
+	User, Password string // empty User: a new bench user is registered
+	Concurrency    int
+	Duration       time.Duration
+	SrcIPs         int
+	WrongPassword  bool
+	Spawn          bool
+	ServerPID      int
 }
 
-// runBenchLogin is `unhidra bench login`: login throughput and latency.
-func runBenchLogin(ctx context.Context, e env) error {
-	spec := benchLoginCmd
-	fs := spec.flags()
-	authURL := fs.String("auth-url", "http://127.0.0.1:9200", "the auth API")
-	user := fs.String("user", "", "user to log in as (default: a new bench user is registered)")
-	pass := fs.String("password", "", "its password (default $UNHIDRA_BENCH_PASSWORD)")
-	conc := fs.Int("concurrency", 8, "logins in flight")
-	dur := fs.Duration("duration", 10*time.Second, "how long to run")
-	srcIPs := fs.Int("src-ips", 1, "loopback source addresses to spread logins over (the per-IP login limit applies to each)")
-	wrong := fs.Bool("wrong-password", false, "use a wrong password (measures refusals)")
-	spawn := fs.Bool("spawn", false, "start \"unhidra serve\" in a temporary directory (limits raised) and bench it")
-	pid := fs.Int("server-pid", 0, "the server's process id, to report its RSS")
-	if _, err := spec.parse(e, fs, e.args); err != nil {
-		return err
-	}
-	*pass = envDefault(e, *pass, "UNHIDRA_BENCH_PASSWORD")
-	if *conc < 1 || *dur <= 0 || *srcIPs < 1 || *srcIPs > 250 {
-		return spec.errorf("needs --concurrency ≥ 1, --duration > 0, 1 ≤ --src-ips ≤ 250")
-	}
-	if *spawn {
-		srv, err := spawnServer(ctx, e.stderr)
+// BenchLogin runs `unhidra bench login`: logins as fast as cfg.Concurrency
+// allows; the figures go to stdout, progress to stderr.
+func BenchLogin(ctx context.Context, stdout, stderr io.Writer, cfg LoginConfig) error {
+	if cfg.Spawn {
+		srv, err := spawnServer(ctx, stderr)
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		*authURL, *pid = srv.AuthURL, srv.PID()
+		cfg.AuthURL, cfg.ServerPID = srv.AuthURL, srv.PID()
 	}
-	api := newAPIClient(*authURL, "", nil)
-	if *user == "" {
-		*user, *pass = "bench-"+randomHex(4), randomHex(12)
-		if err := api.register(ctx, *user, *pass); err != nil {
+	api := newAPIClient(cfg.AuthURL, "", nil)
+	if cfg.User == "" {
+		cfg.User, cfg.Password = "bench-"+randomHex(4), randomHex(12)
+		if err := api.register(ctx, cfg.User, cfg.Password); err != nil {
 			return err
 		}
-	} else if *pass == "" {
-		return spec.errorf("--user needs --password (or $UNHIDRA_BENCH_PASSWORD)")
+	} else if cfg.Password == "" {
+		return &UsageError{"--user needs --password (or $UNHIDRA_BENCH_PASSWORD)"}
 	}
-	pw := *pass
-	if *wrong {
+	pw := cfg.Password
+	if cfg.WrongPassword {
 		pw = pw + "-wrong"
 	}
-	clients := make([]*apiClient, *srcIPs)
+	clients := make([]*apiClient, cfg.SrcIPs)
 	for i := range clients {
 		clients[i] = api.withSource(i)
 	}
@@ -74,22 +59,22 @@ func runBenchLogin(ctx context.Context, e env) error {
 	var mu sync.Mutex
 	statuses := map[string]int{}
 	var n atomic.Int64
-	rctx, cancel := context.WithTimeout(ctx, *dur)
+	rctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var rss0 int64
-	if *pid > 0 {
-		rss0, _ = readRSS(*pid)
+	if cfg.ServerPID > 0 {
+		rss0, _ = procfs.RSS(cfg.ServerPID)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < *conc; w++ {
+	for w := 0; w < cfg.Concurrency; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; rctx.Err() == nil; i += *conc {
+			for i := w; rctx.Err() == nil; i += cfg.Concurrency {
 				a := clients[i%len(clients)]
 				t := time.Now()
-				_, err := a.login(rctx, *user, pw)
+				_, err := a.login(rctx, cfg.User, pw)
 				d := time.Since(t)
 				if rctx.Err() != nil {
 					return
@@ -123,12 +108,12 @@ func runBenchLogin(ctx context.Context, e env) error {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s×%d", k, statuses[k]))
 	}
-	fmt.Fprintf(e.stdout, "logins: %d in %s (%.1f/s), concurrency %d, statuses: %s\n", n.Load(), el.Round(time.Millisecond), float64(n.Load())/el.Seconds(), *conc, strings.Join(parts, " "))
-	fmt.Fprintf(e.stdout, "successful login latency: %s\n", ok.summary())
-	fmt.Fprintf(e.stdout, "all answers latency: %s\n", all.summary())
-	if *pid > 0 {
-		if rss, err := readRSS(*pid); err == nil {
-			fmt.Fprintf(e.stdout, "server RSS: %s before, %s after\n", fmtBytes(rss0), fmtBytes(rss))
+	fmt.Fprintf(stdout, "logins: %d in %s (%.1f/s), concurrency %d, statuses: %s\n", n.Load(), el.Round(time.Millisecond), float64(n.Load())/el.Seconds(), cfg.Concurrency, strings.Join(parts, " "))
+	fmt.Fprintf(stdout, "successful login latency: %s\n", ok.summary())
+	fmt.Fprintf(stdout, "all answers latency: %s\n", all.summary())
+	if cfg.ServerPID > 0 {
+		if rss, err := procfs.RSS(cfg.ServerPID); err == nil {
+			fmt.Fprintf(stdout, "server RSS: %s before, %s after\n", fmtBytes(rss0), fmtBytes(rss))
 		}
 	}
 	return nil

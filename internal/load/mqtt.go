@@ -1,15 +1,11 @@
-package main
+package load
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"io"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,10 +13,12 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/unhidra/unhidra/internal/procfs"
 )
 
-// benchMQTTConfig is `unhidra bench mqtt`.
-type benchMQTTConfig struct {
+// MQTTConfig is a run of `unhidra bench mqtt`: the flags, one field each.
+type MQTTConfig struct {
 	URL                 string
 	Devices             int
 	QoS                 int
@@ -35,140 +33,6 @@ type benchMQTTConfig struct {
 	ServerPID           int
 	Spawn               bool
 	SrcIPs              int
-}
-
-var benchMQTTCmd = &cmdSpec{
-	name: "bench mqtt",
-	args: "[flags]",
-	summary: `Connects --devices MQTT v5 clients that publish telemetry at QoS 0 or 1 while one
-subscriber receives everything, and prints the publish rate, PUBACK and end-to-end
-latency percentiles, missing messages and the broker's CPU and memory. Devices are
-provisioned through the auth API (or read from --keys-file); --plain benches a
-broker without Unhidra, e.g. mosquitto, for comparison.`,
-	more: `Environment: UNHIDRA_ADMIN_PASSWORD is the default of --admin-password.`,
-	examples: []string{
-		"unhidra bench mqtt --spawn --devices 100 --qos 1 --duration 10s",
-		"unhidra bench mqtt --url tcp://127.0.0.1:1883 --admin-password \"$PW\" --devices 1000 --qos 0 --rate 5000",
-		"unhidra bench mqtt --plain --url tcp://127.0.0.1:1884 --pub-topic 'bench/{id}' --devices 100",
-	},
-}
-
-func parseBenchMQTT(e env) (benchMQTTConfig, error) {
-	c := benchMQTTConfig{}
-	spec := benchMQTTCmd
-	fs := spec.flags()
-	fs.StringVar(&c.URL, "url", "tcp://127.0.0.1:1883", "the MQTT broker")
-	fs.IntVar(&c.Devices, "devices", 1000, "publishing clients (one connection each)")
-	fs.IntVar(&c.QoS, "qos", 1, "0 or 1")
-	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long to publish")
-	fs.Float64Var(&c.Rate, "rate", 0, "messages per second, all devices together (0: each device publishes as fast as it can; QoS 1 waits for each PUBACK)")
-	fs.IntVar(&c.Size, "size", 128, "payload bytes (a JSON object)")
-	fs.BoolVar(&c.Plain, "plain", false, "a plain broker (e.g. Debian's mosquitto): no provisioning, one wildcard subscription")
-	fs.StringVar(&c.Username, "username", "", "plain broker: user name for every client (optional)")
-	fs.StringVar(&c.Password, "password", "", "plain broker: password for every client (optional)")
-	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "Unhidra's auth API (device provisioning)")
-	fs.StringVar(&c.AdminUser, "admin-user", "admin", "Unhidra admin user (provisions devices; subscribes with an access token)")
-	fs.StringVar(&c.AdminPass, "admin-password", "", "Unhidra admin password (default $UNHIDRA_ADMIN_PASSWORD)")
-	fs.StringVar(&c.KeysFile, "keys-file", "", "reuse devices: a file of id,key lines")
-	fs.StringVar(&c.PubTopic, "pub-topic", "unhidra/devices/{id}/telemetry", "topic each device publishes to")
-	fs.StringVar(&c.SubTopic, "sub-topic", "", "the subscriber's filter ({id}: one subscription per device); default: the publish topic with {id} as + (Unhidra lets admins use it)")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "the broker's process id, to report its RSS")
-	fs.BoolVar(&c.Spawn, "spawn", false, "start \"unhidra serve\" in a temporary directory and bench it")
-	fs.IntVar(&c.SrcIPs, "src-ips", 1, "loopback source addresses to spread connections over")
-	if _, err := spec.parse(e, fs, e.args); err != nil {
-		return c, err
-	}
-	c.AdminPass = envDefault(e, c.AdminPass, "UNHIDRA_ADMIN_PASSWORD")
-	var errs []error
-	if c.QoS != 0 && c.QoS != 1 {
-		errs = append(errs, errors.New("--qos must be 0 or 1"))
-	}
-	if c.Devices < 1 || c.Duration <= 0 || c.Rate < 0 || c.Size < 64 || c.Size > 60<<10 {
-		errs = append(errs, errors.New("need --devices ≥ 1, --duration > 0, --rate ≥ 0, 64 ≤ --size ≤ 61440"))
-	}
-	if c.SubTopic == "" {
-		c.SubTopic = strings.ReplaceAll(c.PubTopic, "{id}", "+")
-	}
-	return c, spec.invalid(errs)
-}
-
-type benchDevice struct{ id, key string }
-
-// readKeysFile reads id,key lines (blank lines and # comments skipped).
-func readKeysFile(path string) ([]benchDevice, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []benchDevice
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		d, ok, err := parseKeyLine(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		if ok {
-			out = append(out, d)
-		}
-	}
-	return out, sc.Err()
-}
-
-// parseKeyLine parses one "id,key" line; ok is false for blank and comment
-// lines. The key itself never appears in an error.
-func parseKeyLine(line string) (d benchDevice, ok bool, err error) {
-	line = strings.TrimSpace(line)
-	if line == "" || strings.HasPrefix(line, "#") {
-		return d, false, nil
-	}
-	id, key, found := strings.Cut(line, ",")
-	id, key = strings.TrimSpace(id), strings.TrimSpace(key)
-	if !found || id == "" || key == "" {
-		return d, false, errors.New("want id,key")
-	}
-	if len(id) > 128 || len(key) > 256 || strings.ContainsAny(id, "/+#\x00") {
-		return d, false, errors.New("bad device id or key")
-	}
-	for _, r := range key {
-		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return d, false, errors.New("a key has only [A-Za-z0-9_-]")
-		}
-	}
-	return benchDevice{id: id, key: key}, true, nil
-}
-
-// provisionDevices creates n devices through the auth API. On an error it
-// also returns the devices it did create, so that they can be removed.
-func provisionDevices(ctx context.Context, api *apiClient, token, prefix string, n int) ([]benchDevice, error) {
-	out := make([]benchDevice, n)
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			id, key, err := api.createDevice(ctx, token, fmt.Sprintf("%s-%d", prefix, i))
-			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
-				return
-			}
-			out[i] = benchDevice{id: id, key: key}
-		}(i)
-	}
-	wg.Wait()
-	made := out[:0]
-	for _, d := range out {
-		if d.id != "" {
-			made = append(made, d)
-		}
-	}
-	if err, _ := firstErr.Load().(error); err != nil {
-		return made, err
-	}
-	return made, nil
 }
 
 // mqttConnect dials and connects one MQTT v5 client.
@@ -210,14 +74,13 @@ func mqttConnectOpts(ctx context.Context, brokerURL string, srcIdx, srcIPs int, 
 	return c, nil
 }
 
-func runBenchMQTT(ctx context.Context, e env) error {
-	cfg, err := parseBenchMQTT(e)
-	if err != nil {
-		return err
-	}
-	out := e.stdout
+// BenchMQTT runs `unhidra bench mqtt`: devices publishing telemetry while
+// one subscriber receives everything; the figures go to stdout, progress to
+// stderr.
+func BenchMQTT(ctx context.Context, stdout, stderr io.Writer, cfg MQTTConfig) error {
+	out := stdout
 	if cfg.Spawn {
-		srv, err := spawnServer(ctx, e.stderr)
+		srv, err := spawnServer(ctx, stderr)
 		if err != nil {
 			return err
 		}
@@ -225,15 +88,15 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		cfg.URL, cfg.AuthURL, cfg.AdminPass, cfg.ServerPID = "tcp://"+srv.MQTTAddr, srv.AuthURL, srv.AdminPassword, srv.PID()
 	}
 	run := randomHex(4)
-	var devices []benchDevice
+	var devices []Device
 	subUser, subPass := cfg.Username, cfg.Password
 	if cfg.Plain {
 		for i := 0; i < cfg.Devices; i++ {
-			devices = append(devices, benchDevice{id: fmt.Sprintf("bench-%s-%d", run, i)})
+			devices = append(devices, Device{ID: fmt.Sprintf("bench-%s-%d", run, i)})
 		}
 	} else {
 		if cfg.AdminPass == "" {
-			return benchMQTTCmd.errorf("needs --admin-password (or $UNHIDRA_ADMIN_PASSWORD), --spawn, or --plain for a broker without Unhidra")
+			return &UsageError{"needs --admin-password (or $UNHIDRA_ADMIN_PASSWORD), --spawn, or --plain for a broker without Unhidra"}
 		}
 		api := newAPIClient(cfg.AuthURL, "", nil)
 		token, err := api.login(ctx, cfg.AdminUser, cfg.AdminPass)
@@ -242,7 +105,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		}
 		subUser, subPass = cfg.AdminUser, token
 		if cfg.KeysFile != "" {
-			if devices, err = readKeysFile(cfg.KeysFile); err != nil {
+			if devices, err = ReadKeysFile(cfg.KeysFile); err != nil {
 				return err
 			}
 			if len(devices) < cfg.Devices {
@@ -273,7 +136,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 	var topics []string
 	if strings.Contains(cfg.SubTopic, "{id}") {
 		for _, d := range devices {
-			topics = append(topics, strings.ReplaceAll(cfg.SubTopic, "{id}", d.id))
+			topics = append(topics, strings.ReplaceAll(cfg.SubTopic, "{id}", d.ID))
 		}
 	} else {
 		topics = []string{cfg.SubTopic}
@@ -296,7 +159,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 
 	var rss0 int64
 	if cfg.ServerPID > 0 {
-		rss0, _ = readRSS(cfg.ServerPID)
+		rss0, _ = procfs.RSS(cfg.ServerPID)
 	}
 	// The publishers.
 	pubs := make([]*paho.Client, len(devices))
@@ -308,11 +171,11 @@ func runBenchMQTT(ctx context.Context, e env) error {
 	for i, d := range devices {
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(i int, d benchDevice) {
+		go func(i int, d Device) {
 			defer func() { <-sem; wg.Done() }()
 			user, pass := cfg.Username, cfg.Password
 			if !cfg.Plain {
-				user, pass = d.id, d.key
+				user, pass = d.ID, d.Key
 			}
 			c, err := mqttConnect(ctx, cfg.URL, i, cfg.SrcIPs, fmt.Sprintf("bench-%s-p%d", run, i), user, pass, nil)
 			if err != nil {
@@ -333,7 +196,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		return errors.New("no publisher connected")
 	}
 	if cfg.ServerPID > 0 {
-		if rss1, err := readRSS(cfg.ServerPID); err == nil {
+		if rss1, err := procfs.RSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "broker RSS: %s before, %s with %d publishers\n", fmtBytes(rss0), fmtBytes(rss1), connected)
 		}
 	}
@@ -347,7 +210,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		per = cfg.Rate / float64(connected)
 	}
 	start := time.Now()
-	brokerCPU0, _ := procCPU(cfg.ServerPID)
+	brokerCPU0, _ := procfs.CPU(cfg.ServerPID)
 	benchCPU0 := selfCPU()
 	var pwg sync.WaitGroup
 	for i, c := range pubs {
@@ -357,7 +220,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		pwg.Add(1)
 		go func(i int, c *paho.Client) {
 			defer pwg.Done()
-			topic := strings.ReplaceAll(cfg.PubTopic, "{id}", devices[i].id)
+			topic := strings.ReplaceAll(cfg.PubTopic, "{id}", devices[i].ID)
 			var interval time.Duration
 			next := time.Now()
 			if per > 0 {
@@ -401,7 +264,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 			case <-pctx.Done():
 				return
 			case <-tick.C:
-				fmt.Fprintf(e.stderr, "bench: %s published=%d received=%d errors=%d\n",
+				fmt.Fprintf(stderr, "bench: %s published=%d received=%d errors=%d\n",
 					time.Since(start).Round(time.Second), published.Load(), received.Load(), pubErrs.Load())
 			}
 		}
@@ -409,7 +272,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 	pwg.Wait()
 	tick.Stop()
 	dur := time.Since(start)
-	brokerCPU1, cpuErr := procCPU(cfg.ServerPID)
+	brokerCPU1, cpuErr := procfs.CPU(cfg.ServerPID)
 	benchCPU := selfCPU() - benchCPU0
 	deadline := time.Now().Add(10 * time.Second)
 	for received.Load() < published.Load() && time.Now().Before(deadline) {
@@ -434,7 +297,7 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		fmt.Fprintf(out, "CPU while publishing: bench %.1f s (%.2f cores)\n", benchCPU.Seconds(), benchCPU.Seconds()/dur.Seconds())
 	}
 	if cfg.ServerPID > 0 {
-		if rss, err := readRSS(cfg.ServerPID); err == nil {
+		if rss, err := procfs.RSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "broker RSS at the end: %s\n", fmtBytes(rss))
 		}
 	}
@@ -444,41 +307,6 @@ func runBenchMQTT(ctx context.Context, e env) error {
 		}
 	}
 	return nil
-}
-
-// procCPU returns the user+system CPU time process pid has used, from
-// /proc/PID/stat (clock ticks of 1/100 s, as on every Linux port Go
-// supports).
-func procCPU(pid int) (time.Duration, error) {
-	if pid <= 0 {
-		return 0, errors.New("no process id")
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseProcStatCPU(b)
-}
-
-// parseProcStatCPU reads utime and stime (fields 14 and 15) from a
-// /proc/PID/stat line; the command name (field 2) may contain spaces and
-// parentheses, so fields are counted after its last ')'.
-func parseProcStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("/proc stat: no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): utime is f[11], stime f[12].
-	if len(f) < 13 {
-		return 0, errors.New("/proc stat: too few fields")
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 63)
-	st, err2 := strconv.ParseUint(f[12], 10, 63)
-	if err1 != nil || err2 != nil || ut > math.MaxInt64/2/uint64(10*time.Millisecond) || st > math.MaxInt64/2/uint64(10*time.Millisecond) {
-		return 0, errors.New("/proc stat: bad utime/stime")
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 // selfCPU returns the CPU time this process has used.

@@ -1,10 +1,11 @@
-package main
+package load
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,10 +14,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/unhidra/unhidra/internal/procfs"
 )
 
-// benchWSConfig is `unhidra bench ws`.
-type benchWSConfig struct {
+// WSConfig is a run of `unhidra bench ws`: the flags, one field each.
+type WSConfig struct {
 	URL, AuthURL          string
 	Conns, Channels       int
 	Publishers            int
@@ -36,10 +39,10 @@ type benchWSConfig struct {
 	CentrifugoSecret      string
 	CentrifugoChannelPref string
 
-	// beforePublish, when set (tests), runs before each publish with the
+	// BeforePublish, when set (tests), runs before each publish with the
 	// context that ends with the measurement: a test holds a publish back
 	// past the end, as a slow write would be.
-	beforePublish func(measuring context.Context, publisher int, seq int64)
+	BeforePublish func(measuring context.Context, publisher int, seq int64)
 }
 
 // benchWriteTimeout bounds one publish write. Writes do not use the
@@ -47,80 +50,6 @@ type benchWSConfig struct {
 // write context ends mid-write, and the bench would then see its own close
 // as a dropped connection.
 const benchWriteTimeout = 10 * time.Second
-
-var benchWSCmd = &cmdSpec{
-	name: "bench ws",
-	args: "[flags]",
-	summary: `Opens --conns WebSocket connections, each subscribed to one of --channels channels,
-lets --publishers of them publish --rate messages per second for --duration, and
-prints the connect rate, deliveries per second, end-to-end latency percentiles,
-connections the server closed (by close code) and, with --server-pid or --spawn,
-the server's memory per connection. Users and channels are created through the
-APIs with the admin's password; --centrifugo benches a Centrifugo v6 server with
-the same load.`,
-	more: `Environment: UNHIDRA_ADMIN_PASSWORD is the default of --admin-password;
-CENTRIFUGO_HTTP_API_KEY and CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY those of
---centrifugo-api-key and --centrifugo-secret.`,
-	examples: []string{
-		"unhidra bench ws --spawn --conns 1000 --channels 10 --publishers 10 --rate 200 --duration 10s",
-		"unhidra bench ws --url ws://127.0.0.1:9000/ws --auth-url http://127.0.0.1:9200 --admin-password \"$PW\" --conns 100",
-		"unhidra bench ws --spawn --idle --conns 10000",
-	},
-}
-
-func parseBenchWS(e env) (benchWSConfig, error) {
-	c := benchWSConfig{}
-	spec := benchWSCmd
-	fs := spec.flags()
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:9000/ws", "the gateway's WebSocket URL (Centrifugo: ws://127.0.0.1:8000/connection/websocket)")
-	fs.StringVar(&c.AuthURL, "auth-url", "http://127.0.0.1:9200", "the auth API (users and tokens)")
-	fs.IntVar(&c.Conns, "conns", 1000, "connections")
-	fs.IntVar(&c.Channels, "channels", 10, "channels; connection i subscribes to channel i mod M")
-	fs.IntVar(&c.Publishers, "publishers", 10, "connections that also publish (round robin over the channels)")
-	fs.Float64Var(&c.Rate, "rate", 100, "messages per second, all publishers together (≤ 50 per publisher: the gateway's per-connection frame limit)")
-	fs.IntVar(&c.Size, "size", 128, "message size in bytes (JSON data object)")
-	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long to publish (with --idle: how long to hold the connections)")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "the server's process id, to report its RSS per connection")
-	fs.BoolVar(&c.Spawn, "spawn", false, "start \"unhidra serve\" in a temporary directory, with limits raised, and bench it")
-	fs.BoolVar(&c.Idle, "idle", false, "only connect, measure the server's memory per connection, and hold")
-	fs.StringVar(&c.Token, "token", "", "access token for every connection (the server's MAX_CONNECTIONS_PER_USER must allow --conns)")
-	fs.StringVar(&c.AdminUser, "admin-user", "admin", "admin user, to create channels and bench users")
-	fs.StringVar(&c.AdminPass, "admin-password", "", "admin password (default $UNHIDRA_ADMIN_PASSWORD)")
-	fs.IntVar(&c.PerUser, "per-user", 10, "connections per bench user (the server's MAX_CONNECTIONS_PER_USER); 0: all connections as the admin")
-	fs.IntVar(&c.SrcIPs, "src-ips", 0, "loopback source addresses to spread connections over (0: one per 20,000 connections, at least the per-IP handshake limit needs)")
-	fs.IntVar(&c.Concurrency, "connect-concurrency", 100, "handshakes in flight while connecting")
-	fs.BoolVar(&c.Centrifugo, "centrifugo", false, "bench a Centrifugo v6 server with the same load (JSON protocol)")
-	fs.StringVar(&c.CentrifugoAPI, "centrifugo-api", "http://127.0.0.1:8000/api", "Centrifugo's HTTP API (publish)")
-	fs.StringVar(&c.CentrifugoAPIKey, "centrifugo-api-key", "", "Centrifugo http_api.key (default $CENTRIFUGO_HTTP_API_KEY)")
-	fs.StringVar(&c.CentrifugoSecret, "centrifugo-secret", "", "Centrifugo client.token.hmac_secret_key, signs connection JWTs (default $CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY)")
-	fs.StringVar(&c.CentrifugoChannelPref, "centrifugo-channel-prefix", "bench", "Centrifugo channel name prefix")
-	if _, err := spec.parse(e, fs, e.args); err != nil {
-		return c, err
-	}
-	c.AdminPass = envDefault(e, c.AdminPass, "UNHIDRA_ADMIN_PASSWORD")
-	c.CentrifugoAPIKey = envDefault(e, c.CentrifugoAPIKey, "CENTRIFUGO_HTTP_API_KEY")
-	c.CentrifugoSecret = envDefault(e, c.CentrifugoSecret, "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY")
-	var errs []error
-	if c.Conns < 1 || c.Channels < 1 || c.Publishers < 0 || c.Publishers > c.Conns || c.Size < 64 || c.Size > 60<<10 {
-		errs = append(errs, errors.New("need --conns ≥ 1, --channels ≥ 1, 0 ≤ --publishers ≤ --conns, 64 ≤ --size ≤ 61440"))
-	}
-	if c.Rate < 0 || c.Duration <= 0 {
-		errs = append(errs, errors.New("--rate must be ≥ 0 and --duration positive"))
-	}
-	if c.Centrifugo && (c.CentrifugoSecret == "" || (c.CentrifugoAPIKey == "" && !c.Idle && c.Publishers > 0)) {
-		errs = append(errs, errors.New("--centrifugo needs --centrifugo-secret and --centrifugo-api-key"))
-	}
-	if c.Centrifugo && c.Spawn {
-		errs = append(errs, errors.New("--spawn starts unhidra; start Centrifugo yourself"))
-	}
-	if c.SrcIPs == 0 {
-		c.SrcIPs = max(1, (c.Conns+19999)/20000)
-	}
-	if c.SrcIPs > 250 {
-		errs = append(errs, errors.New("--src-ips at most 250"))
-	}
-	return c, spec.invalid(errs)
-}
 
 // wsProto is what differs between Unhidra and Centrifugo.
 type wsProto interface {
@@ -130,19 +59,13 @@ type wsProto interface {
 	publish(ctx context.Context, conn *websocket.Conn, channel string, payload []byte, id int64) error
 }
 
-func runBenchWS(ctx context.Context, e env) error {
-	cfg, err := parseBenchWS(e)
-	if err != nil {
-		return err
-	}
-	return benchWS(ctx, e, cfg)
-}
-
-func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
+// BenchWS runs `unhidra bench ws`: connections, channels and publishers;
+// the figures go to stdout, progress to stderr.
+func BenchWS(ctx context.Context, stdout, stderr io.Writer, cfg WSConfig) error {
 	var err error
-	out := e.stdout
+	out := stdout
 	if cfg.Spawn {
-		srv, err := spawnServer(ctx, e.stderr)
+		srv, err := spawnServer(ctx, stderr)
 		if err != nil {
 			return err
 		}
@@ -165,7 +88,7 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 		proto = &centrifugoProto{cfg: cfg, host: u.Host, hc: &http.Client{Timeout: 10 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	} else {
-		up, err := setupUnhidraWS(ctx, cfg, channels, e)
+		up, err := setupUnhidraWS(ctx, cfg, channels, stderr)
 		if err != nil {
 			return err
 		}
@@ -308,7 +231,7 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 		case <-time.After(cfg.Duration):
 		}
 		if cfg.ServerPID > 0 {
-			if rss, err := readRSS(cfg.ServerPID); err == nil {
+			if rss, err := procfs.RSS(cfg.ServerPID); err == nil {
 				fmt.Fprintf(out, "server RSS after holding: %s (%s per connection)\n", fmtBytes(rss), fmtBytes((rss-rss0)/ok))
 			}
 		}
@@ -329,7 +252,7 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 		perPub = cfg.Rate / float64(cfg.Publishers)
 	}
 	if perPub > 50 && !cfg.Centrifugo {
-		fmt.Fprintf(e.stderr, "bench: warning: %.0f msg/s per publisher is above the gateway's 50 frames/s per connection; raise --publishers\n", perPub)
+		fmt.Fprintf(stderr, "bench: warning: %.0f msg/s per publisher is above the gateway's 50 frames/s per connection; raise --publishers\n", perPub)
 	}
 	subsPerChannel := make([]int64, cfg.Channels)
 	for i, c := range conns {
@@ -364,8 +287,8 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 				}
 				next = next.Add(interval)
 				ch := (p + int(seq)*cfg.Publishers) % cfg.Channels
-				if cfg.beforePublish != nil {
-					cfg.beforePublish(pubCtx, p, seq)
+				if cfg.BeforePublish != nil {
+					cfg.BeforePublish(pubCtx, p, seq)
 				}
 				t0 := time.Now()
 				wctx, cancel := context.WithTimeout(ctx, benchWriteTimeout)
@@ -404,7 +327,7 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 			case <-pubCtx.Done():
 				return
 			case <-tick.C:
-				fmt.Fprintf(e.stderr, "bench: %s published=%d delivered=%d errors=%d dropped=%d\n",
+				fmt.Fprintf(stderr, "bench: %s published=%d delivered=%d errors=%d dropped=%d\n",
 					time.Since(pubStart).Round(time.Second), published.Load(), delivered.Load(), pubErrs.Load(), readErrs.Load())
 			}
 		}
@@ -431,7 +354,7 @@ func benchWS(ctx context.Context, e env, cfg benchWSConfig) error {
 	}
 	closeMu.Unlock()
 	if cfg.ServerPID > 0 {
-		if rss, err := readRSS(cfg.ServerPID); err == nil {
+		if rss, err := procfs.RSS(cfg.ServerPID); err == nil {
 			fmt.Fprintf(out, "server RSS at the end: %s\n", fmtBytes(rss))
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package load
 
 // The two servers `bench ws` can drive: Unhidra (log in, create the
 // channels, the unhidra.v1 subprotocol) and Centrifugo (HMAC tokens, its
@@ -25,7 +25,7 @@ import (
 // ---- Unhidra ----
 
 type unhidraProto struct {
-	cfg    benchWSConfig
+	cfg    WSConfig
 	host   string
 	tokens []string // token of connection i: tokens[i % len] or by user
 	per    int
@@ -33,14 +33,14 @@ type unhidraProto struct {
 }
 
 // setupUnhidraWS logs in, creates channels and bench users as needed.
-func setupUnhidraWS(ctx context.Context, cfg benchWSConfig, channels []string, e env) (*unhidraProto, error) {
+func setupUnhidraWS(ctx context.Context, cfg WSConfig, channels []string, stderr io.Writer) (*unhidraProto, error) {
 	u, _ := url.Parse(cfg.URL)
 	api := newAPIClient(cfg.AuthURL, restFromWS(cfg.URL), nil)
 	p := &unhidraProto{cfg: cfg, host: u.Host}
 	admin := cfg.Token
 	if admin == "" {
 		if cfg.AdminPass == "" {
-			return nil, benchWSCmd.errorf("needs --token, --admin-password (or $UNHIDRA_ADMIN_PASSWORD), or --spawn")
+			return nil, &UsageError{"needs --token, --admin-password (or $UNHIDRA_ADMIN_PASSWORD), or --spawn"}
 		}
 		t, err := api.login(ctx, cfg.AdminUser, cfg.AdminPass)
 		if err != nil {
@@ -62,7 +62,7 @@ func setupUnhidraWS(ctx context.Context, cfg benchWSConfig, channels []string, e
 		return p, nil
 	}
 	users := (cfg.Conns + cfg.PerUser - 1) / cfg.PerUser
-	fmt.Fprintf(e.stderr, "bench: creating %d users (%d connections each; raise MAX_CONNECTIONS_PER_USER and pass --per-user to need fewer)\n", users, cfg.PerUser)
+	fmt.Fprintf(stderr, "bench: creating %d users (%d connections each; raise MAX_CONNECTIONS_PER_USER and pass --per-user to need fewer)\n", users, cfg.PerUser)
 	p.tokens = make([]string, users)
 	p.per = cfg.PerUser
 	pass := randomHex(12)
@@ -168,7 +168,7 @@ func (p *unhidraProto) publish(ctx context.Context, c *websocket.Conn, channel s
 //	 "http_api": {"key": "<api key>"},
 //	 "channel": {"without_namespace": {"allow_subscribe_for_client": true}}}
 type centrifugoProto struct {
-	cfg  benchWSConfig
+	cfg  WSConfig
 	host string
 	hc   *http.Client
 }
