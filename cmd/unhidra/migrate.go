@@ -10,11 +10,9 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra/internal/auth"
-	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
-	"github.com/unhidra/unhidra/internal/inmem"
-	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/platform"
 )
 
 var migrateCmd = &cmdSpec{
@@ -34,16 +32,16 @@ func runMigrate(ctx context.Context, e env) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	db, err := openDatabase(ctx, cfg)
+	b, err := platform.OpenBackend(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	var n int
-	if err := db.Reader().QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil {
+	defer b.Close()
+	n, err := b.SchemaVersion(ctx)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "schema is up to date at %s (%d migrations applied)\n", db.Path(), n)
+	fmt.Fprintf(e.stdout, "schema is up to date at %s (%d migrations applied)\n", b.Location, n)
 	return nil
 }
 
@@ -52,7 +50,7 @@ func runMigrate(ctx context.Context, e env) error {
 // them run beside a live server; their writes wait on busy_timeout.
 type admin struct {
 	cfg     *config.Config
-	db      *sqlite.DB
+	backend *platform.Backend
 	auth    *auth.Service
 	devices *device.Service
 }
@@ -70,32 +68,23 @@ func openAdmin(ctx context.Context, e env) (*admin, error) {
 	if cfg.JWTSecret == "" {
 		return nil, errors.New("JWT_SECRET must be set (the same as the server's)")
 	}
-	db, err := openDatabase(ctx, cfg)
+	b, err := platform.OpenBackend(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := &admin{cfg: cfg, db: db}
-	a.auth, err = auth.New(auth.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious, Registration: cfg.Registration}, auth.Deps{Store: sqlite.NewAuthStore(db), Log: log})
-	var chatStore *sqlite.ChatStore
-	if err == nil {
-		chatStore, err = sqlite.NewChatStore(ctx, db)
-	}
-	if err == nil {
-		// Devices registered from the command line get their channel too; no
-		// process listens to this broker, so nothing else is published.
-		chatSvc := chat.NewService(chatStore, inmem.NewBroker(), chat.Options{Users: userDirectory{a.auth}, Logger: log})
-		a.devices, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
-			device.Deps{Store: sqlite.NewDeviceStore(db), Users: a.auth, Channels: deviceChannels{chatSvc}, Log: log})
-	}
+	// The same services as the server. Devices registered from the command
+	// line get their channel too; a running server learns of revocations
+	// from the store (its revocation feed), as no process listens to this
+	// broker.
+	svcs, err := platform.NewServices(ctx, cfg, b, platform.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		db.Close()
+		b.Close()
 		return nil, err
 	}
-	return a, nil
+	return &admin{cfg: cfg, backend: b, auth: svcs.Auth, devices: svcs.Devices}, nil
 }
 
-func (a *admin) Close() error { return a.db.Close() }
+func (a *admin) Close() error { return a.backend.Close() }
 
 // readPasswordLine reads one line of stdin as a password, byte-exact but for
 // the line ending.

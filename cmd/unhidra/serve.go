@@ -6,8 +6,6 @@ package main
 // app.components in newApp.
 
 import (
-	"github.com/unhidra/unhidra/internal/ratelimit"
-
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -28,7 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
@@ -36,10 +34,10 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/httpapi"
-	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/mqttbridge"
+	"github.com/unhidra/unhidra/internal/platform"
 	"github.com/unhidra/unhidra/internal/presence"
-	"github.com/unhidra/unhidra/internal/sqlite"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/web"
 )
 
@@ -76,7 +74,7 @@ func startApp(ctx context.Context, e env, opts appOptions) (*app, error) {
 		}
 		return nil, errors.New("refusing to start with an invalid configuration")
 	}
-	if err := unsupportedStores(cfg); err != nil {
+	if err := platform.Check(cfg); err != nil {
 		return nil, err
 	}
 	tc, err := tlsConfig(cfg)
@@ -126,8 +124,9 @@ type appOptions struct {
 type app struct {
 	cfg       *config.Config
 	log       *slog.Logger
-	db        *sqlite.DB
-	broker    *inmem.Broker
+	backend   *platform.Backend
+	broker    broker.Broker
+	audit     audit.Recorder
 	registry  *prometheus.Registry
 	httpm     *httpapi.HTTPMetrics
 	authSvc   *auth.Service
@@ -157,22 +156,6 @@ type runner struct {
 func (r runner) Name() string                  { return r.name }
 func (r runner) Run(ctx context.Context) error { return r.run(ctx) }
 
-// openDatabase picks the store by the DATABASE_URL scheme.
-func openDatabase(ctx context.Context, cfg *config.Config) (*sqlite.DB, error) {
-	if err := unsupportedDatabase(cfg); err != nil {
-		return nil, err
-	}
-	db, err := sqlite.Open(ctx, cfg.SQLitePath())
-	if err != nil {
-		return nil, err
-	}
-	if err := db.Migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
 // newApp builds the process on the listeners startApp opened (lns, which it
 // owns from here; ports chosen for :0 are known before Run) and the TLS
 // configuration (tc, nil without a certificate): database, broker, metrics,
@@ -184,51 +167,23 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			a.Close()
 		}
 	}()
-	if a.db, err = openDatabase(ctx, cfg); err != nil {
+	if a.backend, err = platform.OpenBackend(ctx, cfg); err != nil {
 		return nil, err
 	}
-	a.broker = inmem.NewBroker()
+	a.broker = a.backend.Broker
 	a.registry = newRegistry()
 	a.httpm = httpapi.NewHTTPMetrics(a.registry)
-
-	a.authSvc, err = auth.New(auth.Config{
-		Secret:         cfg.JWTSecret,
-		PreviousSecret: cfg.JWTSecretPrevious,
-		AccessTTL:      cfg.AccessTokenTTL,
-		RefreshTTL:     cfg.RefreshTokenTTL,
-		Registration:   cfg.Registration,
-		LoginPerMinute: cfg.RateLimitLoginPerMin,
-		Params:         opts.hashParams,
-		HashQueue:      opts.hashQueue,
-	}, auth.Deps{Store: sqlite.NewAuthStore(a.db), Publisher: a.broker, Log: log.With("service", "auth"), Registerer: a.registry})
-	if err != nil {
-		return nil, err
-	}
-	chatStore, err := sqlite.NewChatStore(ctx, a.db)
-	if err != nil {
-		return nil, err
-	}
-	a.chatSvc = chat.NewService(chatStore, a.broker, chat.Options{
-		E2EEEnforced: cfg.E2EEEnforced,
-		Users:        userDirectory{a.authSvc},
-		Logger:       log.With("service", "chat"),
-		Registerer:   a.registry,
+	svcs, err := platform.NewServices(ctx, cfg, a.backend, platform.Options{
+		Log: log, Registerer: a.registry, HashParams: opts.hashParams, HashQueue: opts.hashQueue,
 	})
-	a.presence = presence.NewService(presence.Options{
-		Store: chatStore, Channels: chatStore, Peers: chatStore, Publisher: a.broker, Logger: log.With("service", "presence"),
-	})
-	a.deviceSvc, err = device.NewService(device.Config{Secret: cfg.JWTSecret, PreviousSecret: cfg.JWTSecretPrevious},
-		device.Deps{Store: sqlite.NewDeviceStore(a.db), Users: a.authSvc, Publisher: a.broker, Channels: deviceChannels{a.chatSvc}, Log: log.With("service", "device")})
 	if err != nil {
 		return nil, err
 	}
+	a.authSvc, a.chatSvc, a.presence, a.deviceSvc, a.fleet = svcs.Auth, svcs.Chat, svcs.Presence, svcs.Devices, svcs.Fleet
+	a.audit = svcs.Audit
 
 	// One hash now, so the first unknown-user login costs what the rest do.
 	a.authSvc.Warm()
-	// Every node applies every node's revocations to its session cache.
-	if _, err := a.broker.Subscribe(broker.RevocationTopic, a.authSvc.OnRevocation); err != nil {
-		return nil, err
-	}
 	a.components = append(a.components, &ticker{name: "session pruning", every: time.Hour, log: log, fn: func(ctx context.Context) error {
 		n, err := a.authSvc.PruneSessions(ctx)
 		if n > 0 {
@@ -250,26 +205,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		}
 	}
 
-	a.fleet = device.NewFleet(device.FleetOptions{
-		Store:         sqlite.NewFleetStore(a.db),
-		Broker:        a.broker,
-		Channels:      a.chatSvc,
-		Owners:        a.deviceSvc,
-		EnsureChannel: deviceChannels{a.chatSvc}.EnsureDeviceChannel,
-		Logger:        log.With("service", "fleet"),
-		Registerer:    a.registry,
-		Retention:     cfg.TelemetryRetention,
-		OfflineGrace:  2 * time.Second,
-		// Chat and fleet stores share the SQLite database: a telemetry
-		// point and its device-channel message go in one transaction.
-		TelemetryWithMessage: true,
-	})
 	if err := a.fleet.ResetOnline(ctx); err != nil {
 		return nil, fmt.Errorf("reset device online state: %w", err)
 	}
 	a.components = append(a.components, runner{"fleet", a.fleet.Run})
 	a.components = append(a.components, &revocationFeed{
-		recent: sqlite.NewRevocationFeed(a.db).Recent,
+		recent: a.backend.Revocations,
 		pub:    a.broker,
 		log:    log.With("component", "revocations"),
 		every:  time.Second,
@@ -298,7 +239,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 			AllowedOrigins: cfg.AllowedOrigins,
 			GatewayPort:    a.gatewayPort(),
 			TrustProxyTLS:  cfg.TrustProxyTLS,
-			Health:         a.db.Ping,
+			Health:         a.backend.Ping,
 			Draining:       a.draining.Load,
 			Metrics:        a.authMetrics(),
 			HTTPMetrics:    a.httpm,
@@ -349,7 +290,7 @@ func (a *app) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config)
 		Log:        log.With("server", "gateway"),
 		Registerer: a.registry,
 		Gatherer:   a.registry,
-		Health:     a.db.Ping,
+		Health:     a.backend.Ping,
 		API:        apiHandler,
 		Web:        web.Handler(),
 	})
@@ -393,30 +334,6 @@ func (a *app) startMQTT(cfg *config.Config, log *slog.Logger, tc *tls.Config) (e
 	}
 	a.components = append(a.components, a.mqtt)
 	return nil
-}
-
-// deviceChannels creates device channels through the chat service.
-type deviceChannels struct{ chat *chat.Service }
-
-func (d deviceChannels) EnsureDeviceChannel(ctx context.Context, deviceID, owner string) error {
-	_, err := d.chat.EnsureDeviceChannel(ctx, deviceID, owner)
-	return err
-}
-
-// userDirectory answers the chat service's "does this user exist" from the
-// auth service.
-type userDirectory struct{ auth *auth.Service }
-
-func (u userDirectory) UserExists(ctx context.Context, name string) (bool, error) {
-	_, err := u.auth.User(ctx, name)
-	switch unhidra.ErrorCode(err) {
-	case "":
-		return true, nil
-	case unhidra.ENOTFOUND:
-		return false, nil
-	default:
-		return false, err
-	}
 }
 
 // GatewayAddr returns the gateway's listening address, or "".
@@ -542,9 +459,9 @@ func (a *app) Close() error {
 		// returns before its commit) are stored before the database closes.
 		a.chatSvc.Wait()
 	}
-	if a.db != nil {
-		errs = append(errs, a.db.Close())
-		a.db = nil
+	if a.backend != nil {
+		errs = append(errs, a.backend.Close())
+		a.backend = nil
 	}
 	return errors.Join(errs...)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/unhidra/unhidra/internal/config"
@@ -59,27 +58,6 @@ func openListeners(cfg *config.Config) (listeners, error) {
 		return nil, errors.Join(errs...)
 	}
 	return lns, nil
-}
-
-// unsupportedStores refuses the stores that are configurable but not built
-// yet, before anything is written.
-func unsupportedStores(cfg *config.Config) error {
-	if cfg.RedisURL != "" {
-		return errors.New("REDIS_URL: the Redis Streams broker is not supported yet; leave it empty for the in-process broker (one node)")
-	}
-	return unsupportedDatabase(cfg)
-}
-
-// unsupportedDatabase refuses a DATABASE_URL this build cannot open.
-func unsupportedDatabase(cfg *config.Config) error {
-	u := cfg.DatabaseURL
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		return errors.New("DATABASE_URL: PostgreSQL is not supported yet; use sqlite://path or a file path")
-	}
-	if cfg.SQLitePath() == "" {
-		return fmt.Errorf("DATABASE_URL: unsupported scheme")
-	}
-	return nil
 }
 
 // tlsConfig loads the configured certificate for every listener (TLS 1.2

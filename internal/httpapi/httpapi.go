@@ -13,13 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -40,18 +40,8 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// WriteJSON writes v as JSON with the given status.
-// Every JSON answer, errors included, carries X-Content-Type-Options:
-// nosniff, so no browser ever renders one as HTML or script.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	if v != nil {
-		_ = json.NewEncoder(w).Encode(v)
-	}
-}
+// WriteJSON writes v as JSON with the given status (httpx.WriteJSON).
+func WriteJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
 
 // WriteError maps err to its HTTP status and the SPEC §3 body. Internal
 // errors are logged (with their cause) and answered with a generic message.
@@ -124,49 +114,5 @@ func BearerToken(r *http.Request) string {
 	return ""
 }
 
-// ClientIP returns the client address of r. X-Forwarded-For is honoured only
-// when the peer is in trusted; then the right-most address that is not itself
-// a trusted proxy is the client.
-func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer := peerAddr(r.RemoteAddr)
-	if !inPrefixes(peer, trusted) {
-		return peer
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	var hops []string
-	for _, h := range xff {
-		hops = append(hops, strings.Split(h, ",")...)
-	}
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return peer
-		}
-		a = a.Unmap()
-		if !inPrefixes(a, trusted) {
-			return a
-		}
-	}
-	return peer
-}
-
-func peerAddr(remote string) netip.Addr {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// ClientIP returns the client address of r (httpx.ClientIP).
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr { return httpx.ClientIP(r, trusted) }
