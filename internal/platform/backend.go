@@ -57,7 +57,7 @@ type Backend struct {
 	Ping func(ctx context.Context) error
 	// SchemaVersion returns the number of migrations applied.
 	SchemaVersion func(ctx context.Context) (int, error)
-	closers []func() error
+	closers       []func() error
 }
 
 // Close releases the backend's connections.
