@@ -1,12 +1,15 @@
 // Package audit is the one seam for security-relevant events: the event
-// type and a one-method Recorder that the auth and device services (and
-// later chat and the transports) report to. Log writes events as structured
+// type and a one-method Recorder that the auth, device and chat services and
+// both transports report to, wired once by the composition root
+// (internal/platform). Log writes events as structured
 // log records until the tamper-evident audit log implements Recorder.
 package audit
 
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/unhidra/unhidra/wire"
 )
@@ -24,6 +27,28 @@ const (
 	ActionDeviceRegister = "device_register"
 	ActionDeviceRevoke   = "device_revoke"
 	ActionDeviceRotate   = "device_rotate_key"
+
+	// Channels and membership (chat). Target is the channel; Details
+	// name the member ("user") and the role ("role").
+	ActionChannelCreate = "channel_create"
+	ActionChannelDelete = "channel_delete"
+	ActionMemberAdd     = "member_add"
+	ActionMemberRole    = "member_role"
+	ActionMemberRemove  = "member_remove"
+	ActionMemberJoin    = "member_join"
+	ActionMemberLeave   = "member_leave"
+
+	// ActionConnectionRefused is a WebSocket handshake or MQTT CONNECT
+	// refused before a session began. Reason is one of the Refused*
+	// reasons; Details name the transport ("websocket" or "mqtt").
+	ActionConnectionRefused = "connection_refused"
+)
+
+// Reasons of ActionConnectionRefused.
+const (
+	RefusedAuth   = "auth"   // no, or a bad, credential
+	RefusedOrigin = "origin" // a browser page of another origin
+	RefusedLimit  = "limit"  // a rate or connection limit
 )
 
 // Outcomes.
@@ -40,6 +65,8 @@ type Event struct {
 	IP      string
 	Outcome string // Success or Failure
 	Reason  string
+	// Details are further facts of the event, by name (never a secret).
+	Details map[string]string
 }
 
 // Recorder records events. Audit must not block for long and must not fail
@@ -65,6 +92,9 @@ func (a Log) Audit(ctx context.Context, e Event) {
 	}
 	if e.Reason != "" {
 		attrs = append(attrs, "reason", e.Reason)
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
+		attrs = append(attrs, k, e.Details[k])
 	}
 	a.Log.InfoContext(ctx, "audit", attrs...)
 }

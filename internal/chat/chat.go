@@ -44,7 +44,6 @@
 package chat
 
 import (
-	"context"
 	"strings"
 	"time"
 	"unicode"
@@ -368,34 +367,13 @@ func ValidateClientMsgID(id string) error {
 	return nil
 }
 
-// Event is a change worth an audit record: channel creation and deletion and
-// every membership change.
-type Event struct {
-	Action  string // one of the Event* constants
+// change is a committed change worth an audit record: channel creation and
+// deletion and every membership change (audit.ActionChannel*, ActionMember*).
+type change struct {
+	Action  string
 	Actor   unhidra.Identity
 	Channel string
 	// Target is the user whose membership changed (member events).
 	Target string
 	Role   string
 }
-
-// Event actions.
-const (
-	EventChannelCreated = "channel.create"
-	EventChannelDeleted = "channel.delete"
-	EventMemberAdded    = "channel.member.add"
-	EventMemberRole     = "channel.member.role"
-	EventMemberRemoved  = "channel.member.remove"
-	EventMemberJoined   = "channel.member.join"
-	EventMemberLeft     = "channel.member.leave"
-)
-
-// Events receives chat events after they are committed (the audit log
-// subscribes here). Implementations must not block for long.
-type Events interface {
-	ChatEvent(ctx context.Context, ev Event)
-}
-
-type noEvents struct{}
-
-func (noEvents) ChatEvent(context.Context, Event) {}

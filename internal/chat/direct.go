@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 )
 
@@ -102,7 +103,7 @@ func (s *Service) reopenDirect(ctx context.Context, who unhidra.Identity, ch Cha
 		if _, err := s.store.PutMember(ctx, ch.ID, Member{User: me, Role: RoleMember, JoinedAt: now, AcceptedAt: &now}); err != nil {
 			return Channel{}, false, err
 		}
-		s.emit(ctx, Event{Action: EventMemberJoined, Actor: who, Channel: ch.ID, Target: me, Role: RoleMember})
+		s.emit(ctx, change{Action: audit.ActionMemberJoin, Actor: who, Channel: ch.ID, Target: me, Role: RoleMember})
 	case err != nil:
 		return Channel{}, false, err
 	case !mine.Accepted():
@@ -114,7 +115,7 @@ func (s *Service) reopenDirect(ctx context.Context, who unhidra.Identity, ch Cha
 		if _, err := s.store.PutMember(ctx, ch.ID, Member{User: other, Role: RoleMember, JoinedAt: now}); err != nil {
 			return Channel{}, false, err
 		}
-		s.emit(ctx, Event{Action: EventMemberAdded, Actor: who, Channel: ch.ID, Target: other, Role: RoleMember})
+		s.emit(ctx, change{Action: audit.ActionMemberAdd, Actor: who, Channel: ch.ID, Target: other, Role: RoleMember})
 	} else if err != nil {
 		return Channel{}, false, err
 	}
@@ -132,7 +133,7 @@ func (s *Service) leaveDirect(ctx context.Context, who unhidra.Identity, ch Chan
 		return err
 	}
 	s.memberGone(ch, me)
-	s.emit(ctx, Event{Action: EventMemberLeft, Actor: who, Channel: ch.ID, Target: me})
+	s.emit(ctx, change{Action: audit.ActionMemberLeave, Actor: who, Channel: ch.ID, Target: me})
 	rest, err := s.store.Members(ctx, ch.ID)
 	if err != nil {
 		return err
@@ -144,7 +145,7 @@ func (s *Service) leaveDirect(ctx context.Context, who unhidra.Identity, ch Chan
 		return err
 	}
 	s.publishEvent(&broker.Event{Kind: broker.ChannelDeleted, Channel: ch.ID})
-	s.emit(ctx, Event{Action: EventChannelDeleted, Actor: who, Channel: ch.ID})
+	s.emit(ctx, change{Action: audit.ActionChannelDelete, Actor: who, Channel: ch.ID})
 	return nil
 }
 

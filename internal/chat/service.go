@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -45,9 +46,11 @@ type Options struct {
 	TypingInterval time.Duration
 	// CommitTimeout bounds one group-commit transaction (default 30 s).
 	CommitTimeout time.Duration
-	Events        Events
-	Users         Users
-	Logger        *slog.Logger
+	// Audit records channel and membership changes, and refusals of them
+	// (default: audit.Log on Logger).
+	Audit  audit.Recorder
+	Users  Users
+	Logger *slog.Logger
 	// Registerer receives the service's metrics (unhidra_chat_*); optional.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -55,14 +58,14 @@ type Options struct {
 
 // Service is the chat domain service. Create it with NewService.
 type Service struct {
-	store  Store
-	pub    Publisher
-	events Events
-	users  Users
-	log    *slog.Logger
-	now    func() time.Time
-	opts   Options
-	m      *metrics
+	store Store
+	pub   Publisher
+	audit audit.Recorder
+	users Users
+	log   *slog.Logger
+	now   func() time.Time
+	opts  Options
+	m     *metrics
 
 	typingMu sync.Mutex
 	typing   map[string]time.Time
@@ -98,7 +101,7 @@ func NewService(store Store, pub Publisher, opts Options) *Service {
 	s := &Service{
 		store:  store,
 		pub:    pub,
-		events: opts.Events,
+		audit:  opts.Audit,
 		users:  opts.Users,
 		log:    opts.Logger,
 		now:    opts.Now,
@@ -106,8 +109,8 @@ func NewService(store Store, pub Publisher, opts Options) *Service {
 		typing: make(map[string]time.Time),
 		m:      newMetrics(opts.Registerer),
 	}
-	if s.events == nil {
-		s.events = noEvents{}
+	if s.audit == nil {
+		s.audit = audit.Log{Log: s.log}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -124,9 +127,35 @@ func (s *Service) Wait() { s.loops.Wait() }
 // RecoveryWindow returns the most missed messages a subscribe replays.
 func (s *Service) RecoveryWindow() int { return s.opts.RecoveryWindow }
 
-// emit is the one place chat events leave the service (audit log).
-func (s *Service) emit(ctx context.Context, ev Event) {
-	s.events.ChatEvent(context.WithoutCancel(ctx), ev)
+// emit is the one place committed changes leave the service: an audit
+// event with its outcome, success.
+func (s *Service) emit(ctx context.Context, c change) {
+	e := audit.Event{Action: c.Action, Actor: c.Actor.Principal, Target: c.Channel, Outcome: audit.Success}
+	if c.Target != "" || c.Role != "" {
+		e.Details = map[string]string{}
+		if c.Target != "" {
+			e.Details["user"] = c.Target
+		}
+		if c.Role != "" {
+			e.Details["role"] = c.Role
+		}
+	}
+	s.audit.Audit(context.WithoutCancel(ctx), e)
+}
+
+// refused records a change that was refused for want of permission (an
+// audit event with outcome failure); other errors (bad input, a missing
+// channel, an unavailable store) are not security events. Exported methods
+// that change channels or memberships defer it once.
+func (s *Service) refused(ctx context.Context, action string, who unhidra.Identity, channel, user string, err error) {
+	if code := unhidra.ErrorCode(err); code != unhidra.EFORBIDDEN && code != unhidra.EUNAUTHORIZED {
+		return
+	}
+	e := audit.Event{Action: action, Actor: who.Principal, Target: channel, Outcome: audit.Failure, Reason: unhidra.ErrorMessage(err)}
+	if user != "" {
+		e.Details = map[string]string{"user": user}
+	}
+	s.audit.Audit(context.WithoutCancel(ctx), e)
 }
 
 var errNoAccess = unhidra.Errorf(unhidra.EFORBIDDEN, "not allowed on this channel")
@@ -228,6 +257,12 @@ type CreateChannel struct {
 // add a user who blocks them. Creating is bounded by MaxChannelsPerDay and
 // MaxCreatedChannels (admins are exempt).
 func (s *Service) CreateChannel(ctx context.Context, who unhidra.Identity, in CreateChannel) (Channel, bool, error) {
+	ch, created, err := s.createChannel(ctx, who, in)
+	s.refused(ctx, audit.ActionChannelCreate, who, "", "", err)
+	return ch, created, err
+}
+
+func (s *Service) createChannel(ctx context.Context, who unhidra.Identity, in CreateChannel) (Channel, bool, error) {
 	if who.IsDevice() || who.Principal.ID == "" {
 		return Channel{}, false, unhidra.Errorf(unhidra.EFORBIDDEN, "only users create channels")
 	}
@@ -332,10 +367,10 @@ func (s *Service) CreateChannel(ctx context.Context, who unhidra.Identity, in Cr
 		}
 		return Channel{}, false, err
 	}
-	s.emit(ctx, Event{Action: EventChannelCreated, Actor: who, Channel: ch.ID})
+	s.emit(ctx, change{Action: audit.ActionChannelCreate, Actor: who, Channel: ch.ID})
 	for _, m := range members {
 		if m.User != me {
-			s.emit(ctx, Event{Action: EventMemberAdded, Actor: who, Channel: ch.ID, Target: m.User, Role: m.Role})
+			s.emit(ctx, change{Action: audit.ActionMemberAdd, Actor: who, Channel: ch.ID, Target: m.User, Role: m.Role})
 		}
 	}
 	return ch, true, nil
@@ -376,7 +411,7 @@ func (s *Service) EnsureDeviceChannel(ctx context.Context, deviceID, owner strin
 		ch = Channel{ID: id, Name: deviceID, Kind: KindDevice, CreatedBy: owner, CreatedAt: now}
 		err = s.store.CreateChannel(ctx, ch, "", []Member{{User: owner, Role: RoleOwner, JoinedAt: now, AcceptedAt: &now}})
 		if err == nil {
-			s.emit(ctx, Event{Action: EventChannelCreated, Actor: unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: owner}}, Channel: id})
+			s.emit(ctx, change{Action: audit.ActionChannelCreate, Actor: unhidra.Identity{Principal: wire.Principal{Kind: wire.KindUser, ID: owner}}, Channel: id})
 			return ch, nil
 		}
 		if unhidra.ErrorCode(err) != unhidra.ECONFLICT {
@@ -456,6 +491,12 @@ func (s *Service) UpdateChannel(ctx context.Context, who unhidra.Identity, id st
 // global admin). Device channels go with their device and are not deleted
 // here.
 func (s *Service) DeleteChannel(ctx context.Context, who unhidra.Identity, id string) error {
+	err := s.deleteChannel(ctx, who, id)
+	s.refused(ctx, audit.ActionChannelDelete, who, id, "", err)
+	return err
+}
+
+func (s *Service) deleteChannel(ctx context.Context, who unhidra.Identity, id string) error {
 	a, err := s.accessTo(ctx, who, id)
 	if err != nil {
 		return err
@@ -470,7 +511,7 @@ func (s *Service) DeleteChannel(ctx context.Context, who unhidra.Identity, id st
 		return err
 	}
 	s.publishEvent(&broker.Event{Kind: broker.ChannelDeleted, Channel: id})
-	s.emit(ctx, Event{Action: EventChannelDeleted, Actor: who, Channel: id})
+	s.emit(ctx, change{Action: audit.ActionChannelDelete, Actor: who, Channel: id})
 	return nil
 }
 
@@ -488,6 +529,16 @@ func (s *Service) Members(ctx context.Context, who unhidra.Identity, id string) 
 // global admins) grant or take the owner and admin roles. The last owner
 // keeps their role.
 func (s *Service) PutMember(ctx context.Context, who unhidra.Identity, channel, user, role string) (Member, error) {
+	m, err := s.putMember(ctx, who, channel, user, role)
+	action := audit.ActionMemberAdd
+	if role != "" && role != RoleMember {
+		action = audit.ActionMemberRole
+	}
+	s.refused(ctx, action, who, channel, user, err)
+	return m, err
+}
+
+func (s *Service) putMember(ctx context.Context, who unhidra.Identity, channel, user, role string) (Member, error) {
 	a, err := s.accessTo(ctx, who, channel)
 	if err != nil {
 		return Member{}, err
@@ -548,11 +599,11 @@ func (s *Service) PutMember(ctx context.Context, who unhidra.Identity, channel, 
 	if err != nil {
 		return Member{}, err
 	}
-	action := EventMemberRole
+	action := audit.ActionMemberRole
 	if added {
-		action = EventMemberAdded
+		action = audit.ActionMemberAdd
 	}
-	s.emit(ctx, Event{Action: action, Actor: who, Channel: channel, Target: user, Role: role})
+	s.emit(ctx, change{Action: action, Actor: who, Channel: channel, Target: user, Role: role})
 	return m, nil
 }
 
@@ -580,12 +631,18 @@ func (s *Service) keepAnOwner(ctx context.Context, channel, user string) error {
 
 // RemoveMember removes user from a channel. Removing oneself is leaving.
 func (s *Service) RemoveMember(ctx context.Context, who unhidra.Identity, channel, user string) error {
+	err := s.removeMember(ctx, who, channel, user)
+	s.refused(ctx, audit.ActionMemberRemove, who, channel, user, err)
+	return err
+}
+
+func (s *Service) removeMember(ctx context.Context, who unhidra.Identity, channel, user string) error {
 	user, err := ValidateUserID(user)
 	if err != nil {
 		return err
 	}
 	if !who.IsDevice() && user == who.Principal.ID {
-		return s.Leave(ctx, who, channel)
+		return s.leave(ctx, who, channel)
 	}
 	a, err := s.accessTo(ctx, who, channel)
 	if err != nil {
@@ -616,12 +673,18 @@ func (s *Service) RemoveMember(ctx context.Context, who unhidra.Identity, channe
 		return err
 	}
 	s.memberGone(a.ch, user)
-	s.emit(ctx, Event{Action: EventMemberRemoved, Actor: who, Channel: channel, Target: user})
+	s.emit(ctx, change{Action: audit.ActionMemberRemove, Actor: who, Channel: channel, Target: user})
 	return nil
 }
 
 // Join makes who a member of a public channel (idempotent).
 func (s *Service) Join(ctx context.Context, who unhidra.Identity, channel string) (Member, error) {
+	m, err := s.join(ctx, who, channel)
+	s.refused(ctx, audit.ActionMemberJoin, who, channel, who.Principal.ID, err)
+	return m, err
+}
+
+func (s *Service) join(ctx context.Context, who unhidra.Identity, channel string) (Member, error) {
 	if who.IsDevice() {
 		return Member{}, errNoAccess
 	}
@@ -643,7 +706,7 @@ func (s *Service) Join(ctx context.Context, who unhidra.Identity, channel string
 		return Member{}, err
 	}
 	if added {
-		s.emit(ctx, Event{Action: EventMemberJoined, Actor: who, Channel: channel, Target: m.User, Role: m.Role})
+		s.emit(ctx, change{Action: audit.ActionMemberJoin, Actor: who, Channel: channel, Target: m.User, Role: m.Role})
 	}
 	return m, nil
 }
@@ -655,6 +718,12 @@ func (s *Service) Join(ctx context.Context, who unhidra.Identity, channel string
 // leaver back as a pending member), and the last member leaving deletes it
 // with its messages (opening it again then starts a new, empty one).
 func (s *Service) Leave(ctx context.Context, who unhidra.Identity, channel string) error {
+	err := s.leave(ctx, who, channel)
+	s.refused(ctx, audit.ActionMemberLeave, who, channel, who.Principal.ID, err)
+	return err
+}
+
+func (s *Service) leave(ctx context.Context, who unhidra.Identity, channel string) error {
 	if who.IsDevice() {
 		return errNoAccess
 	}
@@ -683,7 +752,7 @@ func (s *Service) Leave(ctx context.Context, who unhidra.Identity, channel strin
 		return err
 	}
 	s.memberGone(a.ch, who.Principal.ID)
-	s.emit(ctx, Event{Action: EventMemberLeft, Actor: who, Channel: channel, Target: who.Principal.ID})
+	s.emit(ctx, change{Action: audit.ActionMemberLeave, Actor: who, Channel: channel, Target: who.Principal.ID})
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/inmem"
@@ -28,10 +29,10 @@ type env struct {
 
 type recorder struct {
 	mu  sync.Mutex
-	evs []chat.Event
+	evs []audit.Event
 }
 
-func (r *recorder) ChatEvent(_ context.Context, ev chat.Event) {
+func (r *recorder) Audit(_ context.Context, ev audit.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, ev)
@@ -42,7 +43,11 @@ func (r *recorder) actions() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, e := range r.evs {
-		out = append(out, e.Action+":"+e.Target)
+		a := e.Action + ":" + e.Details["user"]
+		if e.Outcome != audit.Success {
+			a += " " + e.Outcome
+		}
+		out = append(out, a)
 	}
 	return out
 }
@@ -57,7 +62,7 @@ func newEnv(t testing.TB, opts chat.Options) *env {
 	}
 	bus := inmem.NewBroker()
 	rec := &recorder{}
-	opts.Events = rec
+	opts.Audit = rec
 	svc := chat.NewService(st, bus, opts)
 	t.Cleanup(func() {
 		svc.Wait()
@@ -426,7 +431,7 @@ func TestPublicChannelsAreReadableButPostingNeedsJoining(t *testing.T) {
 	if _, err := e.svc.Publish(ctx, bob, wire.Publish{Channel: pub.ID, Text: txt("hi")}); code(err) != unhidra.EFORBIDDEN {
 		t.Errorf("posting after leaving: %v, want forbidden", err)
 	}
-	want := []string{"channel.create:", "channel.member.join:bob", "channel.member.leave:bob"}
+	want := []string{"channel_create:", "member_join:bob", "member_leave:bob"}
 	if got := e.ev.actions(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
@@ -622,7 +627,10 @@ func TestMembershipRoles(t *testing.T) {
 	if err != nil || len(ms) != 2 {
 		t.Errorf("members = %+v, %v; want alice and bob", ms, err)
 	}
-	want := []string{"channel.create:", "channel.member.add:bob", "channel.member.role:bob", "channel.member.add:carol", "channel.member.remove:carol"}
+	// Every change once, and every refusal for want of permission once (not
+	// the conflicts and invalid input).
+	want := []string{"channel_create:", "member_add:bob", "member_add:carol failure", "member_role:bob", "member_add:carol",
+		"member_role:carol failure", "member_remove:alice failure", "member_remove:carol"}
 	if got := e.ev.actions(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
