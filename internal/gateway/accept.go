@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+
+	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/redact"
+	"github.com/unhidra/unhidra/wire"
+)
+
+// refuse answers a handshake before the upgrade, counts it and reports it.
+func (s *Server) refuse(w http.ResponseWriter, ip netip.Addr, reason string, who wire.Principal, err error) {
+	s.met.refused.WithLabelValues(reason).Inc()
+	s.events.Refused(ip, reason, who)
+	s.log.Debug("websocket handshake refused", "reason", reason, "ip", ip.String())
+	code := unhidra.ErrorCode(err)
+	if ra := unhidra.RetryAfter(err); ra > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ra))
+	}
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code = code
+	body.Error.Message = unhidra.ErrorMessage(err)
+	status := unhidra.HTTPStatus(code)
+	switch reason {
+	case "version":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		status = http.StatusUpgradeRequired
+	}
+	httpapi.WriteJSON(w, status, body)
+}
+
+var errInvalidToken = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid token")
+
+// serveWS runs the handshake (SPEC §5.1): every refusal is answered before
+// the upgrade; an accepted connection is hijacked and handed to its own
+// reader goroutine so that this handler goroutine and net/http's buffers go.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	ip := httpapi.ClientIP(r, s.cfg.TrustedProxies)
+	var nobody wire.Principal
+	if ok, retry := s.ipLimit.allow(ip); !ok {
+		e := unhidra.Errorf(unhidra.ERATELIMITED, "too many connection attempts")
+		e.RetryAfter = retry
+		s.refuse(w, ip, "ip_rate", nobody, e)
+		return
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade") {
+		s.refuse(w, ip, "not_websocket", nobody, unhidra.Errorf(unhidra.EINVALID, "not a WebSocket handshake"))
+		return
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		s.refuse(w, ip, "version", nobody, unhidra.Errorf(unhidra.EINVALID, "unsupported WebSocket version; use 13"))
+		return
+	}
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !validKey(key) {
+		s.refuse(w, ip, "bad_key", nobody, unhidra.Errorf(unhidra.EINVALID, "missing or malformed Sec-WebSocket-Key"))
+		return
+	}
+	if !s.origins.check(r.Header.Values("Origin"), r.Host) {
+		s.refuse(w, ip, "origin", nobody, unhidra.Errorf(unhidra.EFORBIDDEN, "origin not allowed"))
+		return
+	}
+	if s.Draining() {
+		s.refuse(w, ip, "draining", nobody, unhidra.Errorf(unhidra.EUNAVAILABLE, "server is shutting down"))
+		return
+	}
+	cred, ok := parseCredential(r.Header.Values("Sec-WebSocket-Protocol"), r.URL.RawQuery)
+	if !ok || cred.kind == credNone {
+		s.refuse(w, ip, "unauthorized", nobody, errInvalidToken)
+		return
+	}
+	var id unhidra.Identity
+	var err error
+	switch cred.kind {
+	case credToken:
+		id, err = s.deps.Tokens.AuthenticateToken(r.Context(), cred.secret)
+		if err == nil && id.IsDevice() {
+			err = errInvalidToken
+		}
+	case credDeviceKey:
+		if s.deps.DeviceKeys == nil {
+			err = errInvalidToken
+		} else {
+			id, err = s.deps.DeviceKeys.AuthenticateDeviceKey(r.Context(), cred.secret)
+			if err == nil && !id.IsDevice() {
+				err = errInvalidToken
+			}
+		}
+	}
+	if err == nil && s.expired(id) {
+		err = errInvalidToken
+	}
+	if err != nil {
+		switch unhidra.ErrorCode(err) {
+		case unhidra.EUNAVAILABLE, unhidra.EINTERNAL:
+			s.log.Error("websocket authentication failed", "ip", ip.String(), "err", redact.Scrub(err.Error()))
+			s.refuse(w, ip, "unavailable", nobody, unhidra.Errorf(unhidra.EUNAVAILABLE, "authentication is unavailable"))
+		default:
+			s.refuse(w, ip, "unauthorized", nobody, errInvalidToken)
+		}
+		return
+	}
+	if !s.reserve(id.Principal) {
+		e := unhidra.Errorf(unhidra.ERATELIMITED, "too many open connections")
+		e.RetryAfter = 5
+		s.refuse(w, ip, "user_limit", id.Principal, e)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		s.release(id.Principal)
+		s.refuse(w, ip, "internal", id.Principal, unhidra.Errorf(unhidra.EINTERNAL, "connection cannot be upgraded"))
+		return
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		s.release(id.Principal)
+		s.log.Warn("websocket hijack failed", "err", err)
+		return
+	}
+	if s.cfg.SocketWriteBuffer > 0 {
+		raw := nc
+		if tc, ok := raw.(*tls.Conn); ok {
+			raw = tc.NetConn()
+		}
+		if tc, ok := raw.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(s.cfg.SocketWriteBuffer)
+		}
+	}
+	// Bytes a client sent right after its handshake sit in net/http's
+	// reader; keep them, then drop the reader.
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		early = make([]byte, n)
+		_, _ = brw.Reader.Read(early)
+	}
+	c := newConn(s, nc, early, id, ip)
+	if !s.register(c) {
+		s.release(id.Principal)
+		_ = nc.Close()
+		return
+	}
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acceptKey(key) + "\r\n"
+	if cred.protocol != "" {
+		resp += "Sec-WebSocket-Protocol: " + cred.protocol + "\r\n"
+	}
+	resp += "\r\n"
+	c.start([]byte(resp))
+}
