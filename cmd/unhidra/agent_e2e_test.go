@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/platform"
 )
 
 // deviceServer is a running server with the gateway, on known ports.
@@ -58,7 +59,7 @@ func startDeviceServer(t *testing.T, extra map[string]string) *deviceServer {
 		e[k] = v
 	}
 	d := &deviceServer{env: e, gwPort: gw, adminPW: pw, top: t}
-	d.testServer = startServer(t, e, appOptions{})
+	d.testServer = startServer(t, e, platform.NodeOptions{})
 	d.waitGateway(t)
 	return d
 }
@@ -95,7 +96,7 @@ func (d *deviceServer) restart(t *testing.T, down time.Duration) {
 	t.Helper()
 	d.testServer.stop(t)
 	time.Sleep(down)
-	d.testServer = startServer(d.top, d.env, appOptions{})
+	d.testServer = startServer(d.top, d.env, platform.NodeOptions{})
 	d.waitGateway(t)
 }
 

@@ -11,10 +11,11 @@ import (
 
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/platform"
 )
 
 // cheapHash keeps logins fast where the test is not about hashing.
-var cheapHash = appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}}
+var cheapHash = platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}}
 
 // stack is the whole server (auth API, gateway, MQTT) running in-process.
 type stack struct {

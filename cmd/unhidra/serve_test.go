@@ -34,6 +34,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/e2etest"
+	"github.com/unhidra/unhidra/internal/platform"
 	"github.com/unhidra/unhidra/internal/procfs"
 )
 
@@ -43,7 +44,7 @@ func TestMain(m *testing.M) {
 
 // testServer is a running `unhidra serve`.
 type testServer struct {
-	app    *app
+	app    *platform.Node
 	url    string
 	client *http.Client
 	dir    string
@@ -58,7 +59,7 @@ func (s *testServer) getenv(k string) string { return s.env[k] }
 
 // startServer runs serve (auth only) on a free port with a fresh data dir
 // unless env names one. Extra variables override the defaults.
-func startServer(t *testing.T, extra map[string]string, opts appOptions) *testServer {
+func startServer(t *testing.T, extra map[string]string, opts platform.NodeOptions) *testServer {
 	t.Helper()
 	s := &testServer{stdout: &e2etest.SyncBuffer{}, logs: e2etest.CaptureLogs(), done: make(chan error, 1)}
 	s.env = map[string]string{
@@ -181,7 +182,7 @@ func (s *testServer) cli(t *testing.T, stdin string, args ...string) (string, er
 var adminPasswordLine = regexp.MustCompile(`admin password: (\S+)`)
 
 func TestServeEndToEnd(t *testing.T) {
-	s := startServer(t, nil, appOptions{}) // real Argon2id parameters
+	s := startServer(t, nil, platform.NodeOptions{}) // real Argon2id parameters
 	m := adminPasswordLine.FindStringSubmatch(s.stdout.String())
 	if m == nil {
 		t.Fatalf("no admin password on stdout:\n%s", s.stdout)
@@ -277,7 +278,7 @@ func TestServeEndToEnd(t *testing.T) {
 }
 
 func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
-	s := startServer(t, nil, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+	s := startServer(t, nil, platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
 	bobPW := e2etest.Secret("password", "bob's long password")
 	out, err := s.cli(t, bobPW+"\n", "user", "create", "bob", "--password-stdin")
 	if err != nil || !strings.Contains(out, "created user bob") || strings.Contains(out, bobPW) {
@@ -358,7 +359,7 @@ func TestAdministrationCommandsBesideARunningServer(t *testing.T) {
 
 func TestServeKeepsTheDevSecretAndAdminAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	cheap := appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}}
+	cheap := platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}}
 	s := startServer(t, map[string]string{"UNHIDRA_DATA_DIR": dir}, cheap)
 	if !strings.Contains(s.logs.String(), "generated one and kept it in the data dir") {
 		t.Error("no warning about the generated JWT secret")
@@ -383,7 +384,7 @@ func TestServeKeepsTheDevSecretAndAdminAcrossRestarts(t *testing.T) {
 
 func TestServeTakesTheAdminPasswordFromTheEnvironment(t *testing.T) {
 	pw := e2etest.Secret("admin password", "admin password from env")
-	s := startServer(t, map[string]string{"UNHIDRA_ADMIN_PASSWORD": pw}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+	s := startServer(t, map[string]string{"UNHIDRA_ADMIN_PASSWORD": pw}, platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
 	if strings.Contains(s.stdout.String(), "password") {
 		t.Errorf("stdout mentions a password: %q", s.stdout)
 	}
@@ -426,7 +427,7 @@ func TestServeRefusesPostgresForNow(t *testing.T) {
 // TestLoginFloodIsBoundedAndHealthStaysUp is AUTH-6, shortened: 200
 // concurrent bad logins for a few seconds with the real parameters.
 func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
-	s := startServer(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"}, appOptions{})
+	s := startServer(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "1000000", "RATE_LIMIT_IP_PER_MINUTE": "1000000"}, platform.NodeOptions{})
 	rssBefore, _ := procfs.RSS(0) // this process (0 when unknown)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -485,7 +486,7 @@ func TestLoginFloodIsBoundedAndHealthStaysUp(t *testing.T) {
 	if got[503]+got[429] == 0 {
 		t.Errorf("no request was shed: %v", got)
 	}
-	peak := s.app.authSvc.HashPeak()
+	peak := s.app.Services().Auth.HashPeak()
 	if peak > int64(runtime.GOMAXPROCS(0)) {
 		t.Errorf("%d hashes ran at once, more than GOMAXPROCS=%d", peak, runtime.GOMAXPROCS(0))
 	}
@@ -526,7 +527,7 @@ func TestServeSpeaksTLS12AndNewerWithACertificate(t *testing.T) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	s := startServer(t, map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile},
-		appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+		platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
 	s.want(t, s.call(t, "GET", "/health", "", nil), 200, "health over HTTPS")
 	conn, err := tls.Dial("tcp", s.app.AuthAddr(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11})
 	if err == nil {
@@ -545,7 +546,7 @@ func TestServeSpeaksTLS12AndNewerWithACertificate(t *testing.T) {
 // connections: 500 failed logins on one account from 200 distinct source
 // addresses (127.0.1.1–127.0.1.200, no X-Forwarded-For involved).
 func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
-	s := startServer(t, map[string]string{"RATE_LIMIT_IP_PER_MINUTE": "100000"}, appOptions{hashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, hashQueue: 1000})
+	s := startServer(t, map[string]string{"RATE_LIMIT_IP_PER_MINUTE": "100000"}, platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}, HashQueue: 1000})
 	victimPW := e2etest.Secret("password", "the victim's password")
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "victim", "password": victimPW}), 201, "register victim")
 	s.want(t, s.call(t, "POST", "/register", "", map[string]string{"username": "bystander", "password": "bystander password"}), 201, "register bystander")
@@ -559,7 +560,7 @@ func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
 		}
 		t.Skipf("cannot use 127.0.1.x source addresses here: %v", err)
 	}
-	before := s.app.authSvc.HashCount()
+	before := s.app.Services().Auth.HashCount()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -583,7 +584,7 @@ func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	hashed := s.app.authSvc.HashCount() - before
+	hashed := s.app.Services().Auth.HashCount() - before
 	t.Logf("answers %v; %d attempts hashed", codes, hashed)
 	if hashed > auth.MaxAccountFailures {
 		t.Fatalf("%d attempts on one account were hashed, want at most %d", hashed, auth.MaxAccountFailures)

@@ -125,3 +125,29 @@ func (u userDirectory) UserExists(ctx context.Context, name string) (bool, error
 		return false, err
 	}
 }
+
+// Background is the long-running work of the services on b, as components
+// for the caller to run: session pruning, the fleet's timers, and the feed
+// that carries revocations written by other processes to this one's live
+// sessions.
+func Background(s *Services, b *Backend, log *slog.Logger) []Component {
+	return []Component{
+		&Ticker{Label: "session pruning", Every: time.Hour, Log: log, Fn: func(ctx context.Context) error {
+			n, err := s.Auth.PruneSessions(ctx)
+			if n > 0 {
+				log.Info("pruned ended sessions", "sessions", n)
+			}
+			return err
+		}},
+		Func("fleet", s.Fleet.Run),
+		&revocationFeed{
+			recent: b.Revocations,
+			pub:    b.Broker,
+			log:    log.With("component", "revocations"),
+			every:  time.Second,
+			window: 30 * time.Second,
+			now:    func() time.Time { return time.Now().UTC() },
+			seen:   map[broker.Revocation]time.Time{},
+		},
+	}
+}
