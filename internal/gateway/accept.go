@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -8,7 +9,8 @@ import (
 	"strconv"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/audit"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -16,7 +18,7 @@ import (
 // refuse answers a handshake before the upgrade, counts it and reports it.
 func (s *Server) refuse(w http.ResponseWriter, ip netip.Addr, reason string, who wire.Principal, err error) {
 	s.met.refused.WithLabelValues(reason).Inc()
-	s.events.Refused(ip, reason, who)
+	s.auditRefused(ip, reason, who)
 	s.log.Debug("websocket handshake refused", "reason", reason, "ip", ip.String())
 	code := unhidra.ErrorCode(err)
 	if ra := unhidra.RetryAfter(err); ra > 0 {
@@ -36,7 +38,30 @@ func (s *Server) refuse(w http.ResponseWriter, ip netip.Addr, reason string, who
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		status = http.StatusUpgradeRequired
 	}
-	httpapi.WriteJSON(w, status, body)
+	httpx.WriteJSON(w, status, body)
+}
+
+// auditReasons are the refusals that are security events (an audit event
+// each, audit.ActionConnectionRefused), by the audit reason they have; the
+// others (not a WebSocket handshake, a draining or failing server) are not.
+var auditReasons = map[string]string{
+	"unauthorized": audit.RefusedAuth,
+	"origin":       audit.RefusedOrigin,
+	"ip_rate":      audit.RefusedLimit,
+	"user_limit":   audit.RefusedLimit,
+}
+
+func (s *Server) auditRefused(ip netip.Addr, reason string, who wire.Principal) {
+	r, ok := auditReasons[reason]
+	if !ok {
+		return
+	}
+	e := audit.Event{Action: audit.ActionConnectionRefused, Actor: who, Outcome: audit.Failure, Reason: r,
+		Details: map[string]string{"transport": "websocket", "cause": reason}}
+	if ip.IsValid() {
+		e.IP = ip.String()
+	}
+	s.audit.Audit(context.Background(), e)
 }
 
 var errInvalidToken = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid token")
@@ -45,7 +70,7 @@ var errInvalidToken = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid token")
 // the upgrade; an accepted connection is hijacked and handed to its own
 // reader goroutine so that this handler goroutine and net/http's buffers go.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	ip := httpapi.ClientIP(r, s.cfg.TrustedProxies)
+	ip := httpx.ClientIP(r, s.cfg.TrustedProxies)
 	var nobody wire.Principal
 	if ok, retry := s.ipLimit.allow(ip); !ok {
 		e := unhidra.Errorf(unhidra.ERATELIMITED, "too many connection attempts")

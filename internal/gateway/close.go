@@ -104,7 +104,6 @@ func (c *conn) finish() {
 	}
 	s.met.connections.WithLabelValues(c.principal.Kind).Dec()
 	s.met.closes.WithLabelValues(why).Inc()
-	s.events.Closed(ident, c.id, why)
 	s.log.Info("websocket client disconnected", append(c.logAttrs(),
 		"reason", why, "duration", time.Since(c.pc.ConnectedAt).Round(time.Millisecond).String())...)
 	s.unregister(c) // last: a drain waits for this

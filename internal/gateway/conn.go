@@ -109,7 +109,6 @@ func (c *conn) start(resp []byte) {
 	s.met.framesOut.Inc()
 	s.met.handshakes.Inc()
 	s.met.connections.WithLabelValues(c.principal.Kind).Inc()
-	s.events.Accepted(c.ip, c.ident, c.id)
 	// Never the credential: only who it proved, and where from.
 	s.log.Info("websocket client connected", c.logAttrs()...)
 

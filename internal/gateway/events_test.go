@@ -1,70 +1,85 @@
 package gateway
 
 import (
-	"net/netip"
+	"context"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/wstest"
 	"github.com/unhidra/unhidra/wire"
 )
 
-// recordEvents records what the audit hook is told.
-type recordEvents struct {
-	mu       sync.Mutex
-	refused  []string
-	accepted []string
-	closed   []string
+// recordAudit records what the gateway reports to the audit seam.
+type recordAudit struct {
+	mu  sync.Mutex
+	evs []audit.Event
 }
 
-func (r *recordEvents) Refused(ip netip.Addr, reason string, who wire.Principal) {
+func (r *recordAudit) Audit(_ context.Context, e audit.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.refused = append(r.refused, reason+" "+who.String())
+	r.evs = append(r.evs, e)
 }
 
-func (r *recordEvents) Accepted(ip netip.Addr, who unhidra.Identity, sessionID string) {
+func (r *recordAudit) snapshot() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.accepted = append(r.accepted, who.Principal.String())
+	var out []string
+	for _, e := range r.evs {
+		actor := ""
+		if e.Actor.ID != "" {
+			actor = e.Actor.String()
+		}
+		out = append(out, strings.Join([]string{e.Action, e.Outcome, e.Reason, e.Details["cause"], e.Details["transport"], actor, e.IP}, " "))
+	}
+	return out
 }
 
-func (r *recordEvents) Closed(who unhidra.Identity, sessionID, reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.closed = append(r.closed, who.Principal.String()+" "+reason)
-}
-
-func (r *recordEvents) snapshot() (refused, accepted, closed []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.refused...), append([]string(nil), r.accepted...), append([]string(nil), r.closed...)
-}
-
-func TestEventsHookSeesRefusalsAcceptsAndCloses(t *testing.T) {
-	ev := &recordEvents{}
-	e := newEnv(t, func(c *Config, d *Deps) { d.Events = ev; c.MaxConnsPerUser = 1 })
+// Every handshake refused for a credential, an origin or a limit is one
+// audit event with its reason, the client's IP and the principal when it
+// authenticated; refusals that are not security events (not a WebSocket
+// handshake) and accepted connections and their closes are none (those two
+// are logged).
+func TestRefusedHandshakesAreAuditedOnce(t *testing.T) {
+	rec := &recordAudit{}
+	e := newEnv(t, func(c *Config, d *Deps) {
+		d.Audit = rec
+		c.MaxConnsPerUser = 1
+		c.AllowedOrigins = []string{"https://app.example.com"}
+	})
 	tok := e.user("alice", "s1", time.Hour)
 	c := e.dial(t, tok)
 	e.handshake(t, e.url, wstest.Options{Header: protoHeader("unhidra.v1, bearer." + tok)}) // over the per-user limit
 	e.handshake(t, e.url, wstest.Options{})                                                 // no credential
+	h := protoHeader("unhidra.v1, bearer." + tok)
+	h.Set("Origin", "https://evil.example.com")
+	e.handshake(t, e.url, wstest.Options{Header: h}) // a page of another origin
+	if res, err := http.Get(strings.Replace(e.url, "ws://", "http://", 1)); err == nil {
+		res.Body.Close() // a plain GET of /ws: refused, not a security event
+	}
 	c.WriteClose(1000, "")
 	expectClose(t, c, 1000)
-	eventually(t, 5*time.Second, "close reported", func() bool {
-		_, _, closed := ev.snapshot()
-		return len(closed) == 1
+	eventually(t, 5*time.Second, "close logged", func() bool {
+		return strings.Contains(e.logs.String(), "websocket client disconnected")
 	})
-	refused, accepted, closed := ev.snapshot()
-	if len(accepted) != 1 || accepted[0] != "user:alice" {
-		t.Errorf("accepted = %q", accepted)
+	want := []string{
+		"connection_refused failure limit user_limit websocket user:alice 127.0.0.1",
+		"connection_refused failure auth unauthorized websocket  127.0.0.1",
+		"connection_refused failure origin origin websocket  127.0.0.1",
 	}
-	if len(refused) != 2 || refused[0] != "user_limit user:alice" || refused[1] != "unauthorized :" {
-		t.Errorf("refused = %q", refused)
+	if got := rec.snapshot(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if closed[0] != "user:alice client" {
-		t.Errorf("closed = %q", closed)
+	logs := e.logs.String()
+	if strings.Count(logs, `msg="websocket client connected" kind=user id=alice`) != 1 {
+		t.Errorf("the accepted connection was not logged once:\n%s", logs)
+	}
+	if strings.Count(logs, `msg="websocket client disconnected" kind=user id=alice`) != 1 || !strings.Contains(logs, "reason=client") {
+		t.Errorf("the close was not logged once with its reason:\n%s", logs)
 	}
 }
 

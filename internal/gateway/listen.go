@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/broker"
-	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/httpx"
 )
 
 // Listen binds cfg.Addr. Run calls it when it has not been called.
@@ -162,16 +162,16 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if s.deps.Health != nil {
 		if err := s.deps.Health(r.Context()); err != nil {
 			s.log.Warn("health check failed", "err", err)
-			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 			return
 		}
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	if s.Draining() {
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 		return
 	}
 	s.serveHealth(w, r)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
@@ -66,24 +67,6 @@ type DeviceSessions interface {
 	DeviceDisconnected(ctx context.Context, who unhidra.Identity)
 	CommandDelivered(ctx context.Context, deviceID, commandID string) (bool, error)
 }
-
-// Events is the one place where handshake outcomes and closes can be
-// recorded (the audit log). Methods must not block.
-type Events interface {
-	// Refused is called for every handshake refused before the upgrade.
-	// who is the zero Principal when the caller was not authenticated.
-	Refused(ip netip.Addr, reason string, who wire.Principal)
-	// Accepted is called for every upgraded connection.
-	Accepted(ip netip.Addr, who unhidra.Identity, sessionID string)
-	// Closed is called when a connection ends, with the close reason.
-	Closed(who unhidra.Identity, sessionID, reason string)
-}
-
-type noEvents struct{}
-
-func (noEvents) Refused(netip.Addr, string, wire.Principal)    {}
-func (noEvents) Accepted(netip.Addr, unhidra.Identity, string) {}
-func (noEvents) Closed(unhidra.Identity, string, string)       {}
 
 // Config is the gateway's configuration. Zero durations and limits take the
 // SPEC defaults.
@@ -196,8 +179,9 @@ type Deps struct {
 	Presence   Presence
 	Devices    Devices
 	Broker     broker.Broker
-	Events     Events
-	Log        *slog.Logger
+	// Audit records refused handshakes (default: audit.Log on Log).
+	Audit audit.Recorder
+	Log   *slog.Logger
 	// Registerer receives the gateway's collectors; Gatherer is served at
 	// /metrics. A private registry is used when nil.
 	Registerer prometheus.Registerer
@@ -215,7 +199,7 @@ type Server struct {
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
-	events  Events
+	audit   audit.Recorder
 	met     *metrics
 	hub     *hub
 	ipLimit *ipLimiter
@@ -250,8 +234,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	if deps.Events == nil {
-		deps.Events = noEvents{}
+	if deps.Audit == nil {
+		deps.Audit = audit.Log{Log: deps.Log}
 	}
 	if deps.Registerer == nil {
 		reg := prometheus.NewRegistry()
@@ -271,7 +255,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg:         cfg,
 		deps:        deps,
 		log:         deps.Log,
-		events:      deps.Events,
+		audit:       deps.Audit,
 		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, cfg.Now),
 		origins:     originPolicy{allowed: cfg.AllowedOrigins, tls: cfg.TLS != nil, proxyTLS: cfg.TrustProxyTLS},
 		conns:       make(map[*conn]struct{}),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
@@ -79,6 +80,25 @@ type harness struct {
 	tokens   *tokens
 	cancel   context.CancelFunc
 	done     chan error
+	audit    *auditLog
+}
+
+// auditLog records what the bridge reports to the audit seam.
+type auditLog struct {
+	mu  sync.Mutex
+	evs []audit.Event
+}
+
+func (a *auditLog) Audit(_ context.Context, e audit.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evs = append(a.evs, e)
+}
+
+func (a *auditLog) events() []audit.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]audit.Event(nil), a.evs...)
 }
 
 const testSecret = "0123456789abcdef0123456789abcdef-test"
@@ -100,7 +120,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	ctx := context.Background()
 	db := sqlitetest.Open(t)
 	sqlitetest.AddUsers(t, db, "alice", "bob", "admin")
-	h := &harness{t: t, db: db, broker: inmem.NewBroker(), keys: map[string]string{}, reg: prometheus.NewRegistry()}
+	h := &harness{t: t, db: db, broker: inmem.NewBroker(), keys: map[string]string{}, reg: prometheus.NewRegistry(), audit: &auditLog{}}
 	users := dbUsers{db}
 	var err error
 	h.registry, err = device.NewService(device.Config{Secret: testSecret}, device.Deps{Store: sqlite.NewDeviceStore(db), Users: users, Publisher: h.broker})
@@ -150,6 +170,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		Owners:     h.registry,
 		Presence:   h.presence,
 		Broker:     h.broker,
+		Audit:      h.audit,
 		Logger:     logger,
 		Registerer: h.reg,
 		Now:        o.now,

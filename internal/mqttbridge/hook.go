@@ -2,6 +2,7 @@ package mqttbridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/redact"
@@ -54,6 +56,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !s.allowConnect(cl) {
 		s.m.limited.WithLabelValues("connect_rate").Inc()
 		s.log.Info("mqtt connection refused: connect rate per IP exceeded", "remote", cl.Net.Remote, "limit_per_minute", s.cfg.RateLimitIPPerMinute)
+		s.auditRefused(cl, wire.Principal{}, audit.RefusedLimit, "connect_rate")
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrConnectionRateExceeded)
 		return packets.ErrConnectionRateExceeded
 	}
@@ -75,6 +78,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		// The username may be a key or token typed in the wrong field, or a
 		// password: only its short hash is logged (as for REST logins).
 		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", redact.Hash(string(pk.Connect.Username)))
+		s.auditRefused(cl, wire.Principal{}, audit.RefusedAuth, "credentials")
 		if pk.ProtocolVersion < 5 {
 			// mochi would answer 3.1.1 clients 0x05 (not authorized); SPEC
 			// §6 says 0x04 (bad user name or password).
@@ -89,6 +93,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if pk.Connect.WillFlag {
 		if err := s.takeWill(cl, pk, ss); err != nil {
 			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
+			s.auditRefused(cl, who.Principal, audit.RefusedAuth, "will")
 			s.refuseWill(cl, pk.ProtocolVersion == 5, err)
 			return false
 		}
@@ -96,12 +101,27 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if !s.reserveSession(cl, ss) {
 		s.m.limited.WithLabelValues("connections_per_user").Inc()
 		s.log.Info("mqtt connection refused: too many connections", "remote", cl.Net.Remote, "principal", who.Principal.String(), "limit", s.cfg.MaxConnsPerUser)
+		s.auditRefused(cl, who.Principal, audit.RefusedLimit, "connections_per_user")
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrQuotaExceeded)
 		return false
 	}
 	// A new connection with the client id cancels its delayed Will.
 	s.cancelWill(cl.ID)
 	return true
+}
+
+// auditRefused records a refused CONNECT: who is the zero principal when
+// the client did not authenticate, cause names the rule (connect_rate,
+// credentials, will, connections_per_user).
+func (s *Server) auditRefused(cl *mqtt.Client, who wire.Principal, reason, cause string) {
+	ip := cl.Net.Remote
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	s.deps.Audit.Audit(context.Background(), audit.Event{
+		Action: audit.ActionConnectionRefused, Actor: who, IP: ip, Outcome: audit.Failure, Reason: reason,
+		Details: map[string]string{"transport": "mqtt", "cause": cause},
+	})
 }
 
 // refuse answers a 3.1.1 CONNECT with return code rc and closes the

@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
@@ -142,6 +143,8 @@ type Deps struct {
 	Owners     device.Owners
 	Presence   Presence
 	Broker     broker.Broker
+	// Audit records refused CONNECTs (default: audit.Log on Logger).
+	Audit      audit.Recorder
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -243,6 +246,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = "127.0.0.1"
+	}
+	if d.Audit == nil {
+		d.Audit = audit.Log{Log: d.Logger}
 	}
 	s := &Server{
 		cfg:         cfg,
