@@ -514,4 +514,3 @@ func (s *Service) deleteChannel(ctx context.Context, who unhidra.Identity, id st
 	s.emit(ctx, change{Action: audit.ActionChannelDelete, Actor: who, Channel: id})
 	return nil
 }
-
