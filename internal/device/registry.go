@@ -278,6 +278,12 @@ func requireUser(who unhidra.Identity) error {
 // Register creates a device and returns it with its API key, which is shown
 // only here.
 func (s *Service) Register(ctx context.Context, who unhidra.Identity, in RegisterInput) (Device, string, error) {
+	d, key, err := s.register(ctx, who, in)
+	s.refused(ctx, audit.ActionDeviceRegister, who, in.ID, err)
+	return d, key, err
+}
+
+func (s *Service) register(ctx context.Context, who unhidra.Identity, in RegisterInput) (Device, string, error) {
 	if err := requireUser(who); err != nil {
 		return Device{}, "", err
 	}
@@ -388,6 +394,12 @@ func (s *Service) LookupDevice(ctx context.Context, id string) (Device, error) {
 // Revoke revokes a device: its key stops working at once and transports
 // close its live sessions.
 func (s *Service) Revoke(ctx context.Context, who unhidra.Identity, id string) error {
+	err := s.revoke(ctx, who, id)
+	s.refused(ctx, audit.ActionDeviceRevoke, who, id, err)
+	return err
+}
+
+func (s *Service) revoke(ctx context.Context, who unhidra.Identity, id string) error {
 	d, err := s.Get(ctx, who, id)
 	if err != nil {
 		return err
@@ -409,6 +421,12 @@ func (s *Service) Revoke(ctx context.Context, who unhidra.Identity, id string) e
 // RotateKey gives a device a new key; the old one stops working at once and
 // sessions opened with it are closed.
 func (s *Service) RotateKey(ctx context.Context, who unhidra.Identity, id string) (string, error) {
+	key, err := s.rotateKey(ctx, who, id)
+	s.refused(ctx, audit.ActionDeviceRotate, who, id, err)
+	return key, err
+}
+
+func (s *Service) rotateKey(ctx context.Context, who unhidra.Identity, id string) (string, error) {
 	d, err := s.Get(ctx, who, id)
 	if err != nil {
 		return "", err
@@ -439,4 +457,17 @@ func (s *Service) publishRevocation(ctx context.Context, id string) {
 	if err := s.pub.Publish(context.WithoutCancel(ctx), broker.RevocationTopic, ev); err != nil {
 		s.log.Warn("publish device revocation", "device", id, "err", err)
 	}
+}
+
+// refused records a registry change refused for want of permission (an
+// audit event with outcome failure), once, from the exported method. A
+// device of another owner is answered not_found, so that is recorded too
+// (an attempt on somebody's device); bad input is not a security event.
+func (s *Service) refused(ctx context.Context, action string, who unhidra.Identity, id string, err error) {
+	switch unhidra.ErrorCode(err) {
+	case unhidra.EFORBIDDEN, unhidra.EUNAUTHORIZED, unhidra.ENOTFOUND:
+	default:
+		return
+	}
+	s.audit.Audit(context.WithoutCancel(ctx), audit.Event{Action: action, Actor: who.Principal, Target: id, Outcome: audit.Failure, Reason: unhidra.ErrorMessage(err)})
 }
