@@ -16,12 +16,16 @@ import (
 // bounded by the limiter's key cap (idle addresses go first). Safe for
 // concurrent use.
 type ipLimiter struct {
-	w *ratelimit.WindowLimiter
+	w ratelimit.Limiter
 }
 
-// newIPLimiter returns the handshake limiter, nil when perMinute is not
-// positive (no limit).
-func newIPLimiter(perMinute int, now func() time.Time) *ipLimiter {
+// newIPLimiter returns the handshake limiter: injected when set (a
+// cluster-wide limiter replaces the node's own later), else an exact
+// sliding minute of perMinute; nil when neither (no limit).
+func newIPLimiter(injected ratelimit.Limiter, perMinute int, now func() time.Time) *ipLimiter {
+	if injected != nil {
+		return &ipLimiter{w: injected}
+	}
 	if perMinute <= 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/internal/wstest"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -64,7 +65,7 @@ func TestEleventhConnectionOfAUserIsRefused(t *testing.T) {
 // Retry-After that ends when the oldest of them leaves the window.
 func TestIPLimiterIsAnExactSlidingMinute(t *testing.T) {
 	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l := newIPLimiter(60, clk.Now)
+	l := newIPLimiter(nil, 60, clk.Now)
 	ip := netip.MustParseAddr("192.0.2.7")
 	// 60 handshakes spread over 59 s: one a second.
 	for i := range 60 {
@@ -111,7 +112,7 @@ func TestIPLimiterIsAnExactSlidingMinute(t *testing.T) {
 	if ok, _ := l.allow(netip.MustParseAddr("192.0.2.8")); !ok {
 		t.Error("another address refused")
 	}
-	if ok, _ := newIPLimiter(-1, clk.Now).allow(ip); !ok {
+	if ok, _ := newIPLimiter(nil, -1, clk.Now).allow(ip); !ok {
 		t.Error("a disabled limiter refused")
 	}
 }
@@ -418,5 +419,25 @@ func waitPong(c *wstest.Conn) (bool, int) {
 		if f.Op == wstest.OpPong && string(f.Payload) == "rt" {
 			return true, 0
 		}
+	}
+}
+
+// A limiter handed in by the composition root (one of the same kind for
+// every transport; a cluster-wide one later) replaces the gateway's own.
+func TestAnInjectedIPLimiterCountsHandshakes(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	shared := ratelimit.NewWindowLimiter(2, time.Minute, clk.Now)
+	e := newEnv(t, func(c *Config, _ *Deps) { c.RateLimitIPPerMinute = 1000; c.IPLimiter = shared })
+	opt := wstest.Options{Header: protoHeader("unhidra.v1, bearer." + e.user("alice", "s1", time.Hour))}
+	for i := range 2 {
+		if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("handshake %d: status %d", i+1, resp.StatusCode)
+		}
+	}
+	if resp := e.handshake(t, e.url, opt); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("3rd handshake with an injected limit of 2: status %d, want 429", resp.StatusCode)
+	}
+	if ok, _ := shared.Allow("127.0.0.1"); ok {
+		t.Fatal("the injected limiter did not count the gateway's handshakes")
 	}
 }

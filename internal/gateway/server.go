@@ -22,6 +22,7 @@ import (
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/presence"
+	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -87,6 +88,10 @@ type Config struct {
 	// RateLimitIPPerMinute bounds handshakes per client IP in any sliding
 	// minute, exactly (default 60; negative disables).
 	RateLimitIPPerMinute int
+	// IPLimiter, when set, counts handshakes per client IP instead of the
+	// gateway's own RateLimitIPPerMinute window (the composition root
+	// hands every transport a limiter of the same kind).
+	IPLimiter ratelimit.Limiter
 	// TokenLeeway is how long past its exp an access token is still
 	// accepted, here as by the auth service's verification and so by the
 	// REST API (default auth.TokenLeeway; negative: none). A connection
@@ -256,7 +261,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps:        deps,
 		log:         deps.Log,
 		audit:       deps.Audit,
-		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, cfg.Now),
+		ipLimit:     newIPLimiter(cfg.IPLimiter, cfg.RateLimitIPPerMinute, cfg.Now),
 		origins:     originPolicy{allowed: cfg.AllowedOrigins, tls: cfg.TLS != nil, proxyTLS: cfg.TrustProxyTLS},
 		conns:       make(map[*conn]struct{}),
 		byPrincipal: make(map[wire.Principal]int),

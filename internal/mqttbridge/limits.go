@@ -29,8 +29,12 @@ import (
 // size in the gateway (sharing one count would need a reservation API in
 // the presence registry, which only sees established connections).
 
-// newIPLimiter returns the CONNECT limiter per client IP, nil for no limit.
-func newIPLimiter(perMinute int, now func() time.Time) *ratelimit.WindowLimiter {
+// newIPLimiter returns the CONNECT limiter per client IP: injected when
+// set, else an exact sliding minute of perMinute; nil for no limit.
+func newIPLimiter(injected ratelimit.Limiter, perMinute int, now func() time.Time) ratelimit.Limiter {
+	if injected != nil {
+		return injected
+	}
 	if perMinute <= 0 {
 		return nil
 	}

@@ -126,6 +126,9 @@ type Config struct {
 	// sliding minute (RATE_LIMIT_IP_PER_MINUTE; exact). Refused:
 	// CONNACK 0x9F (v5) / 0x03 (3.1.1). 0: no limit.
 	RateLimitIPPerMinute int
+	// IPLimiter, when set, counts CONNECTs per client IP instead of the
+	// bridge's own RateLimitIPPerMinute window.
+	IPLimiter ratelimit.Limiter
 	// MaxConnsPerUser bounds live MQTT connections per user or device
 	// (MAX_CONNECTIONS_PER_USER, counted apart from WebSocket connections).
 	// Refused: CONNACK 0x97 (v5) / 0x03 (3.1.1). 0: no limit.
@@ -164,7 +167,7 @@ type Server struct {
 
 	plain, secure *listener
 
-	ipLimit *ratelimit.WindowLimiter // nil: no limit
+	ipLimit ratelimit.Limiter // nil: no limit
 
 	sessMu   sync.Mutex
 	sessions map[*mqtt.Client]*session
@@ -257,7 +260,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		now:         d.Now,
 		sessions:    make(map[*mqtt.Client]*session),
 		byPrincipal: make(map[wire.Principal]map[*mqtt.Client]struct{}),
-		ipLimit:     newIPLimiter(cfg.RateLimitIPPerMinute, d.Now),
+		ipLimit:     newIPLimiter(cfg.IPLimiter, cfg.RateLimitIPPerMinute, d.Now),
 		devCmd:      make(map[string]*topicSub),
 		chanSubs:    make(map[string]*topicSub),
 		wills:       make(map[string]*time.Timer),

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -248,6 +249,7 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		TrustedProxies:       cfg.TrustedProxies,
 		AllowedOrigins:       cfg.AllowedOrigins,
 		RateLimitIPPerMinute: cfg.RateLimitIPPerMin,
+		IPLimiter:            ipWindow(cfg.RateLimitIPPerMin),
 		MaxConnsPerUser:      cfg.MaxConnsPerUser,
 		ShutdownTimeout:      cfg.ShutdownTimeout,
 	}, gateway.Deps{
@@ -288,6 +290,7 @@ func (a *Node) startMQTT(cfg *config.Config, log *slog.Logger, tc *tls.Config) (
 		// The same limits as WebSocket handshakes and connections, counted
 		// apart (internal/mqttbridge/limits.go).
 		RateLimitIPPerMinute: cfg.RateLimitIPPerMin,
+		IPLimiter:            ipWindow(cfg.RateLimitIPPerMin),
 		MaxConnsPerUser:      cfg.MaxConnsPerUser,
 	}, mqttbridge.Deps{
 		Fleet:      a.fleet,
@@ -440,3 +443,13 @@ func (a *Node) Close() error {
 
 // Services returns the node's domain services.
 func (a *Node) Services() *Services { return a.svcs }
+
+// ipWindow is a transport's limiter of connection attempts per client IP:
+// an exact sliding minute, one per transport (WebSocket handshakes and MQTT
+// CONNECTs are counted apart); nil for none.
+func ipWindow(perMinute int) ratelimit.Limiter {
+	if perMinute <= 0 {
+		return nil
+	}
+	return ratelimit.NewWindowLimiter(perMinute, time.Minute, nil)
+}
