@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/audit"
+	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
