@@ -31,6 +31,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,4 +199,36 @@ func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) err
 		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
 	}
 	return nil
+}
+
+// Operation returns the operation of the document that a request for
+// method and path (a query is ignored) is, as "METHOD /template", e.g.
+// "GET /api/v1/channels/{id}".
+func Operation(method, path string) (string, error) {
+	r, err := router()
+	if err != nil {
+		return "", err
+	}
+	route, _, err := r.FindRoute(httptest.NewRequest(method, path, nil))
+	if err != nil {
+		return "", fmt.Errorf("%s %s is not an operation of the document: %w", method, path, err)
+	}
+	return route.Method + " " + route.Path, nil
+}
+
+// Operations lists every operation of the document as "METHOD /template",
+// so a suite can prove it exercised them all.
+func Operations() ([]string, error) {
+	doc, err := Load(httpapi.OpenAPI())
+	if err != nil {
+		return nil, err
+	}
+	var ops []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			ops = append(ops, method+" "+path)
+		}
+	}
+	slices.Sort(ops)
+	return ops, nil
 }

@@ -3,6 +3,7 @@ package openapitest_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,5 +158,22 @@ func TestCheckCallReportsAMismatch(t *testing.T) {
 		[]byte(`{"error":{"code":"unauthorized","message":"invalid username or password"}}`))
 	if ft.failed {
 		t.Error("CheckCall reported a documented refusal")
+	}
+}
+
+func TestOperationNamesTheTemplate(t *testing.T) {
+	got, err := openapitest.Operation("GET", "/api/v1/channels/general/messages?limit=5")
+	if err != nil || got != "GET /api/v1/channels/{id}/messages" {
+		t.Errorf("Operation = %q, %v; want GET /api/v1/channels/{id}/messages", got, err)
+	}
+	if _, err := openapitest.Operation("GET", "/api/v1/nowhere"); err == nil {
+		t.Error("an unknown path named an operation")
+	}
+	ops, err := openapitest.Operations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ops, "POST /login") || !slices.Contains(ops, "GET /api/v1/openapi.json") {
+		t.Errorf("Operations misses POST /login or GET /api/v1/openapi.json: %v", ops)
 	}
 }
