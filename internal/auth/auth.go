@@ -60,36 +60,56 @@ type RotateResult struct {
 
 // Store keeps users, sessions and refresh tokens. Implementations return
 // unhidra errors: ENOTFOUND for a missing user or token, ECONFLICT for a
-// taken username (compared case-insensitively).
+// taken username (compared case-insensitively). Every method naming a user
+// finds it in any letter case and fails with ENOTFOUND when there is none.
+// A Store is safe for concurrent use; implementations pass the conformance
+// suite storetest.Auth.
 type Store interface {
+	// CreateUser stores u; its name is stored in lower case, and a name
+	// taken in any letter case is a conflict.
 	CreateUser(ctx context.Context, u User) error
+	// User returns a user with every field; Roles is never nil (empty: no
+	// roles), so an account reads back as "roles": [].
 	User(ctx context.Context, username string) (User, error)
+	// Users lists every user ordered by name.
 	Users(ctx context.Context) ([]User, error)
 	CountUsers(ctx context.Context) (int, error)
+	// SetDisplayName changes the display name and returns the user.
 	SetDisplayName(ctx context.Context, username, displayName string, at time.Time) (User, error)
 	SetVerified(ctx context.Context, username string, at time.Time) error
 	// SetPasswordHash replaces the hash (an upgrade), ending no session.
 	SetPasswordHash(ctx context.Context, username, hash string, at time.Time) error
 	// ChangePassword replaces the hash and, in the same transaction, revokes
 	// every session of the user except keepSession (all when empty). It
-	// returns the revoked session ids.
+	// returns the ids of the sessions it revoked (not those revoked before).
 	ChangePassword(ctx context.Context, username, hash, keepSession string, at time.Time) ([]string, error)
-	// DisableUser marks the user disabled and revokes all its sessions.
+	// DisableUser marks the user disabled and revokes all its sessions,
+	// returning the ids of those it revoked.
 	DisableUser(ctx context.Context, username string, at time.Time) ([]string, error)
 
 	// CreateSession stores a session with its first refresh token hash.
 	CreateSession(ctx context.Context, s Session, refreshHash []byte) error
 	// RotateRefresh atomically retires oldHash and stores newHash in the same
 	// session, extending it to expires. A token already retired revokes the
-	// session and yields Reused. An unknown, expired or revoked token, or a
-	// disabled user, yields EUNAUTHORIZED.
+	// session and yields Reused (also when the session was revoked already);
+	// of concurrent presentations of one token exactly one rotates it and
+	// the others are Reused. An unknown token, one whose expiry is at or
+	// before now, one of a revoked session, or one of a disabled user,
+	// yields EUNAUTHORIZED. The result carries the session's id, user, roles
+	// and (after a rotation) its new expiry.
 	RotateRefresh(ctx context.Context, oldHash, newHash []byte, now, expires time.Time) (RotateResult, error)
-	// RevokeSession revokes one session; it reports whether it was active.
+	// RevokeSession revokes one session; it reports whether it was active
+	// (false, and no error, for an unknown or already revoked session).
 	RevokeSession(ctx context.Context, sid, reason string, at time.Time) (bool, error)
+	// SessionState returns the session's state with its user's roles and
+	// disabled flag; ENOTFOUND for an unknown (or pruned) session.
 	SessionState(ctx context.Context, sid string) (SessionState, error)
+	// CountActiveSessions counts sessions not revoked whose expiry is after
+	// now.
 	CountActiveSessions(ctx context.Context, now time.Time) (int, error)
 	// PruneSessions deletes sessions (and their refresh tokens) that
-	// expired or were revoked before before, and returns how many.
+	// expired or were revoked before before (strictly), and returns how
+	// many. A pruned session's retired tokens no longer count as reuse.
 	PruneSessions(ctx context.Context, before time.Time) (int64, error)
 }
 

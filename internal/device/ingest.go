@@ -62,40 +62,50 @@ import (
 // FleetStore persists telemetry, commands and the online state of devices.
 // The SQLite implementation is internal/sqlite.FleetStore. It enforces no
 // authorization. Errors use the root vocabulary (not_found, unavailable).
+// It is safe for concurrent use; implementations pass the conformance
+// suites storetest.Fleet and storetest.Telemetry.
 type FleetStore interface {
 	// AppendTelemetry stores every point in one transaction and moves the
 	// last_seen of their devices forward to the newest ReceivedAt (at the
 	// store's resolution: SQLite moves it only by a second or more).
 	AppendTelemetry(ctx context.Context, points []TelemetryPoint) error
 	// QueryTelemetry returns points of device with since <= ts < until,
-	// oldest first, at most limit.
+	// oldest first (points of one ts in the order they were stored), at
+	// most limit, each with DeviceID set.
 	QueryTelemetry(ctx context.Context, deviceID string, since, until time.Time, limit int) ([]TelemetryPoint, error)
 	// PruneTelemetry deletes points with ts < before and returns how many.
 	PruneTelemetry(ctx context.Context, before time.Time) (int64, error)
 
-	// SetOnline records the online state and last_seen of a device and
-	// reports whether the online state changed. An unknown device is
+	// SetOnline records the online state and last_seen (= at) of a device
+	// and reports whether the online state changed. An unknown device is
 	// not_found; a revoked device cannot go online (forbidden), only
-	// offline.
+	// offline. The fleet's methods take a device's canonical id, as the
+	// registry stores it.
 	SetOnline(ctx context.Context, deviceID string, online bool, at time.Time) (changed bool, err error)
 	// ResetOnline marks every device offline and returns how many were
 	// online.
 	ResetOnline(ctx context.Context) (int64, error)
 
 	// CreateCommand stores a new command: not_found for an unknown device,
-	// conflict for a revoked one.
+	// conflict for a revoked one or a command id already stored.
 	CreateCommand(ctx context.Context, c Command) error
+	// GetCommand returns a command of the device; not_found for an unknown
+	// command or one of another device.
 	GetCommand(ctx context.Context, deviceID, commandID string) (Command, error)
-	// OpenCommands returns the device's pending commands whose deadline is
-	// after now, oldest first, at most limit.
+	// PendingCommands returns the device's pending commands whose deadline
+	// is after now, oldest first, at most limit.
 	PendingCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]Command, error)
 	// TransitionCommand moves a command whose status is one of from to the
 	// status to (setting delivered_at or completed_at = at, and result when
 	// non-nil). It returns the command as it is afterwards and whether it
-	// moved; a command in another status is returned unchanged.
+	// moved; a command in another status is returned unchanged. It is a
+	// compare-and-set: of concurrent transitions from one status exactly
+	// one moves the command. An unknown command (or one of another device)
+	// is not_found.
 	TransitionCommand(ctx context.Context, deviceID, commandID string, from []string, to string, result json.RawMessage, at time.Time) (Command, bool, error)
 	// ExpireCommands moves every pending or delivered command whose
-	// deadline is at or before now to timeout and returns them.
+	// deadline is at or before now to timeout (completed_at = now) and
+	// returns them, at most limit; a command times out once.
 	ExpireCommands(ctx context.Context, now time.Time, limit int) ([]Command, error)
 }
 

@@ -63,17 +63,24 @@ type Device struct {
 // ENOTFOUND for an unknown device or key, ECONFLICT for a taken id. Ids are
 // case-insensitive: an id taken in another letter case is taken, and every
 // call naming a device by id finds it in any case (Device returns it with
-// its id as stored).
+// its id as stored). A Store is safe for concurrent use; implementations
+// pass the conformance suite storetest.Device.
 type Store interface {
+	// CreateDevice stores d with its key hash. The owner must be an
+	// existing account (anything else is an error and stores nothing).
 	CreateDevice(ctx context.Context, d Device, keyHash []byte) error
 	Device(ctx context.Context, id string) (Device, error)
 	// Devices lists devices by id; owner "" lists all.
 	Devices(ctx context.Context, owner string) ([]Device, error)
 	// DeviceByKeyHash returns the device whose key hashes to hash, with the
-	// stored hash for the constant-time comparison.
+	// stored hash for the constant-time comparison. A revoked device is
+	// returned too, with Revoked set: the caller refuses it.
 	DeviceByKeyHash(ctx context.Context, hash []byte) (Device, []byte, error)
+	// RevokeDevice marks the device revoked at at and offline; revoking
+	// again is no error and keeps the first time.
 	RevokeDevice(ctx context.Context, id string, at time.Time) error
-	// SetKeyHash replaces the key hash of a device that is not revoked.
+	// SetKeyHash replaces the key hash of a device that is not revoked
+	// (ENOTFOUND for a revoked one).
 	SetKeyHash(ctx context.Context, id string, hash []byte) error
 }
 

@@ -40,7 +40,11 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// Store persists last_seen per principal.
+// Store persists last_seen per principal (kind and id: users and devices
+// apart). SetLastSeen moves it forward only: an earlier time than the one
+// stored leaves it. LastSeen returns the ids that have one (an id never
+// seen is absent from the map). A Store is safe for concurrent use;
+// implementations pass the conformance suite storetest.Presence.
 type Store interface {
 	SetLastSeen(ctx context.Context, kind, id string, t time.Time) error
 	LastSeen(ctx context.Context, kind string, ids []string) (map[string]time.Time, error)
