@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/openapitest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -33,7 +34,8 @@ func (r Reply) JSON(t testing.TB, v any) {
 
 // HTTPCall is one JSON request to base+path: body (nil: none) is sent as
 // JSON, bearer (empty: none) as the access token. It is the one place the
-// suites' JSON requests and their answers pass through.
+// suites' JSON requests and their answers pass through, and each exchange
+// is checked against the OpenAPI document (internal/openapitest).
 func HTTPCall(t testing.TB, base, method, path, bearer string, body any) Reply {
 	t.Helper()
 	var rd io.Reader
@@ -57,6 +59,9 @@ func HTTPCall(t testing.TB, base, method, path, bearer string, body any) Reply {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	// Every answer of the end-to-end suites is checked against the OpenAPI
+	// document the server serves.
+	openapitest.CheckCall(t, method, path, bearer, body, res.StatusCode, res.Header, b)
 	return Reply{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
