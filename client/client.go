@@ -43,7 +43,7 @@ var (
 )
 
 // ServerError is an `error` frame from the server: Code is one of the codes
-// of SPEC §3 (invalid, forbidden, rate_limited, …).
+// of docs/protocol.md#error-codes (invalid, forbidden, rate_limited, …).
 type ServerError struct {
 	Code    string
 	Message string

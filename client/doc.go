@@ -1,5 +1,5 @@
 // Package client is Unhidra's public SDK for devices, bots and people: a
-// WebSocket connection to the gateway (SPEC §5) that survives disconnects.
+// WebSocket connection to the gateway (docs/protocol.md#connection) that survives disconnects.
 //
 // It authenticates with a device API key (`Sec-WebSocket-Protocol:
 // unhidra.v1, apikey.<key>`) or an access token (`unhidra.v1,

@@ -15,7 +15,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// fakeGateway speaks the gateway's side of SPEC §5 over a real WebSocket:
+// fakeGateway speaks the gateway's side of docs/protocol.md#handshake and #frames over a real WebSocket:
 // the transport edge the client talks to, with just enough state (acks,
 // idempotent publishes, channel history) to check the client's behaviour.
 type fakeGateway struct {

@@ -62,7 +62,7 @@ func TestSoakReconnectStormRecoversBySinceAfterKill9(t *testing.T) {
 }
 
 const (
-	stormWindow     = 1000 // SPEC §5: the recovery window in messages
+	stormWindow     = 1000 // docs/protocol.md#client-frames: the recovery window in messages
 	stormBackoff    = 100 * time.Millisecond
 	stormBackoffCap = 5 * time.Second
 	stormBackWithin = 60 * time.Second

@@ -50,7 +50,7 @@ func tooLargef(format string, args ...any) *FrameError {
 	return &FrameError{Code: CodeTooLarge, Message: fmt.Sprintf(format, args...)}
 }
 
-// ClientFrame is a decoded and validated client → server frame (SPEC §5.3).
+// ClientFrame is a decoded and validated client → server frame (docs/protocol.md#client-frames).
 // Which fields are meaningful depends on Type:
 //
 //	subscribe       Channel, Since
@@ -108,7 +108,7 @@ type clientEnvelope struct {
 
 // DecodeClientFrame decodes and validates one client frame. The input must be
 // a single JSON object of at most MaxFrameBytes with a known "type"; the
-// fields that type requires must be present and well formed (SPEC §5.3).
+// fields that type requires must be present and well formed (docs/protocol.md#client-frames).
 // Unknown fields are ignored.
 //
 // On error the returned frame still carries Type and ID when they could be

@@ -6,7 +6,7 @@ import (
 )
 
 // Message is a stored channel message, the same on every transport
-// (SPEC §5.3). Exactly one of Text, Data and E2EE is set, except on a
+// (docs/protocol.md#message). Exactly one of Text, Data and E2EE is set, except on a
 // tombstone (Deleted), which carries none.
 type Message struct {
 	ID          string          `json:"id"`

@@ -2,7 +2,7 @@
 // the server), for devices the full binary cannot be built for, such as
 // linux/mipsle routers: `make cross` builds it for every device target.
 //
-// Configuration and behaviour are those of `unhidra agent` (SPEC §7):
+// Configuration and behaviour are those of `unhidra agent` (docs/protocol.md#agent):
 // GATEWAY_URL, DEVICE_ID, DEVICE_API_KEY, CA_FILE, TELEMETRY_INTERVAL,
 // TELEMETRY_CMD, and the flags listed by -h.
 package main

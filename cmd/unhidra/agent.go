@@ -38,7 +38,7 @@ revoked.`,
 	},
 }
 
-// runAgent is `unhidra agent`: the device agent of SPEC §7. The same agent
+// runAgent is `unhidra agent`: the device agent of docs/protocol.md#agent. The same agent
 // is built alone as cmd/unhidra-agent for devices the server cannot run on.
 func runAgent(ctx context.Context, e env) error {
 	if len(e.args) == 1 && e.args[0] == "help" {

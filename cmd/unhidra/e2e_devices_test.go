@@ -151,7 +151,7 @@ func TestTelemetryCrossesTransports(t *testing.T) {
 	wsKey := s.device(t, alice, "sensor-ws")
 
 	t.Run("the owner can subscribe to device:D before the device first connects", func(t *testing.T) {
-		// SPEC §5.4: every device has its channel; a dashboard opened before
+		// docs/protocol.md#channels: every device has its channel; a dashboard opened before
 		// the device is powered on must not be refused.
 		wa := e2etest.DialWS(t, s.wsURL, "unhidra.v1, bearer."+alice)
 		wa.Send(t, map[string]any{"type": "subscribe", "id": 1, "channel": "device:sensor-never"})

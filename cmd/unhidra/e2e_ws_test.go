@@ -19,7 +19,7 @@ import (
 
 // TestSeedCheckEveryCredentialFormGetsWelcome is the seed's own check
 // (`wscat -c "ws://localhost:9000/ws?token=<JWT>"` gets `welcome`) and the
-// other credential forms of SPEC §5.1, for users and devices.
+// other credential forms of docs/protocol.md#handshake, for users and devices.
 func TestSeedCheckEveryCredentialFormGetsWelcome(t *testing.T) {
 	s := startStack(t, nil)
 	alice, _ := s.user(t, "alice")

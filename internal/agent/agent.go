@@ -1,4 +1,4 @@
-// Package agent is the device agent of SPEC §7, the behaviour of the ESP32
+// Package agent is the device agent of docs/protocol.md#agent, the behaviour of the ESP32
 // firmware for Linux-class devices: it connects with the public client SDK,
 // sends built-in system metrics (or a command's JSON output) as telemetry,
 // heartbeats, and answers commands (ping, set_interval, allow-listed exec).
@@ -36,7 +36,7 @@ const (
 	agentCmdMaxOutput  = wire.MaxDataBytes
 )
 
-// Config is the agent's configuration (SPEC §7).
+// Config is the agent's configuration (docs/protocol.md#agent).
 type Config struct {
 	URL          string
 	DeviceID     string
@@ -256,7 +256,7 @@ func (a *Agent) collect(ctx context.Context) (map[string]any, error) {
 	return obj, nil
 }
 
-// handleCommand runs a command from the server (SPEC §7).
+// handleCommand runs a command from the server (docs/protocol.md#agent).
 func (a *Agent) handleCommand(ctx context.Context, cmd client.Command) (any, error) {
 	a.log.Info("command", "name", cmd.Name, "command_id", cmd.ID)
 	switch cmd.Name {

@@ -27,7 +27,7 @@ type account struct {
 	inFlight int
 }
 
-// MaxAccountFailures is the per-account cap of SPEC §4.
+// MaxAccountFailures is the per-account cap of docs/protocol.md#auth-api.
 const MaxAccountFailures = 20
 
 // NewAccountLimiter returns a limiter of max failures per window.

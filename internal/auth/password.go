@@ -18,7 +18,7 @@ type Params struct {
 	Parallelism uint8  `json:"parallelism"`
 }
 
-// DefaultParams are the production parameters (SPEC §4): m=48 MiB, t=3, p=1.
+// DefaultParams are the production parameters (docs/protocol.md#auth-api): m=48 MiB, t=3, p=1.
 var DefaultParams = Params{MemoryKiB: 49152, Iterations: 3, Parallelism: 1}
 
 // Weaker reports whether p costs less than q in any dimension, which makes a
@@ -36,7 +36,7 @@ const (
 	maxIterations = 64
 )
 
-// Password length bounds in bytes (SPEC §4).
+// Password length bounds in bytes (docs/protocol.md#auth-api).
 const (
 	MinPasswordLen = 8
 	MaxPasswordLen = 1024

@@ -14,7 +14,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// Token constants (SPEC §4).
+// Token constants (docs/protocol.md#auth-api).
 const (
 	Issuer      = "unhidra"
 	Audience    = "unhidra"

@@ -8,7 +8,7 @@ import (
 	"github.com/unhidra/unhidra"
 )
 
-// Username bounds (SPEC §4).
+// Username bounds (docs/protocol.md#identifiers).
 const (
 	MinUsernameLen    = 3
 	MaxUsernameLen    = 32

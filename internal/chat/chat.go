@@ -241,7 +241,7 @@ func checkLine(field, s string, maxRunes int) error {
 }
 
 // ValidateUserID checks the shape of a user id (username) named in a
-// request: 1..MaxUserIDLen bytes of [a-z0-9._-] (SPEC §4 usernames, which
+// request: 1..MaxUserIDLen bytes of [a-z0-9._-] (docs/protocol.md#identifiers usernames, which
 // are stored lower-case). It returns the lower-cased id.
 func ValidateUserID(u string) (string, error) {
 	u = strings.ToLower(strings.TrimSpace(u))

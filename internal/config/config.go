@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// Config is the whole configuration of `unhidra serve` (SPEC §2).
+// Config is the whole configuration of `unhidra serve` (docs/protocol.md#configuration).
 type Config struct {
 	Env                  string
 	DataDir              string

@@ -11,7 +11,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// Command statuses (SPEC §5.5): pending → delivered → ok | error, or
+// Command statuses (docs/protocol.md#rest): pending → delivered → ok | error, or
 // timeout when the deadline passes first.
 const (
 	CommandPending   = "pending"

@@ -1,7 +1,7 @@
 package device
 
 // This file holds the device registry: devices, their owners and their API
-// keys (SPEC §4). Service authorizes every call (owner or admin) so each
+// keys (docs/protocol.md#identifiers). Service authorizes every call (owner or admin) so each
 // transport gets the rules for free.
 //
 // API keys are "unhidra_dk_" followed by 32 random bytes in base64url, so

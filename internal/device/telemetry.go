@@ -60,7 +60,7 @@ func ParseTS(raw json.RawMessage) (time.Time, error) {
 	return time.UnixMilli(int64(n)).UTC(), nil
 }
 
-// ParseTelemetry decodes an MQTT telemetry payload (SPEC §6): either the
+// ParseTelemetry decodes an MQTT telemetry payload (docs/protocol.md#mqtt-topics): either the
 // envelope {"data":{…}, "ts"?, "seq"?} (an object whose keys are only those
 // and whose data is an object) or any other JSON object, which is the data
 // itself.

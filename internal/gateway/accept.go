@@ -66,7 +66,7 @@ func (s *Server) auditRefused(ip netip.Addr, reason string, who wire.Principal) 
 
 var errInvalidToken = unhidra.Errorf(unhidra.EUNAUTHORIZED, "invalid token")
 
-// serveWS runs the handshake (SPEC §5.1): every refusal is answered before
+// serveWS runs the handshake (docs/protocol.md#handshake): every refusal is answered before
 // the upgrade; an accepted connection is hijacked and handed to its own
 // reader goroutine so that this handler goroutine and net/http's buffers go.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {

@@ -17,7 +17,7 @@ const (
 	opPong         = 0xA
 )
 
-// Close codes (RFC 6455 §7.4 and SPEC §5.2).
+// Close codes (RFC 6455 §7.4 and docs/protocol.md#close-codes).
 const (
 	CloseNormal          = 1000
 	CloseGoingAway       = 1001

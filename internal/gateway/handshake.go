@@ -11,7 +11,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// Subprotocol names (SPEC §5.1).
+// Subprotocol names (docs/protocol.md#handshake).
 const (
 	protoV1     = "unhidra.v1"
 	protoBearer = "bearer"
@@ -43,7 +43,7 @@ type credential struct {
 	fromQuery bool
 }
 
-// parseCredential extracts the credential of a handshake (SPEC §5.1), in this
+// parseCredential extracts the credential of a handshake (docs/protocol.md#handshake), in this
 // order: "unhidra.v1, bearer.<token>" / "unhidra.v1, apikey.<key>"; the seed's
 // "bearer, <token-or-key>"; the deprecated ?token=<access token>. A device
 // key in the query is refused (ok false), as is a malformed header. A
@@ -96,7 +96,7 @@ func parseCredential(protocols []string, query string) (c credential, ok bool) {
 		}
 		if tok := vals.Get("token"); tok != "" {
 			if strings.HasPrefix(tok, deviceKeyPrefix) {
-				// Device keys are never accepted in a URL (SPEC §4).
+				// Device keys are never accepted in a URL (docs/protocol.md#identifiers).
 				return credential{}, false
 			}
 			return credential{kind: credToken, secret: tok, protocol: answer, fromQuery: true}, true
@@ -147,7 +147,7 @@ func isToken(s string) bool {
 	return len(s) > 0
 }
 
-// originPolicy decides which browser origins may open a socket (SPEC §5.1).
+// originPolicy decides which browser origins may open a socket (docs/protocol.md#handshake).
 type originPolicy struct {
 	allowed []string
 	// tls is true when the gateway itself serves TLS; proxyTLS when TLS is

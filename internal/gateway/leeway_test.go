@@ -17,7 +17,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// An access token is accepted for 60 s past its exp (SPEC §4) by the REST API
+// An access token is accepted for 60 s past its exp (docs/protocol.md#auth-api) by the REST API
 // and by the WebSocket handshake alike: both ask the real auth service, with
 // the same clock, and the gateway adds no stricter check of its own. Before,
 // the handshake refused a token the REST API still accepted.

@@ -70,7 +70,7 @@ type DeviceSessions interface {
 }
 
 // Config is the gateway's configuration. Zero durations and limits take the
-// SPEC defaults.
+// documented defaults (docs/protocol.md#limits).
 type Config struct {
 	// Addr is the listen address, e.g. "127.0.0.1:9000" (port 0 for tests).
 	Addr string

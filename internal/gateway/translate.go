@@ -84,7 +84,7 @@ func (c *conn) deviceFrame(ctx context.Context, who unhidra.Identity, f wire.Cli
 	}
 }
 
-// refresh replaces the connection's access token in band (SPEC §5.2).
+// refresh replaces the connection's access token in band (docs/protocol.md#connection).
 func (c *conn) refresh(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) {
 	if who.IsDevice() {
 		c.sendError(f.ID, unhidra.EINVALID, "devices do not refresh tokens")

@@ -1,6 +1,6 @@
 package httpapi
 
-// The REST API under /api/v1 on the gateway port (SPEC §5.5): channels,
+// The REST API under /api/v1 on the gateway port (docs/protocol.md#rest): channels,
 // members, messages, threads, search, presence and admin/connections. Every
 // route authenticates a Bearer credential (an access token, or a device API
 // key where devices are allowed), makes one service call and encodes the
@@ -24,7 +24,7 @@ import (
 // APIPrefix is where the gateway mounts the REST API.
 const APIPrefix = "/api/v1"
 
-// deviceKeyPrefix starts every device API key (SPEC §4).
+// deviceKeyPrefix starts every device API key (docs/protocol.md#identifiers).
 const deviceKeyPrefix = wire.DeviceKeyPrefix
 
 // UserAuthenticator verifies user access tokens (*auth.Service).

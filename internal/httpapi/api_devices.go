@@ -23,7 +23,7 @@ type Fleet interface {
 const MaxCommandTimeout = 7 * 24 * time.Hour
 
 // DeviceRoutes returns the APIDeps.Routes hook for the devices' REST routes
-// (SPEC §5.5): telemetry by time range, and commands.
+// (docs/protocol.md#rest): telemetry by time range, and commands.
 func DeviceRoutes(f Fleet, log *slog.Logger) func(mux *http.ServeMux, user, anyone func(APIHandler) http.Handler) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -1,6 +1,6 @@
 package httpapi
 
-// The auth API (AUTH_PORT, SPEC §4): accounts, sessions, devices, and the
+// The auth API (AUTH_PORT, docs/protocol.md#auth-api): accounts, sessions, devices, and the
 // operational endpoints /health, /ready and /metrics.
 
 import (
@@ -467,7 +467,7 @@ func (a *AuthAPI) ready(w http.ResponseWriter, r *http.Request) {
 	a.health(w, r)
 }
 
-// cors applies the ALLOWED_ORIGINS rule (SPEC §2) to cross-origin requests.
+// cors applies the ALLOWED_ORIGINS rule (docs/protocol.md#auth-api) to cross-origin requests.
 // Credentials travel in the Authorization header, never in cookies; the one
 // cookie is the device cookie of POST /login, so Allow-Credentials is sent
 // to allowed origins on that route only (the web client on the gateway port

@@ -24,7 +24,7 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
-// MaxJSONBody is the cap on JSON request bodies (SPEC §3).
+// MaxJSONBody is the cap on JSON request bodies (docs/protocol.md#conventions).
 const MaxJSONBody = 64 << 10
 
 // MaxJSONDepth bounds the nesting of every value of a JSON request body
@@ -32,7 +32,7 @@ const MaxJSONBody = 64 << 10
 // levels of objects and arrays, as on every other transport.
 const MaxJSONDepth = wire.MaxDepth
 
-// errorBody is the SPEC §3 error shape.
+// errorBody is the error shape of docs/protocol.md#error-codes.
 type errorBody struct {
 	Error struct {
 		Code    string `json:"code"`
@@ -43,7 +43,7 @@ type errorBody struct {
 // WriteJSON writes v as JSON with the given status (httpx.WriteJSON).
 func WriteJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
 
-// WriteError maps err to its HTTP status and the SPEC §3 body. Internal
+// WriteError maps err to its HTTP status and the body of docs/protocol.md#error-codes. Internal
 // errors are logged (with their cause) and answered with a generic message.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := unhidra.ErrorCode(err)

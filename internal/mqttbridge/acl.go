@@ -6,7 +6,7 @@ import (
 	"github.com/unhidra/unhidra"
 )
 
-// Topic layout (SPEC §6). Device D, channel C:
+// Topic layout (docs/protocol.md#mqtt-topics). Device D, channel C:
 //
 //	unhidra/devices/D/telemetry        D publishes
 //	unhidra/devices/D/status           D publishes (retained allowed; the Will)
@@ -96,7 +96,7 @@ type aclRequest struct {
 	canRead func(channel string) bool
 }
 
-// allowed decides an ACL question (SPEC §6):
+// allowed decides an ACL question (docs/protocol.md#mqtt-acl):
 //
 // Devices: publish only to their own telemetry, status, heartbeat and
 // commands/result topics; subscribe only to filters inside their own

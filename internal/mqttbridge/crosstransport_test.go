@@ -49,7 +49,7 @@ func dialWS(t *testing.T, addr, proto string) *wstest.Conn {
 	return c
 }
 
-// TestTelemetryAndCommandsCrossMQTTAndWebSocket is the SPEC §6 promise with
+// TestTelemetryAndCommandsCrossMQTTAndWebSocket is the docs/protocol.md#mqtt promise with
 // the real gateway: MQTT telemetry reaches a WebSocket subscriber of
 // device:D and WebSocket telemetry reaches an MQTT subscriber; a command
 // sent the REST way reaches a device on either transport.

@@ -68,7 +68,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-// OnConnectAuthenticate checks username and password (SPEC §6): a device
+// OnConnectAuthenticate checks username and password (docs/protocol.md#mqtt-auth): a device
 // id with its API key, or a username with an access token.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	s := h.s
@@ -80,8 +80,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", redact.Hash(string(pk.Connect.Username)))
 		s.auditRefused(cl, wire.Principal{}, audit.RefusedAuth, "credentials")
 		if pk.ProtocolVersion < 5 {
-			// mochi would answer 3.1.1 clients 0x05 (not authorized); SPEC
-			// §6 says 0x04 (bad user name or password).
+			// mochi would answer 3.1.1 clients 0x05 (not authorized); the
+			// reference (docs/protocol.md#mqtt-reason-codes) says 0x04 (bad user name or password).
 			refuse(cl, 0x04)
 		}
 		return false

@@ -10,7 +10,7 @@ import (
 	"github.com/unhidra/unhidra/internal/ratelimit"
 )
 
-// Connection limits (SPEC: RATE_LIMIT_IP_PER_MINUTE, MAX_CONNECTIONS_PER_USER).
+// Connection limits (docs/protocol.md#limits: RATE_LIMIT_IP_PER_MINUTE, MAX_CONNECTIONS_PER_USER).
 //
 // CONNECT rate per client IP: an exact sliding minute per source address
 // (ratelimit.WindowLimiter): at most Config.RateLimitIPPerMinute CONNECT

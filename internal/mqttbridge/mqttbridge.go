@@ -4,7 +4,7 @@
 // to device.Fleet; channel publishes go to the chat service; channel
 // messages and device commands from any transport come back out to MQTT
 // subscribers. The rules live in those services; this package only
-// translates (SPEC §6).
+// translates (docs/protocol.md#mqtt).
 //
 // Durability: a QoS 1 PUBACK (QoS 2 PUBREC) is written by mochi only after
 // its OnPublish hooks return (server.go processPublish in v2.7.9), and this
