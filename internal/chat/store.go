@@ -5,6 +5,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -113,16 +114,18 @@ type Store interface {
 // set except Offset. Index tells the store to add the text to the search
 // index (false for e2ee channels).
 //
-// Row, when set, is a record of another table that must be stored in the
-// same transaction as the message (a device's telemetry row beside its
-// device-channel message: one commit instead of two). The store writes it
-// only when the message is stored (not for a duplicate or a per-append
-// error); a store that does not know Row's type reports a per-append
-// error and stores nothing for it. Only Service.QueueDeviceData sets it.
+// Telemetry, when set, is the telemetry point that Msg relays (a device's
+// reading in its device channel): the store writes it in the same
+// transaction as the message, so that the point and the message are stored
+// together or not at all and a batch of readings costs one commit. It is
+// stored only when the message is (not for a duplicate or a per-append
+// error), and moves the last_seen of its device forward as
+// device.FleetStore.AppendTelemetry does; it reads back through
+// device.FleetStore.QueryTelemetry. Only Service.QueueDeviceData sets it.
 type Append struct {
-	Msg   wire.Message
-	Index bool
-	Row   any
+	Msg       wire.Message
+	Index     bool
+	Telemetry *unhidra.TelemetryPoint
 }
 
 // AppendResult is the outcome of one Append.

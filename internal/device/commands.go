@@ -44,11 +44,6 @@ type Command struct {
 	CompletedAt *time.Time      `json:"completed_at,omitempty"`
 }
 
-// Frame returns the `command` frame that delivers c to its device.
-func (c Command) Frame() wire.CommandFrame {
-	return wire.CommandFrame{Type: wire.TypeCommand, CommandID: c.ID, Name: c.Name, Params: c.Params}
-}
-
 // Event is the broker event that offers the command to its device.
 func (c Command) Event() *broker.Event {
 	return &broker.Event{Kind: broker.Command, Command: &broker.DeviceCommand{ID: c.ID, Name: c.Name, Params: c.Params}}

@@ -152,49 +152,6 @@ func TestSendCommandRules(t *testing.T) {
 	})
 }
 
-func TestAWebSocketDeviceSessionGetsItsPendingCommandsAndClaimsEachOnce(t *testing.T) {
-	e := newFleetEnv(t)
-	ctx := context.Background()
-	c1, _ := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "ping", nil, 0)
-	c2, _ := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "set_interval", json.RawMessage(`{"seconds":5}`), 0)
-	fr := device.Frames{Fleet: e.fleet}
-	got, err := fr.DeviceConnected(ctx, asDevice("d1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].CommandID != c1.ID || got[1].CommandID != c2.ID || got[1].Type != "command" {
-		t.Fatalf("pending %+v, want both commands in order", got)
-	}
-	if online, _ := e.deviceRow(t, "d1"); !online {
-		t.Fatal("not online while connected")
-	}
-	for _, id := range []string{c1.ID, c2.ID} {
-		if won, err := fr.CommandDelivered(ctx, "d1", id); err != nil || !won {
-			t.Fatalf("first claim of %s: %v %v, want won", id, won, err)
-		}
-		if won, _ := fr.CommandDelivered(ctx, "d1", id); won {
-			t.Fatalf("%s claimed twice: a second transport would deliver it again", id)
-		}
-		if c, _ := e.fleet.GetCommand(ctx, asDevice("d1"), "d1", id); c.Status != device.CommandDelivered {
-			t.Fatalf("%s is %s, want delivered", id, c.Status)
-		}
-	}
-	if again, _ := fr.DeviceConnected(ctx, asDevice("d1")); len(again) != 0 {
-		t.Fatalf("a second connection got %+v, want no command delivered twice", again)
-	}
-	if _, err := fr.DeviceConnected(ctx, asUser("alice", false)); unhidra.ErrorCode(err) != unhidra.EFORBIDDEN {
-		t.Fatalf("a user's device session: %v, want forbidden", err)
-	}
-	fr.DeviceDisconnected(ctx, asDevice("d1"))
-	if online, _ := e.deviceRow(t, "d1"); !online {
-		t.Fatal("offline while its second connection is still open")
-	}
-	fr.DeviceDisconnected(ctx, asDevice("d1"))
-	if online, _ := e.deviceRow(t, "d1"); online {
-		t.Fatal("online after its last connection ended")
-	}
-}
-
 func FuzzParseCommandResult(f *testing.F) {
 	for _, s := range []string{`{"command_id":"c","status":"ok","result":{"a":1}}`, `{"command_id":1}`, `null`, `[]`, `{"status":"error","result":"x"}`} {
 		f.Add([]byte(s))

@@ -293,12 +293,14 @@ func TestFleetLogsDeviceConnectsAtInfo(t *testing.T) {
 	ctx := device.WithTransport(regCtx, "mqtt")
 	f.Connected(ctx, d.ID)
 	f.Disconnected(ctx, d.ID)
-	fr := device.Frames{Fleet: f}
+	// The WebSocket transport names itself the same way
+	// (gateway.DeviceFrames, tested there).
 	who, _ := r.svc.AuthenticateDeviceKey(regCtx, key)
-	if _, err := fr.DeviceConnected(regCtx, who); err != nil {
+	ws := device.WithTransport(regCtx, "websocket")
+	if err := f.Connected(ws, who.Principal.ID); err != nil {
 		t.Fatal(err)
 	}
-	fr.DeviceDisconnected(regCtx, who)
+	f.Disconnected(ws, who.Principal.ID)
 
 	type line struct {
 		Level, Msg, Device, Transport string

@@ -9,24 +9,23 @@ package device
 // This file holds device.Fleet: the live side of devices (heartbeats,
 // online state, telemetry ingestion, commands) shared by every transport.
 //
-// Design (telemetry path). A telemetry point is written twice, on purpose:
+// Design (telemetry path). A telemetry point is written twice, on purpose,
+// in ONE transaction:
 //
-//  1. into the telemetry table (FleetStore.AppendTelemetry), which answers
-//     time-range queries (GET /api/v1/devices/{id}/telemetry) and is pruned
-//     after TELEMETRY_RETENTION;
+//  1. into the telemetry table, which answers time-range queries
+//     (GET /api/v1/devices/{id}/telemetry, FleetStore.QueryTelemetry) and
+//     is pruned after TELEMETRY_RETENTION;
 //  2. as a message with data {"type":"telemetry","ts","seq?","data"} in the
-//     device channel "device:<id>" (Channels.Publish), which gives every
-//     subscriber of that channel — WebSocket or MQTT — live telemetry with
-//     offsets and recovery, like any other channel message.
+//     device channel "device:<id>", which gives every subscriber of that
+//     channel, WebSocket or MQTT, live telemetry with offsets and recovery,
+//     under the channel's read rule, like any other channel message.
 //
-// With FleetOptions.TelemetryWithMessage (what `unhidra serve` uses on
-// SQLite) both are written in ONE transaction: the point rides along with
-// its channel message through the chat service's group commit
-// (chat.Service.QueueDeviceData, chat.Append.Row), so a batch of points
-// costs one fsync, and the point and its message are stored together or
-// not at all. Without it the two writes run concurrently, each joining its
-// own group commit (the telemetry rows' is below), and a retry after only
-// one of them failed stores the point a second time in the other.
+// The point rides along with its channel message through the chat
+// service's group commit (Channels.QueueDeviceData, which hands the store
+// both in one append: chat.Append.Telemetry), so a batch of points costs
+// one fsync, and the point and its message are stored together or not at
+// all. That is the one write path; a fleet without Channels (tests, tools
+// that relay nothing) stores the point alone with FleetStore.AppendTelemetry.
 //
 // The ack handed back to the device (WebSocket `ack`, MQTT PUBACK) is sent
 // only after the commit; it is the channel message's ack. A failure is
@@ -34,11 +33,6 @@ package device
 // delivery is at-least-once. TelemetryNoWait (MQTT QoS 0, which has no
 // ack) returns once the point is queued, bounded by
 // MaxTelemetryInFlight, beyond which it waits like Telemetry.
-//
-// Group commit: concurrent writes are collected while one transaction is
-// in flight and committed together in the next one, so thousands of
-// devices under synchronous=FULL cost one fsync per batch, not one per
-// point.
 
 import (
 	"context"
@@ -55,7 +49,6 @@ import (
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/broker"
-	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -67,7 +60,10 @@ import (
 type FleetStore interface {
 	// AppendTelemetry stores every point in one transaction and moves the
 	// last_seen of their devices forward to the newest ReceivedAt (at the
-	// store's resolution: SQLite moves it only by a second or more).
+	// store's resolution: SQLite moves it only by a second or more). The
+	// fleet uses it only without Channels; with them a point is stored in
+	// its channel message's transaction (chat.Append.Telemetry), which
+	// moves last_seen alike.
 	AppendTelemetry(ctx context.Context, points []TelemetryPoint) error
 	// QueryTelemetry returns points of device with since <= ts < until,
 	// oldest first (points of one ts in the order they were stored), at
@@ -109,11 +105,23 @@ type FleetStore interface {
 	ExpireCommands(ctx context.Context, now time.Time, limit int) ([]Command, error)
 }
 
-// Channels posts into device channels: the chat service. Publish applies
-// the chat rules (a device posts only in its own channel device:<id>).
+// Channels posts into device channels: the chat service, as it is. The
+// chat rules apply (a device posts only in its own channel device:<id>).
 type Channels interface {
+	// Publish posts an event (heartbeat, status, command result) as who.
 	Publish(ctx context.Context, who unhidra.Identity, in wire.Publish) (wire.Ack, error)
+	// QueueDeviceData queues data as a message of device:<deviceID> sent
+	// by that device, with point (when not nil) stored in the same
+	// transaction, and returns without waiting for the commit: the wait
+	// gives the message's ack once both are committed. The channel must
+	// exist (not_found otherwise, from the wait). The commit skips the
+	// message if ctx has ended by then.
+	QueueDeviceData(ctx context.Context, deviceID string, data json.RawMessage, point *TelemetryPoint) (TelemetryWait, error)
 }
+
+// TelemetryWait waits for the commit of what Channels.QueueDeviceData
+// queued: the ack, or unavailable when ctx ends first.
+type TelemetryWait = func(ctx context.Context) (wire.Ack, error)
 
 // Owners answers who owns a device: the device registry. An unknown device
 // is not_found.
@@ -135,8 +143,9 @@ type FleetOptions struct {
 	Store  FleetStore
 	Broker broker.Broker
 	// Channels receives telemetry, heartbeats, status and command results
-	// as messages of device:<id>. Nil: nothing is posted (acks then carry
-	// a fresh id and offset 0).
+	// as messages of device:<id>, each telemetry point stored in its
+	// message's transaction. Nil: nothing is posted, a point is stored
+	// alone (acks then carry a fresh id and offset 0).
 	Channels Channels
 	// Owners authorizes user calls (owner or admin). Nil: admins only.
 	Owners Owners
@@ -155,15 +164,6 @@ type FleetOptions struct {
 	// device that reconnects in a loop from costing two commits per
 	// connection. Zero: offline at once.
 	OfflineGrace time.Duration
-	// TelemetryWithMessage stores each telemetry point in the same
-	// transaction as its device-channel message: Channels must then
-	// implement DeviceData (chat.Service) and its store must write a
-	// TelemetryPoint row beside a message (SQLite, with the chat and fleet
-	// stores on one database). One group commit per batch instead of two.
-	// Without it (or when Channels is no DeviceData) the point goes to
-	// Store.AppendTelemetry and the message to Channels.Publish, each in its
-	// own group commit.
-	TelemetryWithMessage bool
 	// MaxTelemetryInFlight bounds the points TelemetryNoWait has queued and
 	// not yet seen committed; beyond it TelemetryNoWait waits for the
 	// commit like Telemetry (backpressure). Default 4096.
@@ -174,15 +174,7 @@ type FleetOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// DeviceData queues a device's data message together with a row stored in
-// the same transaction, and lets the caller wait for the commit or not:
-// chat.Service.QueueDeviceData.
-type DeviceData interface {
-	QueueDeviceData(ctx context.Context, deviceID string, data json.RawMessage, row any) (chat.DeviceDataWait, error)
-}
-
-// Fleet is the device runtime service. It is safe for concurrent use; the
-// group-commit goroutine runs only while telemetry writes are pending.
+// Fleet is the device runtime service. It is safe for concurrent use.
 type Fleet struct {
 	store     FleetStore
 	broker    broker.Broker
@@ -193,8 +185,6 @@ type Fleet struct {
 	retention time.Duration
 
 	mu      sync.Mutex
-	pending []*telemetryWrite
-	writing bool
 	conns   map[string]*liveDevice // devices with live connections on this node
 	stopped bool                   // Run ended: no new offline-grace timers
 	grace   time.Duration
@@ -202,7 +192,6 @@ type Fleet struct {
 	ensure  func(ctx context.Context, deviceID, owner string) error
 	ensured sync.Map // device id → struct{}
 
-	data        DeviceData // nil: two writes (see TelemetryWithMessage)
 	maxInFlight int64
 	inFlight    atomic.Int64  // TelemetryNoWait points not yet committed
 	noWaitFail  atomic.Uint64 // TelemetryNoWait points whose commit failed
@@ -223,7 +212,6 @@ const (
 	DefaultRetention      = 30 * 24 * time.Hour
 	DefaultCommandTimeout = 60 * time.Second
 	MaxCommandTimeout     = 7 * 24 * time.Hour
-	MaxTelemetryBatch     = 512
 	MaxQueryLimit         = 10000
 	DefaultQueryLimit     = 1000
 	maxPendingDelivered   = 100
@@ -243,12 +231,7 @@ func NewFleet(o FleetOptions) *Fleet {
 	if o.MaxTelemetryInFlight <= 0 {
 		o.MaxTelemetryInFlight = 4096
 	}
-	var data DeviceData
-	if o.TelemetryWithMessage {
-		data, _ = o.Channels.(DeviceData)
-	}
 	f := &Fleet{
-		data:        data,
 		maxInFlight: int64(o.MaxTelemetryInFlight),
 		store:       o.Store,
 		broker:      o.Broker,
@@ -778,43 +761,4 @@ func (f *Fleet) Run(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// Frames adapts a Fleet to a transport that hands it decoded WebSocket
-// client frames (the gateway's Devices interface): the same Fleet calls, the
-// same rules.
-type Frames struct{ Fleet *Fleet }
-
-// Heartbeat handles a `heartbeat` frame; extra fields of the frame are kept.
-func (fr Frames) Heartbeat(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error {
-	var hb Heartbeat
-	var err error
-	if len(f.Raw) > 0 {
-		if hb, err = ParseHeartbeat(f.Raw); err != nil {
-			return err
-		}
-	} else {
-		hb = Heartbeat{DeviceID: f.DeviceID, Fields: map[string]json.RawMessage{}}
-		if hb.TS, err = ParseTS(f.TS); err != nil {
-			return err
-		}
-	}
-	if f.DeviceID != "" {
-		hb.DeviceID = f.DeviceID
-	}
-	return fr.Fleet.Heartbeat(ctx, who, hb)
-}
-
-// Telemetry handles a `telemetry` frame; the ack is sent once stored.
-func (fr Frames) Telemetry(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) (wire.Ack, error) {
-	ts, err := ParseTS(f.TS)
-	if err != nil {
-		return wire.Ack{}, err
-	}
-	return fr.Fleet.Telemetry(ctx, who, TelemetryPoint{TS: ts, Data: f.Data, Seq: f.Seq})
-}
-
-// CommandResult handles a `command_result` frame.
-func (fr Frames) CommandResult(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error {
-	return fr.Fleet.CommandResult(ctx, who, CommandResult{CommandID: f.CommandID, Status: f.Status, Result: f.Result})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/sqlite"
@@ -24,9 +25,13 @@ type fleetClock struct {
 func (c *fleetClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fleetClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// fleetPosts records what the fleet posts into device channels, standing in for
-// the chat service (another package's job) at the edge.
+// fleetPosts records what the fleet posts into device channels (events
+// are recorded and go no further: the chat rules are another package's
+// job), and hands telemetry to the real chat service on the fleet's
+// database, so that a point and its channel message are stored in one
+// transaction as `unhidra serve` stores them.
 type fleetPosts struct {
+	chat *chat.Service
 	mu   sync.Mutex
 	msgs []wire.Publish
 	who  []unhidra.Identity
@@ -42,6 +47,18 @@ func (p *fleetPosts) Publish(_ context.Context, who unhidra.Identity, in wire.Pu
 	p.msgs = append(p.msgs, in)
 	p.who = append(p.who, who)
 	return wire.Ack{Channel: in.Channel, MessageID: "m" + string(rune('0'+len(p.msgs)%10)), Offset: int64(len(p.msgs))}, nil
+}
+
+func (p *fleetPosts) QueueDeviceData(ctx context.Context, deviceID string, data json.RawMessage, point *device.TelemetryPoint) (device.TelemetryWait, error) {
+	p.mu.Lock()
+	if p.fail != nil {
+		p.mu.Unlock()
+		return nil, p.fail
+	}
+	p.msgs = append(p.msgs, wire.Publish{Channel: wire.DeviceChannel(deviceID), Data: data})
+	p.who = append(p.who, asDevice(deviceID))
+	p.mu.Unlock()
+	return p.chat.QueueDeviceData(ctx, deviceID, data, point)
 }
 
 // types returns the "type" of each posted event, in order.
@@ -80,6 +97,7 @@ type fleetEnv struct {
 	fleetClock *fleetClock
 	fleetPosts *fleetPosts
 	broker     *inmem.Broker
+	chat       *chat.Service // stores telemetry with its channel messages
 }
 
 func asUser(name string, admin bool) unhidra.Identity {
@@ -109,16 +127,27 @@ func newFleetEnv(t testing.TB) *fleetEnv {
 		}
 	}
 	c := &fleetClock{t: now}
-	p := &fleetPosts{}
 	b := inmem.NewBroker()
+	cs, err := sqlite.NewChatStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	svc := chat.NewService(cs, b, chat.Options{Users: allUsers{}})
+	t.Cleanup(svc.Wait)
+	p := &fleetPosts{chat: svc}
 	f := device.NewFleet(device.FleetOptions{
 		Store:    sqlite.NewFleetStore(db),
 		Broker:   b,
 		Channels: p,
 		Owners:   fleetOwners{"d1": "alice", "d2": "bob"},
 		Now:      c.Now,
+		EnsureChannel: func(ctx context.Context, id, owner string) error {
+			_, err := svc.EnsureDeviceChannel(ctx, id, owner)
+			return err
+		},
 	})
-	return &fleetEnv{db: db, fleet: f, fleetClock: c, fleetPosts: p, broker: b}
+	return &fleetEnv{db: db, fleet: f, fleetClock: c, fleetPosts: p, broker: b, chat: svc}
 }
 
 func (e *fleetEnv) deviceRow(t *testing.T, id string) (online bool, lastSeen string) {

@@ -9,7 +9,6 @@ import (
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/sqlite"
-	"github.com/unhidra/unhidra/wire"
 )
 
 func TestHeartbeatSetsOnlineAndLastSeenAndRelaysAnEvent(t *testing.T) {
@@ -155,42 +154,5 @@ func TestResetOnlineMarksEveryDeviceOffline(t *testing.T) {
 		if online, _ := e.deviceRow(t, d); online {
 			t.Fatalf("%s still online after ResetOnline", d)
 		}
-	}
-}
-
-func TestFramesAdaptWebSocketFramesToTheFleet(t *testing.T) {
-	e := newFleetEnv(t)
-	ctx := context.Background()
-	fr := device.Frames{Fleet: e.fleet}
-	decode := func(s string) wire.ClientFrame {
-		f, err := wire.DecodeClientFrame([]byte(s))
-		if err != nil {
-			t.Fatalf("decode %s: %v", s, err)
-		}
-		return f
-	}
-	if err := fr.Heartbeat(ctx, asDevice("d1"), decode(`{"type":"heartbeat","device_id":"d1","ts":1772359200,"free_heap":4242,"uptime_s":9}`)); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.fleetPosts.last(); ev["free_heap"] != float64(4242) || ev["uptime_s"] != float64(9) {
-		t.Fatalf("heartbeat event %v lost extra fields", ev)
-	}
-	ack, err := fr.Telemetry(ctx, asDevice("d1"), decode(`{"type":"telemetry","id":1,"data":{"t":3},"seq":5,"ts":"2026-03-01T11:59:00Z"}`))
-	if err != nil || ack.Channel != "device:d1" {
-		t.Fatalf("telemetry ack %+v %v", ack, err)
-	}
-	pts, _ := e.fleet.QueryTelemetry(ctx, asDevice("d1"), "d1", time.Time{}, time.Time{}, 0)
-	if len(pts) != 1 || *pts[0].Seq != 5 || pts[0].TS.Minute() != 59 {
-		t.Fatalf("stored %+v", pts)
-	}
-	c, err := e.fleet.SendCommand(ctx, asUser("alice", false), "d1", "ping", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.CommandResult(ctx, asDevice("d1"), decode(`{"type":"command_result","command_id":"`+c.ID+`","status":"ok","result":{"pong":true}}`)); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := e.fleet.GetCommand(ctx, asDevice("d1"), "d1", c.ID); got.Status != device.CommandOK {
-		t.Fatalf("status %s after the frame", got.Status)
 	}
 }

@@ -71,10 +71,18 @@ func TestDevicePayloadsShareTheJSONRules(t *testing.T) {
 	// A heartbeat or status is an envelope: each of its fields may nest
 	// MaxDepth levels (wire.CheckJSONBody), like a field of a frame.
 	envelope := map[string]bool{"heartbeat": true, "status": true}
+	// A telemetry point is relayed as the data of its device-channel
+	// message, {"type":"telemetry","data":…}, one level deeper, and message
+	// data nests at most MaxDepth (the chat rule, which the real chat
+	// service applies here): the point's data may nest MaxDepth-1.
+	relayed := map[string]bool{"telemetry": true, "telemetry envelope": true}
 	for name, parse := range parsers {
 		ok, deep := ok, deep
 		if envelope[name] {
 			ok, deep = nested(wire.MaxDepth), nested(wire.MaxDepth+1)
+		}
+		if relayed[name] {
+			ok, deep = nested(wire.MaxDepth-2), nested(wire.MaxDepth-1)
 		}
 		if err := parse(ok); err != nil {
 			t.Errorf("%s at the deepest allowed: %v, want accepted", name, err)

@@ -8,19 +8,14 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
-	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/wire"
 )
 
 // TelemetryPoint is one telemetry reading of a device, as stored and as
-// GET /api/v1/devices/{id}/telemetry returns it ({ts, data, seq?}).
-type TelemetryPoint struct {
-	DeviceID   string          `json:"-"`
-	TS         time.Time       `json:"ts"`
-	Data       json.RawMessage `json:"data"`
-	Seq        *int64          `json:"seq,omitempty"`
-	ReceivedAt time.Time       `json:"-"`
-}
+// GET /api/v1/devices/{id}/telemetry returns it ({ts, data, seq?}). It is
+// the root package's type, which chat's store contract carries beside the
+// device-channel message that relays it.
+type TelemetryPoint = unhidra.TelemetryPoint
 
 // Limits on telemetry.
 const (
@@ -153,40 +148,33 @@ type telemetryEvent struct {
 // Telemetry stores a point of the calling device durably and relays it to
 // the subscribers of device:<id>. The returned ack is sent to the device
 // only when err is nil: the point and its channel message are then
-// committed.
+// committed, in one transaction.
 func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (wire.Ack, error) {
 	if err := f.preparePoint(who, &p); err != nil {
 		return wire.Ack{}, err
 	}
-	if f.data != nil {
-		wait, err := f.queuePoint(ctx, p)
-		if err != nil {
-			return wire.Ack{}, err
-		}
-		ack, err := wait(ctx)
-		if err == nil {
-			f.met.telemetryStored.Inc()
-		}
-		return ack, err
+	if f.channels == nil {
+		return f.storeAlone(ctx, p)
 	}
-	// Two writes, run at once (each joins its own group commit); the ack
-	// waits for both.
-	stored := make(chan error, 1)
-	go func() {
-		err := f.appendTelemetry(ctx, p)
-		if err == nil {
-			f.met.telemetryStored.Inc()
-		}
-		stored <- err
-	}()
-	ack, perr := f.post(ctx, p.DeviceID, telemetryEvent{Type: "telemetry", TS: p.TS, Seq: p.Seq, Data: p.Data})
-	if err := <-stored; err != nil {
+	wait, err := f.queuePoint(ctx, p)
+	if err != nil {
 		return wire.Ack{}, err
 	}
-	if perr != nil {
-		return wire.Ack{}, perr
+	ack, err := wait(ctx)
+	if err == nil {
+		f.met.telemetryStored.Inc()
 	}
-	return ack, nil
+	return ack, err
+}
+
+// storeAlone stores a point when the fleet has no Channels: there is no
+// message to store it with and nobody to relay it to.
+func (f *Fleet) storeAlone(ctx context.Context, p TelemetryPoint) (wire.Ack, error) {
+	if err := f.store.AppendTelemetry(ctx, []TelemetryPoint{p}); err != nil {
+		return wire.Ack{}, err
+	}
+	f.met.telemetryStored.Inc()
+	return wire.Ack{Channel: wire.DeviceChannel(p.DeviceID), MessageID: f.newID()}, nil
 }
 
 // TelemetryNoWait stores a point like Telemetry but, when it can, returns
@@ -196,7 +184,7 @@ func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p Telemetry
 // returned early. Points are committed in the order they were queued, with
 // the points and messages that Telemetry queues.
 //
-// The early return needs TelemetryWithMessage. It is bounded: while
+// The early return needs Channels. It is bounded: while
 // MaxTelemetryInFlight points are queued and not yet committed, further
 // calls wait for their commit like Telemetry (queued false), which slows
 // the publisher down instead of dropping its points. A commit that fails
@@ -206,8 +194,8 @@ func (f *Fleet) TelemetryNoWait(ctx context.Context, who unhidra.Identity, p Tel
 	if err := f.preparePoint(who, &p); err != nil {
 		return false, err
 	}
-	if f.data == nil {
-		_, err := f.Telemetry(ctx, who, p)
+	if f.channels == nil {
+		_, err := f.storeAlone(ctx, p)
 		return false, err
 	}
 	if f.inFlight.Add(1) > f.maxInFlight {
@@ -257,9 +245,9 @@ func (f *Fleet) preparePoint(who unhidra.Identity, p *TelemetryPoint) error {
 	return f.validatePoint(p, f.now())
 }
 
-// queuePoint queues the point's device-channel message with the point as
-// its row (one transaction).
-func (f *Fleet) queuePoint(ctx context.Context, p TelemetryPoint) (chat.DeviceDataWait, error) {
+// queuePoint queues the point's device-channel message with the point
+// itself, to be stored in one transaction.
+func (f *Fleet) queuePoint(ctx context.Context, p TelemetryPoint) (TelemetryWait, error) {
 	if err := f.ensureChannel(ctx, p.DeviceID); err != nil {
 		return nil, err
 	}
@@ -267,63 +255,7 @@ func (f *Fleet) queuePoint(ctx context.Context, p TelemetryPoint) (chat.DeviceDa
 	if err != nil {
 		return nil, unhidra.Wrap(unhidra.EINTERNAL, "encode event", err)
 	}
-	return f.data.QueueDeviceData(ctx, p.DeviceID, data, p)
-}
-
-type telemetryWrite struct {
-	p    TelemetryPoint
-	done chan error
-}
-
-// appendTelemetry hands p to the group commit and waits for its outcome.
-func (f *Fleet) appendTelemetry(ctx context.Context, p TelemetryPoint) error {
-	w := &telemetryWrite{p: p, done: make(chan error, 1)}
-	f.mu.Lock()
-	f.pending = append(f.pending, w)
-	start := !f.writing
-	f.writing = true
-	f.mu.Unlock()
-	if start {
-		go f.commitLoop()
-	}
-	select {
-	case err := <-w.done:
-		return err
-	case <-ctx.Done():
-		// The write may still commit; the caller refuses the ack and the
-		// device retries (at-least-once).
-		return unhidra.Wrap(unhidra.EUNAVAILABLE, "request cancelled", ctx.Err())
-	}
-}
-
-// commitLoop writes pending points in batches until none is left.
-func (f *Fleet) commitLoop() {
-	for {
-		f.mu.Lock()
-		n := min(len(f.pending), MaxTelemetryBatch)
-		if n == 0 {
-			f.writing = false
-			f.mu.Unlock()
-			return
-		}
-		batch := f.pending[:n:n]
-		f.pending = f.pending[n:]
-		if len(f.pending) == 0 {
-			f.pending = nil
-		}
-		f.mu.Unlock()
-
-		points := make([]TelemetryPoint, len(batch))
-		for i, w := range batch {
-			points[i] = w.p
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := f.store.AppendTelemetry(ctx, points)
-		cancel()
-		for _, w := range batch {
-			w.done <- err
-		}
-	}
+	return f.channels.QueueDeviceData(ctx, p.DeviceID, data, &p)
 }
 
 // QueryTelemetry returns the device's points with since <= ts < until,

@@ -50,7 +50,7 @@ type Presence interface {
 	SetStatus(ctx context.Context, who unhidra.Identity, status string) error
 }
 
-// Devices handles device frames (*device.Service). Optional: without it
+// Devices handles device frames (DeviceFrames). Optional: without it
 // those frames get an `unavailable` error frame.
 type Devices interface {
 	Heartbeat(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error
@@ -58,7 +58,7 @@ type Devices interface {
 	CommandResult(ctx context.Context, who unhidra.Identity, f wire.ClientFrame) error
 }
 
-// DeviceSessions is optionally implemented by Devices (*device.Frames): it
+// DeviceSessions is optionally implemented by Devices (DeviceFrames): it
 // tracks devices' WebSocket sessions and hands them their commands.
 // DeviceConnected marks the device online and returns the commands waiting
 // for it; CommandDelivered moves a command from pending to delivered and

@@ -54,7 +54,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	chatSvc := chat.NewService(cs, b, chat.Options{Users: users})
 	// Wired as `unhidra serve` wires it: point and message in one commit.
-	fleet := device.NewFleet(device.FleetOptions{Store: sqlite.NewFleetStore(db), Broker: b, Channels: chatSvc, Owners: registry, TelemetryWithMessage: true,
+	fleet := device.NewFleet(device.FleetOptions{Store: sqlite.NewFleetStore(db), Broker: b, Channels: chatSvc, Owners: registry,
 		EnsureChannel: func(ctx context.Context, id, owner string) error {
 			_, err := chatSvc.EnsureDeviceChannel(ctx, id, owner)
 			return err

@@ -18,7 +18,7 @@ func startGateway(t *testing.T, h *harness) string {
 	t.Helper()
 	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0"}, gateway.Deps{
 		Tokens: h.tokens, DeviceKeys: h.registry, Chat: h.chat, Presence: h.presence,
-		Devices: device.Frames{Fleet: h.fleet}, Broker: h.broker,
+		Devices: gateway.DeviceFrames{Fleet: h.fleet}, Broker: h.broker,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -139,7 +139,6 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		Owners:       h.registry,
 		OfflineGrace: o.grace,
 		// As `unhidra serve` wires it: point and message in one commit.
-		TelemetryWithMessage: true,
 		EnsureChannel: func(ctx context.Context, d, owner string) error {
 			_, err := h.chat.EnsureDeviceChannel(ctx, d, owner)
 			return err

@@ -38,10 +38,6 @@ type Stores struct {
 	// that a revocation made outside the process (an administration
 	// command) reaches the live sessions.
 	Revocations func(ctx context.Context, since time.Time) ([]broker.Revocation, error)
-	// TelemetryWithMessage is set when the chat and fleet stores share one
-	// database, so a telemetry point and its device-channel message are
-	// stored in one transaction.
-	TelemetryWithMessage bool
 }
 
 // Backend is what a node stores in and publishes on.
@@ -147,9 +143,6 @@ func openSQLite(ctx context.Context, cfg *config.Config, b *Backend) error {
 		PresenceChannels: chatStore,
 		Peers:            chatStore,
 		Revocations:      sqlite.NewRevocationFeed(db).Recent,
-		// Chat and fleet stores share the database: a telemetry point and
-		// its device-channel message go in one transaction.
-		TelemetryWithMessage: true,
 	}
 	b.Ping = db.Ping
 	b.SchemaVersion = func(ctx context.Context) (int, error) {

@@ -257,7 +257,7 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		DeviceKeys: a.deviceSvc,
 		Chat:       a.chatSvc,
 		Presence:   a.presence,
-		Devices:    device.Frames{Fleet: a.fleet},
+		Devices:    gateway.DeviceFrames{Fleet: a.fleet, Log: log.With("server", "gateway")},
 		Broker:     a.broker,
 		Audit:      a.audit,
 		Log:        log.With("server", "gateway"),

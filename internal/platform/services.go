@@ -88,16 +88,15 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 		return nil, err
 	}
 	s.Fleet = device.NewFleet(device.FleetOptions{
-		Store:                b.Fleet,
-		Broker:               b.Broker,
-		Channels:             s.Chat,
-		Owners:               s.Devices,
-		EnsureChannel:        deviceChannels{s.Chat}.EnsureDeviceChannel,
-		Logger:               log.With("service", "fleet"),
-		Registerer:           o.Registerer,
-		Retention:            cfg.TelemetryRetention,
-		OfflineGrace:         2 * time.Second,
-		TelemetryWithMessage: b.TelemetryWithMessage,
+		Store:         b.Fleet,
+		Broker:        b.Broker,
+		Channels:      s.Chat,
+		Owners:        s.Devices,
+		EnsureChannel: deviceChannels{s.Chat}.EnsureDeviceChannel,
+		Logger:        log.With("service", "fleet"),
+		Registerer:    o.Registerer,
+		Retention:     cfg.TelemetryRetention,
+		OfflineGrace:  2 * time.Second,
 	})
 	return s, nil
 }

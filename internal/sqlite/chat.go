@@ -540,8 +540,8 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 		offs := map[string]int64{}
 		dirty := map[string]bool{}
 		seen := map[idemKey]int{}
-		var rows messageRows // rows stored beside messages (chat.Append.Row)
-		defer rows.close()
+		var points telemetryRows // points stored beside their messages (chat.Append.Telemetry)
+		defer points.close()
 		for i, a := range batch {
 			m := a.Msg
 			last, ok := offs[m.Channel]
@@ -587,10 +587,6 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 					m.ThreadID = rootThread.String // a reply to a reply joins the root's thread
 				}
 			}
-			if a.Row != nil && !knownRow(a.Row) {
-				results[i].Err = unhidra.Errorf(unhidra.EINTERNAL, "the store cannot write a row of type %T", a.Row)
-				continue
-			}
 			m.Offset = last + 1
 			res, err := ins.ExecContext(ctx, m.ID, m.Channel, m.Offset, m.Sender.Kind, m.Sender.ID, Time(m.CreatedAt),
 				nullStr(m.ClientMsgID), nullStr(m.ThreadID), textArg(m.Text), nullBytes(m.Data), nullBytes(m.E2EE))
@@ -606,8 +602,8 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 					return err
 				}
 			}
-			if a.Row != nil {
-				if err := rows.add(ctx, tx, a.Row); err != nil {
+			if a.Telemetry != nil {
+				if err := points.add(ctx, tx, a.Telemetry); err != nil {
 					return err
 				}
 			}
@@ -623,7 +619,7 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 				return err
 			}
 		}
-		return rows.finish(ctx, tx)
+		return points.finish(ctx, tx)
 	})
 	if err != nil {
 		return nil, err

@@ -29,10 +29,10 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 		return nil
 	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var rows messageRows
+		var rows telemetryRows
 		defer rows.close()
-		for _, p := range points {
-			if err := rows.add(ctx, tx, p); err != nil {
+		for i := range points {
+			if err := rows.add(ctx, tx, &points[i]); err != nil {
 				return err
 			}
 		}
@@ -40,28 +40,18 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 	})
 }
 
-// messageRows writes telemetry rows inside a transaction that is already
-// open: AppendTelemetry's, or ChatStore.AppendMessages' for a telemetry
-// point that rides along with its device-channel message (chat.Append.Row),
-// so that the point and the message cost one commit. finish moves the
-// devices' last_seen forward; close releases the statement. The zero value
-// is ready to use.
-type messageRows struct {
+// telemetryRows writes telemetry points inside a transaction that is
+// already open: AppendTelemetry's, or ChatStore.AppendMessages' for the
+// point a device-channel message relays (chat.Append.Telemetry), so that
+// the point and the message cost one commit. finish moves the devices'
+// last_seen forward; close releases the statement. The zero value is ready
+// to use.
+type telemetryRows struct {
 	ins  *sql.Stmt
 	seen map[string]time.Time
 }
 
-// knownRow reports whether row is a type messageRows writes.
-func knownRow(row any) bool {
-	_, ok := row.(device.TelemetryPoint)
-	return ok
-}
-
-func (r *messageRows) add(ctx context.Context, tx *sql.Tx, row any) error {
-	p, ok := row.(device.TelemetryPoint)
-	if !ok {
-		return unhidra.Errorf(unhidra.EINTERNAL, "sqlite: no table for a row of type %T", row)
-	}
+func (r *telemetryRows) add(ctx context.Context, tx *sql.Tx, p *unhidra.TelemetryPoint) error {
 	if r.ins == nil {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`)
 		if err != nil {
@@ -90,7 +80,7 @@ func (r *messageRows) add(ctx context.Context, tx *sql.Tx, row any) error {
 // heartbeats set last_seen exactly.)
 const LastSeenResolution = time.Second
 
-func (r *messageRows) finish(ctx context.Context, tx *sql.Tx) error {
+func (r *telemetryRows) finish(ctx context.Context, tx *sql.Tx) error {
 	if len(r.seen) == 0 {
 		return nil
 	}
@@ -107,7 +97,7 @@ func (r *messageRows) finish(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-func (r *messageRows) close() {
+func (r *telemetryRows) close() {
 	if r.ins != nil {
 		r.ins.Close()
 		r.ins = nil

@@ -209,10 +209,11 @@ func TestFleetStoreLastSeenHasOneSecondResolution(t *testing.T) {
 	}
 }
 
-// TestChatStoreWritesTelemetryRowsWithTheirMessages covers chat.Append.Row
-// on SQLite: a telemetry point given as the Row of a message is stored in
-// the message's transaction; a Row of a type the store does not know fails
-// that append alone, without using an offset.
+// TestChatStoreWritesTelemetryRowsWithTheirMessages covers
+// chat.Append.Telemetry on SQLite: the point a message carries is stored in
+// the message's transaction and moves its device's last_seen; a message
+// that is not stored (a per-append error, which uses no offset, or a
+// duplicate) stores no point.
 func TestChatStoreWritesTelemetryRowsWithTheirMessages(t *testing.T) {
 	db, st := fleetTestDB(t)
 	ctx := context.Background()
@@ -224,14 +225,21 @@ func TestChatStoreWritesTelemetryRowsWithTheirMessages(t *testing.T) {
 	if err := cs.CreateChannel(ctx, chat.Channel{ID: "device:d1", Name: "d1", Kind: chat.KindDevice, CreatedBy: "alice", CreatedAt: fleetT0}, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	msg := func(id string) wire.Message {
-		return wire.Message{ID: id, Channel: "device:d1", Sender: wire.Principal{Kind: wire.KindDevice, ID: "d1"}, CreatedAt: fleetT0, Data: []byte(`{"type":"telemetry"}`)}
+	msg := func(id, cmid string) wire.Message {
+		return wire.Message{ID: id, Channel: "device:d1", Sender: wire.Principal{Kind: wire.KindDevice, ID: "d1"}, CreatedAt: fleetT0, ClientMsgID: cmid, Data: []byte(`{"type":"telemetry"}`)}
 	}
+	pt := func(at time.Duration, i int) *unhidra.TelemetryPoint {
+		p := point("d1", fleetT0.Add(at), i)
+		return &p
+	}
+	orphan := msg("M2", "")
+	orphan.ThreadID = "no-such-message"
 	res, err := cs.AppendMessages(ctx, []chat.Append{
-		{Msg: msg("M1"), Row: point("d1", fleetT0, 1)},
-		{Msg: msg("M2"), Row: struct{}{}},
-		{Msg: msg("M3"), Row: point("d1", fleetT0.Add(time.Second), 3)},
-		{Msg: msg("M4")},
+		{Msg: msg("M1", "c1"), Telemetry: pt(0, 1)},
+		{Msg: orphan, Telemetry: pt(time.Second, 2)},
+		{Msg: msg("M3", ""), Telemetry: pt(2*time.Second, 3)},
+		{Msg: msg("M4", "")},
+		{Msg: msg("M5", "c1"), Telemetry: pt(3*time.Hour, 5)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -239,15 +247,25 @@ func TestChatStoreWritesTelemetryRowsWithTheirMessages(t *testing.T) {
 	if res[0].Err != nil || res[0].Msg.Offset != 1 || res[2].Err != nil || res[2].Msg.Offset != 2 || res[3].Msg.Offset != 3 {
 		t.Fatalf("results %+v: want offsets 1, -, 2, 3", res)
 	}
-	if unhidra.ErrorCode(res[1].Err) != unhidra.EINTERNAL {
-		t.Fatalf("unknown row type: err %v, want internal", res[1].Err)
+	if unhidra.ErrorCode(res[1].Err) != unhidra.EINVALID {
+		t.Fatalf("a reply to no message: err %v, want invalid", res[1].Err)
 	}
-	pts, err := st.QueryTelemetry(ctx, "d1", fleetT0.Add(-time.Hour), fleetT0.Add(time.Hour), 10)
+	if !res[4].Duplicate || res[4].Msg.ID != "M1" {
+		t.Fatalf("a repeated client_msg_id: %+v, want M1 as a duplicate", res[4])
+	}
+	pts, err := st.QueryTelemetry(ctx, "d1", fleetT0.Add(-time.Hour), fleetT0.Add(24*time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pts) != 2 || *pts[0].Seq != 1 || *pts[1].Seq != 3 {
 		t.Fatalf("telemetry rows %+v, want seqs 1 and 3", pts)
+	}
+	var lastSeen string
+	if err := db.Reader().QueryRow(`SELECT last_seen FROM devices WHERE id = 'd1'`).Scan(&lastSeen); err != nil {
+		t.Fatal(err)
+	}
+	if lastSeen != sqlite.Time(fleetT0.Add(2*time.Second)) {
+		t.Fatalf("last_seen = %s, want %s: the newest stored point's, not the duplicate's", lastSeen, sqlite.Time(fleetT0.Add(2*time.Second)))
 	}
 }
 
