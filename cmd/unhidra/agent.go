@@ -15,7 +15,7 @@ import (
 var agentCmd = &cmdSpec{
 	name: "agent",
 	args: "[flags]",
-	summary: `The device agent (SPEC §7): connects to the gateway over WebSocket with the
+	summary: `The device agent (docs/protocol.md#agent): connects to the gateway over WebSocket with the
 device's API key, sends telemetry (built-in system metrics, or TELEMETRY_CMD's JSON
 output) and heartbeats, and answers the commands ping, set_interval {"seconds": N}
 and exec (only the names given with --allow-cmd). It reconnects with backoff,
