@@ -12,6 +12,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/sqlite"
 	"github.com/unhidra/unhidra/internal/sqlitetest"
+	"github.com/unhidra/unhidra/internal/storetest"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -303,6 +304,23 @@ func TestFleetStoreRevokedDevices(t *testing.T) {
 		c.DeviceID = "d2"
 		if err := st.CreateCommand(ctx, c); err != nil {
 			t.Fatalf("CreateCommand for a live device: %v", err)
+		}
+	})
+}
+
+// The telemetry point a chat append carries, on SQLite: the chat and fleet
+// stores on one database, as the composition root opens them.
+func TestTelemetryWithMessagesConformance(t *testing.T) {
+	storetest.TelemetryWithMessages(t, func(t *testing.T) storetest.TelemetryStores {
+		db := sqlitetest.Open(t)
+		cs, err := sqlite.NewChatStore(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.Close() })
+		return storetest.TelemetryStores{
+			DeviceStores: storetest.DeviceStores{Users: sqlite.NewAuthStore(db), Registry: sqlite.NewDeviceStore(db), Fleet: sqlite.NewFleetStore(db)},
+			Chat:         cs,
 		}
 	})
 }
