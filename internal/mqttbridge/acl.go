@@ -90,8 +90,9 @@ type aclRequest struct {
 	who   unhidra.Identity
 	topic string // a topic name (write, delivery) or a filter (subscribe)
 	write bool
-	// owns reports whether the (user) caller owns device id.
-	owns func(deviceID string) bool
+	// readsDevice reports whether the (user) caller may read device id's
+	// topics (the read rule of its channel device:<id>).
+	readsDevice func(deviceID string) bool
 	// canRead reports whether the caller may read channel id.
 	canRead func(channel string) bool
 }
@@ -106,8 +107,10 @@ type aclRequest struct {
 // Users: publish only to unhidra/channels/C/messages with a literal C (the
 // chat service then decides whether they may post there); subscribe to
 // unhidra/channels/C/messages for channels they may read (literal C, no
-// wildcards across channels), and to unhidra/devices/D/… of devices they
-// own. Admins may also use wildcards for the device level
+// wildcards across channels), and to unhidra/devices/D/… of devices whose
+// channel device:D they may read (their own: the rule WebSocket subscribers
+// of device:D get). Admins, who may read every device channel, may also use
+// wildcards for the device level
 // (unhidra/devices/+/telemetry, unhidra/devices/#) and read $SYS.
 // Shared subscriptions ($share/…) are not offered.
 func allowed(r aclRequest) bool {
@@ -148,7 +151,7 @@ func allowed(r aclRequest) bool {
 		if r.who.IsAdmin() {
 			return true
 		}
-		return p.literal && r.owns != nil && r.owns(p.id)
+		return p.literal && r.readsDevice != nil && r.readsDevice(p.id)
 	}
 	return false
 }

@@ -53,7 +53,7 @@ func FuzzACL(f *testing.F) {
 		}
 		var looked []string
 		no := func(x string) bool { looked = append(looked, x); return false }
-		ok := allowed(aclRequest{who: who, topic: tp, write: write, owns: no, canRead: no})
+		ok := allowed(aclRequest{who: who, topic: tp, write: write, readsDevice: no, canRead: no})
 		if !ok {
 			return
 		}

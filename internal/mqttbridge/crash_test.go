@@ -60,7 +60,7 @@ func TestCrashChild(t *testing.T) {
 			return err
 		}})
 	_ = fleet.ResetOnline(ctx)
-	srv, err := mqttbridge.New(mqttbridge.Config{Port: port}, mqttbridge.Deps{Fleet: fleet, DeviceKeys: registry, Chat: chatSvc, Owners: registry, Broker: b, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := mqttbridge.New(mqttbridge.Config{Port: port}, mqttbridge.Deps{Fleet: fleet, DeviceKeys: registry, Chat: chatSvc, Broker: b, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

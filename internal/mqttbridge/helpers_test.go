@@ -166,7 +166,6 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		DeviceKeys: h.registry,
 		Tokens:     h.tokens,
 		Chat:       h.chat,
-		Owners:     h.registry,
 		Presence:   h.presence,
 		Broker:     h.broker,
 		Audit:      h.audit,

@@ -89,7 +89,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	// Client ids live in a namespace per principal, so nobody can take over
 	// (or inherit the subscriptions of) another principal's session.
 	cl.ID = clientPrefix(who) + cl.ID
-	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, owned: map[string]cached{}, started: s.now()}
+	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, started: s.now()}
 	if pk.Connect.WillFlag {
 		if err := s.takeWill(cl, pk, ss); err != nil {
 			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
@@ -272,32 +272,20 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if ss == nil {
 		return false
 	}
-	ok := allowed(aclRequest{who: ss.who, topic: topic, write: write, owns: func(d string) bool { return s.owns(ss, d) }, canRead: func(c string) bool { return s.canRead(ss, c) }})
+	ok := allowed(aclRequest{who: ss.who, topic: topic, write: write, readsDevice: func(d string) bool { return s.readsDevice(ss, d) }, canRead: func(c string) bool { return s.canRead(ss, c) }})
 	if !ok {
 		s.m.aclDenials.Inc()
 	}
 	return ok
 }
 
-func (s *Server) owns(ss *session, deviceID string) bool {
-	now := s.now()
-	ss.mu.Lock()
-	c, ok := ss.owned[deviceID]
-	ss.mu.Unlock()
-	if ok && now.Sub(c.at) < PermissionTTL {
-		return c.ok
-	}
-	if s.deps.Owners == nil || device.CheckID(deviceID) != nil {
-		return false
-	}
-	ctx, cancel := s.opCtx()
-	defer cancel()
-	owner, err := s.deps.Owners.DeviceOwner(ctx, deviceID)
-	v := err == nil && strings.EqualFold(owner, ss.who.Principal.ID)
-	if err == nil || unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
-		s.remember(ss, ss.owned, deviceID, v, now)
-	}
-	return v
+// readsDevice answers whether the session may read device deviceID's
+// topics: the rule of its device channel device:<id> in the chat service
+// (its owner, a member, and admins), the same rule, asked the same way, as
+// for a WebSocket or MQTT subscriber of device:<id>, so a device's live data
+// reaches every transport under one rule.
+func (s *Server) readsDevice(ss *session, deviceID string) bool {
+	return device.CheckID(deviceID) == nil && s.canRead(ss, wire.DeviceChannel(deviceID))
 }
 
 func (s *Server) canRead(ss *session, channel string) bool {

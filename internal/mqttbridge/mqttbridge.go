@@ -137,13 +137,13 @@ type Config struct {
 
 // Deps are the services the bridge talks to. Fleet, DeviceKeys and Broker
 // are required; without Tokens users cannot connect; without Chat channel
-// topics are refused; Owners lets users subscribe to their devices' topics.
+// topics are refused, and users read no device topic (who may read a
+// device's topics is the chat rule of its channel device:<id>).
 type Deps struct {
 	Fleet      Fleet
 	DeviceKeys DeviceKeys
 	Tokens     Tokens
 	Chat       Chat
-	Owners     device.Owners
 	Presence   Presence
 	Broker     broker.Broker
 	// Audit records refused CONNECTs (default: audit.Log on Logger).
@@ -207,7 +207,6 @@ type session struct {
 	mu          sync.Mutex
 	established bool
 	readable    map[string]cached // channel id → may read (cache for delivery checks)
-	owned       map[string]cached // device id → owned by this user
 	expiry      *time.Timer
 	will        *pendingWill // set at CONNECT (will.go)
 }

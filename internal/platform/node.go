@@ -297,7 +297,6 @@ func (a *Node) startMQTT(cfg *config.Config, log *slog.Logger, tc *tls.Config) (
 		DeviceKeys: a.deviceSvc,
 		Tokens:     a.authSvc,
 		Chat:       a.chatSvc,
-		Owners:     a.deviceSvc,
 		Presence:   a.presence,
 		Broker:     a.broker,
 		Audit:      a.audit,
