@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/device"
 )
 
@@ -34,12 +35,19 @@ func Fleet(t *testing.T, open func(t *testing.T) DeviceStores) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := open(t)
-			mkUsers(t, st.Users, "alice")
-			mkDevice(t, st.Registry, "d1", "alice", 1)
-			mkDevice(t, st.Registry, "d2", "alice", 2)
+			aliceWithDevices(t, st.Users, st.Registry)
 			tc.fn(t, st)
 		})
 	}
+}
+
+// aliceWithDevices is the fleet suites' starting point: user alice and her
+// devices d1 and d2.
+func aliceWithDevices(t *testing.T, users auth.Store, registry device.Store) {
+	t.Helper()
+	mkUsers(t, users, "alice")
+	mkDevice(t, registry, "d1", "alice", 1)
+	mkDevice(t, registry, "d2", "alice", 2)
 }
 
 func testSetOnline(t *testing.T, st DeviceStores) {

@@ -39,9 +39,7 @@ func Telemetry(t *testing.T, open func(t *testing.T) DeviceStores) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := open(t)
-			mkUsers(t, st.Users, "alice")
-			mkDevice(t, st.Registry, "d1", "alice", 1)
-			mkDevice(t, st.Registry, "d2", "alice", 2)
+			aliceWithDevices(t, st.Users, st.Registry)
 			tc.fn(t, st)
 		})
 	}
@@ -312,9 +310,7 @@ func TelemetryWithMessages(t *testing.T, open func(t *testing.T) TelemetryStores
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := open(t)
-			mkUsers(t, st.Users, "alice")
-			mkDevice(t, st.Registry, "d1", "alice", 1)
-			mkDevice(t, st.Registry, "d2", "alice", 2)
+			aliceWithDevices(t, st.Users, st.Registry)
 			ch := chat.Channel{ID: wire.DeviceChannel("d1"), Name: "d1", Kind: chat.KindDevice, CreatedBy: "alice", CreatedAt: devT0}
 			if err := st.Chat.CreateChannel(context.Background(), ch, "", []chat.Member{{User: "alice", Role: chat.RoleOwner, JoinedAt: devT0}}); err != nil {
 				t.Fatalf("CreateChannel(device:d1): %v", err)
