@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -183,4 +184,25 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// progress prints line() to w as "bench: …" every 5 s until ctx ends or
+// the returned stop is called.
+func progress(ctx context.Context, w io.Writer, line func() string) (stop func()) {
+	tick := time.NewTicker(5 * time.Second)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-tick.C:
+				fmt.Fprintf(w, "bench: %s\n", line())
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { tick.Stop(); close(done) }) }
 }

@@ -257,20 +257,12 @@ func BenchMQTT(ctx context.Context, stdout, stderr io.Writer, cfg MQTTConfig) er
 			}
 		}(i, c)
 	}
-	tick := time.NewTicker(5 * time.Second)
-	go func() {
-		for {
-			select {
-			case <-pctx.Done():
-				return
-			case <-tick.C:
-				fmt.Fprintf(stderr, "bench: %s published=%d received=%d errors=%d\n",
-					time.Since(start).Round(time.Second), published.Load(), received.Load(), pubErrs.Load())
-			}
-		}
-	}()
+	stopProgress := progress(pctx, stderr, func() string {
+		return fmt.Sprintf("%s published=%d received=%d errors=%d",
+			time.Since(start).Round(time.Second), published.Load(), received.Load(), pubErrs.Load())
+	})
 	pwg.Wait()
-	tick.Stop()
+	stopProgress()
 	dur := time.Since(start)
 	brokerCPU1, cpuErr := procfs.CPU(cfg.ServerPID)
 	benchCPU := selfCPU() - benchCPU0

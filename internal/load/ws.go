@@ -320,20 +320,12 @@ func BenchWS(ctx context.Context, stdout, stderr io.Writer, cfg WSConfig) error 
 		}(p, c)
 	}
 	// Live counts.
-	tick := time.NewTicker(5 * time.Second)
-	go func() {
-		for {
-			select {
-			case <-pubCtx.Done():
-				return
-			case <-tick.C:
-				fmt.Fprintf(stderr, "bench: %s published=%d delivered=%d errors=%d dropped=%d\n",
-					time.Since(pubStart).Round(time.Second), published.Load(), delivered.Load(), pubErrs.Load(), readErrs.Load())
-			}
-		}
-	}()
+	stopProgress := progress(pubCtx, stderr, func() string {
+		return fmt.Sprintf("%s published=%d delivered=%d errors=%d dropped=%d",
+			time.Since(pubStart).Round(time.Second), published.Load(), delivered.Load(), pubErrs.Load(), readErrs.Load())
+	})
 	pwg.Wait()
-	tick.Stop()
+	stopProgress()
 	pubDur := time.Since(pubStart)
 	// Let in-flight deliveries land.
 	deadline := time.Now().Add(5 * time.Second)
