@@ -24,36 +24,73 @@ func (s *Service) Publish(ctx context.Context, who unhidra.Identity, in wire.Pub
 // Post is Publish returning the whole stored message and whether it was a
 // duplicate of an earlier publish (POST /api/v1/channels/{id}/messages).
 func (s *Service) Post(ctx context.Context, who unhidra.Identity, in wire.Publish) (wire.Message, bool, error) {
-	if err := ValidateChannelID(in.Channel); err != nil {
-		return wire.Message{}, false, err
-	}
-	body, err := bodyOf(in.Text, in.Data, in.E2EE)
+	wait, err := s.queuePost(ctx, who, in)
 	if err != nil {
 		return wire.Message{}, false, err
 	}
+	return wait(ctx)
+}
+
+// PublishWait waits for the outcome of QueuePublish: the ack once the
+// message is committed, unavailable when ctx ends first.
+type PublishWait = func(ctx context.Context) (wire.Ack, error)
+
+// QueuePublish is Publish in two steps, for a transport that keeps several
+// acknowledged publishes of one connection in flight (MQTT QoS 1): it
+// authorizes and validates the publish and queues it for the group commit,
+// then returns; the wait gives the ack once it is committed. Publishes are
+// committed, and their waits answered, in the order they were queued. ctx
+// bounds the queued message as well: the commit skips it if ctx has ended
+// by then.
+func (s *Service) QueuePublish(ctx context.Context, who unhidra.Identity, in wire.Publish) (PublishWait, error) {
+	wait, err := s.queuePost(ctx, who, in)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (wire.Ack, error) {
+		m, _, err := wait(ctx)
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		return wire.Ack{Channel: m.Channel, MessageID: m.ID, Offset: m.Offset}, nil
+	}, nil
+}
+
+// queuePost checks and queues a post; the wait returns the stored message
+// and whether it was a duplicate, and accepts an invitation the post
+// implies.
+func (s *Service) queuePost(ctx context.Context, who unhidra.Identity, in wire.Publish) (func(ctx context.Context) (wire.Message, bool, error), error) {
+	fail := func(err error) (func(ctx context.Context) (wire.Message, bool, error), error) { return nil, err }
+	if err := ValidateChannelID(in.Channel); err != nil {
+		return fail(err)
+	}
+	body, err := bodyOf(in.Text, in.Data, in.E2EE)
+	if err != nil {
+		return fail(err)
+	}
 	if err := ValidateClientMsgID(in.ClientMsgID); err != nil {
-		return wire.Message{}, false, err
+		return fail(err)
 	}
 	if in.ThreadID != "" {
 		if err := validateMessageID(in.ThreadID); err != nil {
-			return wire.Message{}, false, unhidra.Errorf(unhidra.EINVALID, "thread_id is not a message id")
+			return fail(unhidra.Errorf(unhidra.EINVALID, "thread_id is not a message id"))
 		}
 	}
 	a, err := s.accessTo(ctx, who, in.Channel)
 	if err != nil {
-		return wire.Message{}, false, err
+		return fail(err)
 	}
 	if !a.post {
 		if a.ch.Kind == KindPublic {
-			return wire.Message{}, false, unhidra.Errorf(unhidra.EFORBIDDEN, "join the channel before posting")
+			return fail(unhidra.Errorf(unhidra.EFORBIDDEN, "join the channel before posting"))
 		}
-		return wire.Message{}, false, errNoAccess
+		return fail(errNoAccess)
 	}
 	if err := s.checkBodyForChannel(a.ch, body); err != nil {
-		return wire.Message{}, false, err
+		return fail(err)
 	}
 	if err := s.checkDirectPost(ctx, who, a.ch); err != nil {
-		return wire.Message{}, false, err
+		return fail(err)
 	}
 	msg := wire.Message{
 		ID:          newID(),
@@ -66,17 +103,20 @@ func (s *Service) Post(ctx context.Context, who unhidra.Identity, in wire.Publis
 		Data:        body.Data,
 		E2EE:        body.E2EE,
 	}
-	r, err := s.appendMessage(ctx, Append{Msg: msg, Index: body.Text != nil && !s.requiresE2EE(a.ch)})
-	if err != nil {
-		return wire.Message{}, false, err
-	}
-	if a.role != "" && !a.member.Accepted() {
-		// Posting in a channel one was added to accepts it.
-		if _, err := s.accept(ctx, who, a); err != nil {
-			s.log.Warn("chat: accept on post", "channel", a.ch.ID, "err", err)
+	p := s.enqueue(ctx, Append{Msg: msg, Index: body.Text != nil && !s.requiresE2EE(a.ch)})
+	return func(ctx context.Context) (wire.Message, bool, error) {
+		r, err := p.wait(ctx)
+		if err != nil {
+			return wire.Message{}, false, err
 		}
-	}
-	return r.Msg, r.Duplicate, nil
+		if a.role != "" && !a.member.Accepted() {
+			// Posting in a channel one was added to accepts it.
+			if _, err := s.accept(ctx, who, a); err != nil {
+				s.log.Warn("chat: accept on post", "channel", a.ch.ID, "err", err)
+			}
+		}
+		return r.Msg, r.Duplicate, nil
+	}, nil
 }
 
 // validateMessageID checks the shape of a message id from a request.

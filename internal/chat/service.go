@@ -75,10 +75,11 @@ type Service struct {
 	createMu sync.Mutex
 
 	// group commit (commit.go)
-	qmu     sync.Mutex
-	queue   []*pending
-	running bool
-	loops   sync.WaitGroup
+	qmu      sync.Mutex
+	queue    []*pending
+	running  bool
+	loops    sync.WaitGroup
+	deferred DeferredStore // the store, when it can defer durability
 }
 
 // NewService returns a Service over store that publishes frames with pub.
@@ -109,6 +110,7 @@ func NewService(store Store, pub Publisher, opts Options) *Service {
 		typing: make(map[string]time.Time),
 		m:      newMetrics(opts.Registerer),
 	}
+	s.deferred, _ = store.(DeferredStore)
 	if s.audit == nil {
 		s.audit = audit.Log{Log: s.log}
 	}

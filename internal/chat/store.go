@@ -15,6 +15,21 @@ import (
 // the Service does. Errors use the root vocabulary: not_found for a missing
 // channel or message, conflict for duplicates, unavailable when storage
 // cannot be used (locked, full, I/O).
+// DeferredStore is a Store whose appends can be made durable in a second
+// step, so that the group commit overlaps one batch's flush to disk with
+// the next batch's writes (the SQLite store: synchronous=NORMAL for the
+// append, then an fsync of its WAL). The commit loop uses it when the
+// store has it.
+type DeferredStore interface {
+	// AppendMessagesDeferred is AppendMessages, except that what it stored
+	// is durable only once a Sync that began after it returned nil. It
+	// may be visible to readers before that.
+	AppendMessagesDeferred(ctx context.Context, batch []Append) ([]AppendResult, error)
+	// Sync makes every append returned so far durable. After a failure
+	// the store reports nothing durable again.
+	Sync(ctx context.Context) error
+}
+
 type Store interface {
 	// CreateChannel stores ch and its initial members in one transaction.
 	// A duplicate id, or a second direct channel with the same DirectKey,

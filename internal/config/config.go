@@ -51,6 +51,10 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	TelemetryRetention   time.Duration
 	AdminPassword        string
+	// PprofPort, when not 0, serves Go's runtime profiles (net/http/pprof)
+	// on 127.0.0.1 only, whatever BIND_ADDR is, and turns on the mutex and
+	// block profiles. Off by default.
+	PprofPort int
 	// Services lists the services `serve` runs (auth, gateway, mqtt, ml).
 	Services []string
 
@@ -226,6 +230,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	c.ShutdownTimeout = envDur("SHUTDOWN_TIMEOUT", 10*time.Second)
 	c.TelemetryRetention = envDur("TELEMETRY_RETENTION", 30*24*time.Hour)
 	c.AdminPassword = getenv("UNHIDRA_ADMIN_PASSWORD")
+	c.PprofPort = envInt("PPROF_PORT", 0)
 	services := env("UNHIDRA_SERVICES", strings.Join(AllServices, ","))
 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -266,6 +271,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "LOG_LEVEL: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "LOG_FORMAT: text or json")
 	durVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT")
+	intVar(&c.PprofPort, "pprof-port", "PPROF_PORT: Go runtime profiles on 127.0.0.1 (0: off)")
 	durVar(&c.TelemetryRetention, "telemetry-retention", "TELEMETRY_RETENTION")
 	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
 	// The flag package prints nothing: -h prints the whole usage, a wrong
@@ -453,7 +459,7 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"AUTH_PORT", c.AuthPort}, {"GATEWAY_PORT", c.GatewayPort}, {"MQTT_PORT", c.MQTTPort}, {"MQTT_TLS_PORT", c.MQTTTLSPort}} {
+	}{{"AUTH_PORT", c.AuthPort}, {"GATEWAY_PORT", c.GatewayPort}, {"MQTT_PORT", c.MQTTPort}, {"MQTT_TLS_PORT", c.MQTTTLSPort}, {"PPROF_PORT", c.PprofPort}} {
 		if p.v < 0 || p.v > 65535 {
 			add("%s: %d is not a port", p.name, p.v)
 		}
@@ -470,6 +476,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		byPort[l.Port] = l.Var
+	}
+	if other, ok := byPort[c.PprofPort]; ok && c.PprofPort > 0 {
+		add("PPROF_PORT: %d is also %s", c.PprofPort, other)
 	}
 	if net.ParseIP(c.BindAddr) == nil && c.BindAddr != "localhost" {
 		add("BIND_ADDR: %q is not an IP address", c.BindAddr)

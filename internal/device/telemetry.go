@@ -150,21 +150,40 @@ type telemetryEvent struct {
 // only when err is nil: the point and its channel message are then
 // committed, in one transaction.
 func (f *Fleet) Telemetry(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (wire.Ack, error) {
-	if err := f.preparePoint(who, &p); err != nil {
-		return wire.Ack{}, err
-	}
-	if f.channels == nil {
-		return f.storeAlone(ctx, p)
-	}
-	wait, err := f.queuePoint(ctx, p)
+	wait, err := f.QueueTelemetry(ctx, who, p)
 	if err != nil {
 		return wire.Ack{}, err
 	}
-	ack, err := wait(ctx)
-	if err == nil {
-		f.met.telemetryStored.Inc()
+	return wait(ctx)
+}
+
+// QueueTelemetry is Telemetry in two steps, for a transport that keeps
+// several acknowledged writes of one connection in flight (MQTT QoS 1): it
+// checks the point and queues it for the group commit, then returns; the
+// wait gives the ack once the point and its channel message are committed.
+// Points are committed in the order they were queued, so a connection that
+// waits for its points in that order acknowledges them in that order.
+// ctx bounds the queued point as well: the commit skips it if ctx has
+// ended by then.
+func (f *Fleet) QueueTelemetry(ctx context.Context, who unhidra.Identity, p TelemetryPoint) (TelemetryWait, error) {
+	if err := f.preparePoint(who, &p); err != nil {
+		return nil, err
 	}
-	return ack, err
+	if f.channels == nil {
+		ack, err := f.storeAlone(ctx, p)
+		return func(context.Context) (wire.Ack, error) { return ack, err }, nil
+	}
+	wait, err := f.queuePoint(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (wire.Ack, error) {
+		ack, err := wait(ctx)
+		if err == nil {
+			f.met.telemetryStored.Inc()
+		}
+		return ack, err
+	}, nil
 }
 
 // storeAlone stores a point when the fleet has no Channels: there is no

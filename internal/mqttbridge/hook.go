@@ -90,6 +90,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	// (or inherit the subscriptions of) another principal's session.
 	cl.ID = clientPrefix(who) + cl.ID
 	ss := &session{cl: cl, who: who, v5: pk.ProtocolVersion == 5, readable: map[string]cached{}, started: s.now()}
+	ss.acks.room = make(chan struct{}, MaxQueuedAcks)
 	if pk.Connect.WillFlag {
 		if err := s.takeWill(cl, pk, ss); err != nil {
 			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
@@ -275,6 +276,11 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	ok := allowed(aclRequest{who: ss.who, topic: topic, write: write, readsDevice: func(d string) bool { return s.readsDevice(ss, d) }, canRead: func(c string) bool { return s.canRead(ss, c) }})
 	if !ok {
 		s.m.aclDenials.Inc()
+		if write {
+			// mochi refuses the publish on the read loop: after the
+			// acknowledgements queued before it.
+			ss.acks.drain()
+		}
 	}
 	return ok
 }
@@ -320,8 +326,11 @@ func (s *Server) remember(ss *session, m map[string]cached, key string, ok bool,
 
 const maxCachedPerSession = 1024
 
-// OnPublish makes the service call for a client's PUBLISH synchronously,
-// before mochi sends the PUBACK.
+// OnPublish hands a client's PUBLISH to its service. A QoS 1 telemetry
+// point or channel message is queued for the group commit and acknowledged
+// by the session's acker after its commit (acks.go); anything else is
+// answered here, synchronously, before mochi sends the PUBACK, once the
+// acknowledgements queued before it are sent.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -332,6 +341,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	}
 	op, err := parsePublish(ss.who, pk.TopicName, pk.Payload)
+	if err == nil && pk.FixedHeader.Qos == 1 {
+		ctx, cancel := s.opCtx()
+		wait, queued, qerr := s.queuePublish(ctx, ss, op)
+		if queued && qerr == nil {
+			s.pushAck(ss, &queuedAck{pk: pk, op: op, wait: wait, ctx: ctx, cancel: cancel})
+			return pk, packets.ErrRejectPacket // answered by the acker
+		}
+		cancel()
+		if queued {
+			err = qerr
+		}
+	}
+	ss.acks.drain()
 	if err == nil {
 		ctx, cancel := s.opCtx()
 		err = s.applyPublish(ctx, ss.who, op, pk.FixedHeader.Qos)

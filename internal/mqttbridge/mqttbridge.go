@@ -70,6 +70,9 @@ type Tokens interface {
 // Fleet is the device runtime: *device.Fleet.
 type Fleet interface {
 	Telemetry(ctx context.Context, who unhidra.Identity, p device.TelemetryPoint) (wire.Ack, error)
+	// QueueTelemetry queues a point for the group commit; the wait gives
+	// its ack after the commit (QoS 1, acks.go).
+	QueueTelemetry(ctx context.Context, who unhidra.Identity, p device.TelemetryPoint) (device.TelemetryWait, error)
 	Heartbeat(ctx context.Context, who unhidra.Identity, hb device.Heartbeat) error
 	Status(ctx context.Context, who unhidra.Identity, payload []byte) error
 	CommandResult(ctx context.Context, who unhidra.Identity, r device.CommandResult) error
@@ -92,6 +95,9 @@ type FleetNoWait interface {
 // since nil) answers whether who may read a channel.
 type Chat interface {
 	Publish(ctx context.Context, who unhidra.Identity, in wire.Publish) (wire.Ack, error)
+	// QueuePublish queues a message for the group commit; the wait gives
+	// its ack after the commit (QoS 1, acks.go).
+	QueuePublish(ctx context.Context, who unhidra.Identity, in wire.Publish) (chat.PublishWait, error)
 	Subscribe(ctx context.Context, who unhidra.Identity, channel string, since *int64) (chat.Recovery, error)
 }
 
@@ -209,6 +215,8 @@ type session struct {
 	readable    map[string]cached // channel id → may read (cache for delivery checks)
 	expiry      *time.Timer
 	will        *pendingWill // set at CONNECT (will.go)
+
+	acks acks // QoS 1 publishes waiting for their commit (acks.go)
 }
 
 // cached is a permission answer and when it was given.

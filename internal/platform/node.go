@@ -190,6 +190,14 @@ func NewNode(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Nod
 	}
 	a.components = append(a.components, Background(svcs, a.backend, log)...)
 
+	if cfg.PprofPort > 0 {
+		srv, err := startPprof(cfg.PprofPort, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("serving Go runtime profiles on loopback (PPROF_PORT); turn it off when done", "addr", srv.Addr())
+		a.components = append(a.components, srv)
+	}
 	if cfg.Runs("gateway") {
 		if err := a.startGateway(cfg, log, tc); err != nil {
 			return nil, err

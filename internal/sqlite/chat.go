@@ -38,6 +38,7 @@ type ChatStore struct {
 	after, historyDesc, getMessage, thread, lastSeen                                              *sql.Stmt
 	// writer statements (used through tx.StmtContext)
 	wChannelOff, wIdem, wThreadRoot, wInsert, wFTSInsert, wFTSDelete, wSetOff *sql.Stmt
+	wTelemetry, wLastSeen                                                     *sql.Stmt // telemetryRows'
 }
 
 const msgCols = `id, channel_id, off, sender_kind, sender_id, created_at, client_msg_id, thread_id, text, data, e2ee, edited_at, deleted`
@@ -99,6 +100,8 @@ func NewChatStore(ctx context.Context, db *DB) (*ChatStore, error) {
 		{&s.wFTSInsert, w, `INSERT INTO messages_fts (rowid, text) VALUES (?, ?)`},
 		{&s.wFTSDelete, w, `DELETE FROM messages_fts WHERE rowid = ?`},
 		{&s.wSetOff, w, `UPDATE channels SET last_offset = ? WHERE id = ?`},
+		{&s.wTelemetry, w, qTelemetryInsert},
+		{&s.wLastSeen, w, qLastSeen},
 	}
 	for _, p := range prep {
 		st, err := p.pool.PrepareContext(ctx, p.q)
@@ -116,7 +119,7 @@ func (s *ChatStore) Close() error {
 	for _, st := range []*sql.Stmt{s.getChannel, s.channelAccess, s.findDirect, s.getMember, s.listMembers, s.listChannels, s.presenceChannels,
 		s.sharesChannel, s.blockBetween, s.listBlocks, s.creations, s.created,
 		s.after, s.historyDesc, s.getMessage, s.thread, s.lastSeen,
-		s.wChannelOff, s.wIdem, s.wThreadRoot, s.wInsert, s.wFTSInsert, s.wFTSDelete, s.wSetOff} {
+		s.wChannelOff, s.wIdem, s.wThreadRoot, s.wInsert, s.wFTSInsert, s.wFTSDelete, s.wSetOff, s.wTelemetry, s.wLastSeen} {
 		if st != nil {
 			st.Close()
 		}

@@ -23,8 +23,21 @@ type idemKey struct{ channel, kind, sender, cmid string }
 // IMMEDIATE transaction (one fsync), offsets assigned from
 // channels.last_offset.
 func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]chat.AppendResult, error) {
+	return s.appendMessages(ctx, batch, s.db.Tx)
+}
+
+// AppendMessagesDeferred implements chat.DeferredStore: AppendMessages
+// whose transaction is durable only after the next Sync (DB.TxDeferred).
+func (s *ChatStore) AppendMessagesDeferred(ctx context.Context, batch []chat.Append) ([]chat.AppendResult, error) {
+	return s.appendMessages(ctx, batch, s.db.TxDeferred)
+}
+
+// Sync implements chat.DeferredStore (DB.SyncWAL).
+func (s *ChatStore) Sync(context.Context) error { return s.db.SyncWAL() }
+
+func (s *ChatStore) appendMessages(ctx context.Context, batch []chat.Append, inTx func(context.Context, func(*sql.Tx) error) error) ([]chat.AppendResult, error) {
 	var results []chat.AppendResult
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := inTx(ctx, func(tx *sql.Tx) error {
 		results = make([]chat.AppendResult, len(batch))
 		chOff := tx.StmtContext(ctx, s.wChannelOff)
 		idem := tx.StmtContext(ctx, s.wIdem)
@@ -35,7 +48,7 @@ func (s *ChatStore) AppendMessages(ctx context.Context, batch []chat.Append) ([]
 		offs := map[string]int64{}
 		dirty := map[string]bool{}
 		seen := map[idemKey]int{}
-		var points telemetryRows // points stored beside their messages (chat.Append.Telemetry)
+		points := telemetryRows{ins: s.wTelemetry, up: s.wLastSeen} // points stored beside their messages (chat.Append.Telemetry)
 		defer points.close()
 		for i, a := range batch {
 			m := a.Msg

@@ -45,6 +45,8 @@ type DB struct {
 	read  *sql.DB
 	// Now is the clock used by the stores; tests may replace it before use.
 	Now func() time.Time
+
+	wal walFile // SyncWAL's (walsync.go)
 }
 
 // Pragmas applied to every connection, in order.
@@ -105,7 +107,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	_ = os.Chmod(path, 0o600)
-	return &DB{path: path, write: w, read: r, Now: func() time.Time { return time.Now().UTC() }}, nil
+	return &DB{path: path, write: w, read: r, Now: func() time.Time { return time.Now().UTC() }, wal: walFile{path: path + "-wal"}}, nil
 }
 
 // Path returns the database file path.
@@ -113,7 +115,9 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	return errors.Join(db.read.Close(), db.write.Close())
+	err := errors.Join(db.read.Close(), db.write.Close())
+	db.wal.close()
+	return err
 }
 
 // Reader returns the read-only pool.

@@ -44,27 +44,44 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 // already open: AppendTelemetry's, or ChatStore.AppendMessages' for the
 // point a device-channel message relays (chat.Append.Telemetry), so that
 // the point and the message cost one commit. finish moves the devices'
-// last_seen forward; close releases the statement. The zero value is ready
-// to use.
+// last_seen forward; close releases what the transaction holds. ins and up
+// are the statements qTelemetryInsert and qLastSeen prepared on the writer
+// (ChatStore prepares them once, so the hot path never parses SQL); nil
+// ones are prepared in the transaction.
 type telemetryRows struct {
-	ins  *sql.Stmt
-	seen map[string]time.Time
+	ins, up *sql.Stmt
+	txIns   *sql.Stmt
+	seen    map[string]time.Time
+}
+
+// The statements of the telemetry write path.
+const (
+	qTelemetryInsert = `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`
+	qLastSeen        = `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`
+)
+
+// bind returns the statement st (or query, prepared) for use in tx.
+func bind(ctx context.Context, tx *sql.Tx, st *sql.Stmt, query string) (*sql.Stmt, error) {
+	if st != nil {
+		return tx.StmtContext(ctx, st), nil
+	}
+	return tx.PrepareContext(ctx, query)
 }
 
 func (r *telemetryRows) add(ctx context.Context, tx *sql.Tx, p *unhidra.TelemetryPoint) error {
-	if r.ins == nil {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`)
+	if r.txIns == nil {
+		ins, err := bind(ctx, tx, r.ins, qTelemetryInsert)
 		if err != nil {
 			return err
 		}
-		r.ins = ins
+		r.txIns = ins
 		r.seen = make(map[string]time.Time)
 	}
 	var seq any
 	if p.Seq != nil {
 		seq = *p.Seq
 	}
-	if _, err := r.ins.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
+	if _, err := r.txIns.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
 		return err
 	}
 	if p.ReceivedAt.After(r.seen[p.DeviceID]) {
@@ -84,7 +101,7 @@ func (r *telemetryRows) finish(ctx context.Context, tx *sql.Tx) error {
 	if len(r.seen) == 0 {
 		return nil
 	}
-	up, err := tx.PrepareContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`)
+	up, err := bind(ctx, tx, r.up, qLastSeen)
 	if err != nil {
 		return err
 	}
@@ -98,9 +115,9 @@ func (r *telemetryRows) finish(ctx context.Context, tx *sql.Tx) error {
 }
 
 func (r *telemetryRows) close() {
-	if r.ins != nil {
-		r.ins.Close()
-		r.ins = nil
+	if r.txIns != nil {
+		r.txIns.Close() // the transaction's statement (or binding)
+		r.txIns = nil
 	}
 }
 

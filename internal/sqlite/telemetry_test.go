@@ -19,7 +19,7 @@ import (
 var fleetT0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 // fleetTestDB is a migrated database with user alice and devices d1, d2.
-func fleetTestDB(t *testing.T) (*sqlite.DB, *sqlite.FleetStore) {
+func fleetTestDB(t testing.TB) (*sqlite.DB, *sqlite.FleetStore) {
 	t.Helper()
 	ctx := context.Background()
 	db := sqlitetest.Open(t)
