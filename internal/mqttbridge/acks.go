@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"context"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -54,9 +55,15 @@ type acks struct {
 	mu      sync.Mutex
 	q       []*queuedAck
 	running bool
+	kick    chan struct{} // wakes a lingering acker (buffered 1)
 	room    chan struct{} // a token per queued publish, MaxQueuedAcks at most
 	pending sync.WaitGroup
 }
+
+// ackerLinger is how long an acker with nothing to do waits for the next
+// publish before it ends: a device publishing steadily keeps one goroutine
+// instead of starting one per message; an idle connection has none.
+const ackerLinger = 2 * time.Second
 
 // push queues a publish whose service call is queued (wait gives its
 // outcome) and makes sure the acker runs. It blocks while MaxQueuedAcks
@@ -69,9 +76,17 @@ func (s *Server) pushAck(ss *session, a *queuedAck) {
 	q.q = append(q.q, a)
 	start := !q.running
 	q.running = true
+	if q.kick == nil {
+		q.kick = make(chan struct{}, 1)
+	}
 	q.mu.Unlock()
 	if start {
 		go s.ackLoop(ss)
+		return
+	}
+	select {
+	case q.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -80,13 +95,33 @@ func (q *acks) drain() { q.pending.Wait() }
 
 func (s *Server) ackLoop(ss *session) {
 	q := &ss.acks
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		q.mu.Lock()
 		if len(q.q) == 0 {
-			q.running = false
-			q.q = nil
 			q.mu.Unlock()
-			return
+			if linger == nil {
+				linger = time.NewTimer(ackerLinger)
+			} else {
+				linger.Reset(ackerLinger)
+			}
+			select {
+			case <-q.kick:
+				continue
+			case <-linger.C:
+			}
+			q.mu.Lock()
+			if len(q.q) == 0 {
+				q.running = false
+				q.q = nil
+				q.mu.Unlock()
+				return
+			}
 		}
 		a := q.q[0]
 		q.q[0] = nil

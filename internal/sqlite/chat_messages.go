@@ -38,6 +38,12 @@ func (s *ChatStore) Sync(context.Context) error { return s.db.SyncWAL() }
 func (s *ChatStore) appendMessages(ctx context.Context, batch []chat.Append, inTx func(context.Context, func(*sql.Tx) error) error) ([]chat.AppendResult, error) {
 	var results []chat.AppendResult
 	err := inTx(ctx, func(tx *sql.Tx) error {
+		// The statements run without ctx's deadline: with a context that
+		// can end, the driver starts a watcher goroutine for every
+		// statement, thousands per batch. ctx still bounds the wait for the
+		// writer connection; a statement cannot hang (busy_timeout bounds
+		// the wait for another process's lock).
+		ctx := context.WithoutCancel(ctx)
 		results = make([]chat.AppendResult, len(batch))
 		chOff := tx.StmtContext(ctx, s.wChannelOff)
 		idem := tx.StmtContext(ctx, s.wIdem)

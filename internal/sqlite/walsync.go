@@ -100,6 +100,9 @@ func (db *DB) SyncWAL() error {
 		w.err = Err(fmt.Errorf("sqlite: fsync %s: %w", w.path, err))
 		return w.err
 	}
+	if fi, err := w.f.Stat(); err == nil && fi.Size() > checkpointBytes {
+		db.ckpt.request()
+	}
 	return nil
 }
 
