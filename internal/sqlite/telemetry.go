@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -56,7 +57,7 @@ type telemetryRows struct {
 
 // The statements of the telemetry write path.
 const (
-	qTelemetryInsert = `INSERT INTO telemetry (device_id, ts, seq, data, received_at) VALUES (?, ?, ?, ?, ?)`
+	qTelemetryInsert = `INSERT INTO telemetry (device_id, ts, id, seq, data, received_at) VALUES (?, ?, ?, ?, ?, ?)`
 	qLastSeen        = `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`
 )
 
@@ -81,13 +82,29 @@ func (r *telemetryRows) add(ctx context.Context, tx *sql.Tx, p *unhidra.Telemetr
 	if p.Seq != nil {
 		seq = *p.Seq
 	}
-	if _, err := r.txIns.ExecContext(ctx, p.DeviceID, Time(p.TS), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
+	if _, err := r.txIns.ExecContext(ctx, p.DeviceID, Time(p.TS), nextTelemetryID(), seq, string(p.Data), Time(p.ReceivedAt)); err != nil {
 		return err
 	}
 	if p.ReceivedAt.After(r.seen[p.DeviceID]) {
 		r.seen[p.DeviceID] = p.ReceivedAt
 	}
 	return nil
+}
+
+// telemetryIDs hands out telemetry ids: increasing within the process and
+// larger than any id an earlier process stored (they start from the clock
+// in nanoseconds, unless the clock went back by more than the time since
+// that process wrote its last point).
+var telemetryIDs struct {
+	sync.Mutex
+	last int64
+}
+
+func nextTelemetryID() int64 {
+	telemetryIDs.Lock()
+	defer telemetryIDs.Unlock()
+	telemetryIDs.last = max(telemetryIDs.last+1, time.Now().UnixNano())
+	return telemetryIDs.last
 }
 
 // LastSeenResolution is how far telemetry moves a device's last_seen
@@ -153,28 +170,51 @@ func (s *FleetStore) QueryTelemetry(ctx context.Context, deviceID string, since,
 	return out, Err(rows.Err())
 }
 
-// PruneTelemetry deletes points with ts < before, in chunks so that the
-// writer is never held for long.
+// PruneTelemetry deletes points with ts < before, device by device (the
+// table is keyed by device and time), in chunks so that the writer is never
+// held for long.
 func (s *FleetStore) PruneTelemetry(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		var n int64
-		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM telemetry WHERE id IN (SELECT id FROM telemetry WHERE ts < ? LIMIT 5000)`, Time(before))
-			if err != nil {
-				return err
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return total, err
+	const chunk = 5000
+	var devices []string
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT id FROM devices ORDER BY id`)
+	if err != nil {
+		return 0, Err(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, Err(err)
 		}
-		total += n
-		if n < 5000 {
-			return total, nil
+		devices = append(devices, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, Err(err)
+	}
+	var total int64
+	for _, d := range devices {
+		for {
+			var n int64
+			err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+				res, err := tx.ExecContext(ctx, `DELETE FROM telemetry WHERE (device_id, ts, id) IN
+					(SELECT device_id, ts, id FROM telemetry WHERE device_id = ? AND ts < ? ORDER BY ts LIMIT ?)`, d, Time(before), chunk)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			if err != nil {
+				return total, err
+			}
+			total += n
+			if n < chunk {
+				break
+			}
 		}
 	}
+	return total, nil
 }
 
 // SetOnline records online state and last_seen; it reports whether online
