@@ -15,14 +15,15 @@ import (
 // the appends behind it wait. The writer connection therefore runs with
 // wal_autocheckpoint=0, and a checkpointer with its own connection runs a
 // PASSIVE checkpoint (it never blocks the writer or readers) whenever
-// SyncWAL sees the WAL past checkpointBytes, and every checkpointEvery in
-// any case (writes through Tx alone never call SyncWAL). The WAL restarts
+// SyncWAL sees the WAL file past checkpointBytes (at most once per
+// checkpointGap), and every checkpointEvery in any case (writes through Tx alone never call SyncWAL). The WAL restarts
 // from its beginning after a complete checkpoint, and journal_size_limit
 // truncates it back when a burst made it large.
 
 const (
 	checkpointBytes = 4 << 20 // about SQLite's default of 1,000 pages
 	checkpointEvery = 5 * time.Second
+	checkpointGap   = time.Second
 )
 
 type checkpointer struct {
@@ -52,6 +53,7 @@ func (cp *checkpointer) run() {
 	defer close(cp.done)
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-cp.stop:
@@ -59,6 +61,17 @@ func (cp *checkpointer) run() {
 		case <-cp.kick:
 		case <-t.C:
 		}
+		// At most one checkpoint per checkpointGap: the WAL file keeps its
+		// size when it restarts, so SyncWAL keeps asking while the writer is
+		// busy; each checkpoint costs two fsyncs.
+		if wait := checkpointGap - time.Since(last); wait > 0 {
+			select {
+			case <-cp.stop:
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		// An error (a busy database during a migration, say) is retried at
 		// the next kick or tick; the WAL only grows meanwhile.
 		_, _ = cp.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
