@@ -131,7 +131,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.chat = chat.NewService(cs, h.broker, chat.Options{Users: users})
+	h.chat = chat.NewService(cs, h.broker, chat.Options{Users: users, Registerer: h.reg})
 	h.fleet = device.NewFleet(device.FleetOptions{
 		Store:        sqlite.NewFleetStore(db),
 		Broker:       h.broker,
