@@ -3,24 +3,23 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
 	"os"
 	"sync"
 )
 
-// Deferred durability for the group commit.
+// Durability by an fsync of the WAL.
 //
 // With synchronous=FULL SQLite fsyncs the WAL inside COMMIT, so the writer
 // can do nothing else while the disk flushes: a commit costs its SQL plus
-// one fsync, back to back. TxDeferred runs one transaction with
-// synchronous=NORMAL instead (the frames reach the WAL file, not yet the
-// disk), and SyncWAL then fsyncs the WAL file: after it returns, every
-// transaction committed before it was called is on disk, exactly what
-// FULL's fsync at COMMIT guarantees. The chat service's commit loop uses
-// the pair to overlap the flush of one batch with the SQL of the next, and
-// acknowledges a batch only after the SyncWAL that covers it. Every other
-// write (db.Tx) stays synchronous=FULL.
+// one fsync, back to back. Every connection runs synchronous=NORMAL
+// instead (a COMMIT writes its frames to the WAL file, not yet to the
+// disk), and the durability FULL gives comes from SyncWAL, an fsync of the
+// WAL file: after it returns, every transaction committed before it was
+// called is on disk. Tx calls it after its COMMIT, before it returns;
+// TxDeferred leaves it to the caller, so that the chat service's commit
+// loop can write its next batch while the delivery stage flushes the one
+// before, and acknowledge a batch only after the SyncWAL that covers it.
 //
 // Why this is safe in WAL mode: NORMAL only drops the fsync at COMMIT;
 // checkpoints still fsync the WAL before copying it into the database and
@@ -44,29 +43,11 @@ type walFile struct {
 	err  error // sticky: after a failed fsync nothing is reported durable again
 }
 
-// TxDeferred runs fn in a write transaction like Tx, but its COMMIT does not
-// wait for the disk: the transaction is durable only once a later SyncWAL
-// returns nil.
-func (db *DB) TxDeferred(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	conn, err := db.write.Conn(ctx)
-	if err != nil {
-		return Err(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
-		return Err(err)
-	}
-	defer func() {
-		// Back to FULL for every other write on this connection; if that
-		// fails the connection is not returned to the pool.
-		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); rerr != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // discard it
-			if err == nil {
-				err = Err(rerr)
-			}
-		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
+// TxDeferred runs fn in a write transaction like Tx, but does not wait for
+// the disk: the transaction is durable only once a later SyncWAL returns
+// nil.
+func (db *DB) TxDeferred(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return Err(err)
 	}
