@@ -11,7 +11,7 @@ import (
 
 // Group commit.
 //
-// With synchronous=FULL every commit costs an fsync, so committing each
+// Every durable commit costs an fsync, so committing each
 // message on its own caps a channel at a few hundred messages per second.
 // Instead every append joins a queue; a single commit loop takes everything
 // queued (up to MaxBatch) and stores it in one transaction; its delivery

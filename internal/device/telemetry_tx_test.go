@@ -209,7 +209,7 @@ const benchDevices = 1000
 
 // BenchmarkFleetTelemetry measures Fleet.Telemetry — the path the WebSocket
 // gateway's `telemetry` frames and MQTT QoS 1 telemetry both take — with the
-// real chat service on SQLite (synchronous=FULL), from 64 callers per
+// real chat service on SQLite (every commit fsynced), from 64 callers per
 // GOMAXPROCS, each a different device with its own channel: the point and its
 // device-channel message in one transaction, as `unhidra serve` wires it (the
 // one write path; "one commit" keeps the name earlier figures were taken

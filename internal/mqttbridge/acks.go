@@ -25,7 +25,7 @@ import (
 // still in flight on the connection joins the same commit.
 //
 // What stays true:
-//   - a PUBACK is sent only once its message is committed (synchronous=FULL);
+//   - a PUBACK is sent only once its message is committed and on disk;
 //   - PUBACKs leave in the order of their PUBLISHes (MQTT 4.6): a publish
 //     answered on the read loop (a refusal, a heartbeat, a status) first
 //     waits for the acknowledgements queued before it (drain);

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkPublishTelemetry measures device telemetry through the embedded
-// broker end to end: MQTT in, parsed, stored in SQLite (synchronous=FULL,
+// broker end to end: MQTT in, parsed, stored in SQLite (fsynced before the ack,
 // group commit) and posted to the device channel. QoS 1 counts a message
 // when its PUBACK arrives (after both commits); QoS 0 when it is stored.
 // 16 devices publish in parallel (UNHIDRA_BENCH_DEVICES to change it;

@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkAppendDeviceData measures the durable write path of device
-// telemetry: one group commit (synchronous=FULL) of batch device-channel
+// telemetry: one group commit (fsynced before it returns) of batch device-channel
 // messages, each with its telemetry point, as the MQTT and WebSocket
 // transports queue them. ns/op is per message; commits/s and µs/commit are
 // reported beside it.
