@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/unhidra/unhidra"
 )
 
 // Durability by an fsync of the WAL.
@@ -75,10 +77,10 @@ func (db *DB) SyncWAL() error {
 		return w.err
 	}
 	if err := w.open(); err != nil {
-		return Err(err)
+		return unhidra.Wrap(unhidra.EUNAVAILABLE, "storage is unavailable", err) // as Err maps SQLITE_IOERR
 	}
 	if err := w.f.Sync(); err != nil {
-		w.err = Err(fmt.Errorf("sqlite: fsync %s: %w", w.path, err))
+		w.err = unhidra.Wrap(unhidra.EUNAVAILABLE, "storage is unavailable", fmt.Errorf("sqlite: fsync %s: %w", w.path, err))
 		return w.err
 	}
 	if fi, err := w.f.Stat(); err == nil && fi.Size() > checkpointBytes {
