@@ -174,6 +174,10 @@ func TestAWillOnADeviceIsCheckedLikeItsPublish(t *testing.T) {
 	waitFor(t, 5*time.Second, "the owner's Will stored", func() bool {
 		return h.count(`SELECT COUNT(*) FROM messages WHERE channel_id = 'device:d1' AND sender_kind = 'user' AND sender_id = 'alice'`) == 1
 	})
+	// A stored row is readable a moment before the group commit publishes
+	// its event: let that event go first, so that what watch gets below can
+	// only be a retained message.
+	h.chat.Wait()
 	watch := mustV5(t, h.srv.Addr(), "watch", "alice", "tok-alice")
 	watch.sub(t, "unhidra/devices/d1/#", 1)
 	watch.sub(t, devChannel, 1)
