@@ -40,6 +40,7 @@ type conn struct {
 	out         []outFrame
 	outBytes    int
 	flushing    bool
+	flushDue    bool // on the flush scheduler's list (flushsched.go)
 	closeSent   bool // our close frame is queued; nothing may follow it
 	peerClosed  bool // the peer's close frame arrived first
 	dead        bool // the TCP connection is closed
@@ -47,6 +48,7 @@ type conn struct {
 	draining    bool
 	inq         [][]byte
 	processing  bool
+	pipe        *pubPipe // publishes in flight (publish.go)
 	subs        map[string]*sub
 	flood       floodGuard
 

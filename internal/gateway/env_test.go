@@ -82,6 +82,12 @@ type fakeChat struct {
 	forbidden map[string]bool
 	window    int
 	delay     time.Duration
+	// queue is what QueuePublish queued for the committer; gate, when set,
+	// holds each commit until it can receive.
+	queue       []*fakeJob
+	queuedTotal int
+	committing  bool
+	gate        chan struct{}
 	// beforeReturn, when set, runs inside Subscribe after the recovery
 	// snapshot is taken (to inject live events at the worst moment).
 	beforeReturn func()
@@ -97,6 +103,10 @@ func (f *fakeChat) Publish(ctx context.Context, who unhidra.Identity, in wire.Pu
 	if f.delay > 0 {
 		time.Sleep(f.delay)
 	}
+	return f.store(who, in)
+}
+
+func (f *fakeChat) store(who unhidra.Identity, in wire.Publish) (wire.Ack, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.forbidden[in.Channel] {
@@ -117,6 +127,80 @@ func (f *fakeChat) Publish(ctx context.Context, who unhidra.Identity, in wire.Pu
 	}
 	_ = f.b.Publish(context.Background(), broker.ChannelTopic(in.Channel), &broker.Event{Kind: broker.Message, Channel: in.Channel, Offset: off, Message: &m})
 	return ack, nil
+}
+
+// QueuePublish is Publish in two steps, as the real chat service's group
+// commit: a forbidden channel is refused at once; otherwise the publish is
+// queued and a committer stores the queue in order (after delay, and not
+// before gate lets it when gate is set); the wait gives the ack.
+func (f *fakeChat) QueuePublish(ctx context.Context, who unhidra.Identity, in wire.Publish) (chat.PublishWait, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.forbidden[in.Channel] {
+		return nil, unhidra.Errorf(unhidra.EFORBIDDEN, "not a member")
+	}
+	j := &fakeJob{ctx: ctx, who: who, in: in, done: make(chan fakeResult, 1)}
+	f.queue = append(f.queue, j)
+	f.queuedTotal++
+	if !f.committing {
+		f.committing = true
+		go f.commitLoop()
+	}
+	return func(ctx context.Context) (wire.Ack, error) {
+		select {
+		case r := <-j.done:
+			return r.ack, r.err
+		case <-ctx.Done():
+			return wire.Ack{}, unhidra.Errorf(unhidra.EUNAVAILABLE, "request ended before the message was stored")
+		}
+	}, nil
+}
+
+type fakeJob struct {
+	ctx  context.Context
+	who  unhidra.Identity
+	in   wire.Publish
+	done chan fakeResult
+}
+
+type fakeResult struct {
+	ack wire.Ack
+	err error
+}
+
+func (f *fakeChat) commitLoop() {
+	for {
+		f.mu.Lock()
+		batch, gate := f.queue, f.gate
+		f.queue = nil
+		if len(batch) == 0 {
+			f.committing = false
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		if f.delay > 0 {
+			time.Sleep(f.delay)
+		}
+		for _, j := range batch {
+			if j.ctx.Err() != nil {
+				continue // the caller has gone: store nothing it was not told about
+			}
+			ack, err := f.store(j.who, j.in)
+			j.done <- fakeResult{ack, err}
+		}
+	}
+}
+
+// inFlight reports how many queued publishes wait for their commit and how
+// many were ever queued.
+func (f *fakeChat) inFlight() (waiting, total int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue), f.queuedTotal
 }
 
 func (f *fakeChat) Subscribe(ctx context.Context, who unhidra.Identity, channel string, since *int64) (chat.Recovery, error) {

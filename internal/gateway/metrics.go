@@ -25,6 +25,7 @@ type metrics struct {
 	closes       *prometheus.CounterVec // reason
 	framesIn     prometheus.Counter
 	framesOut    prometheus.Counter
+	writes       prometheus.Counter
 	fanout       prometheus.Histogram
 	slowConsumer prometheus.Counter
 	rateLimited  prometheus.Counter
@@ -51,6 +52,9 @@ func newMetrics(reg prometheus.Registerer, maxQueued func() float64) (*metrics, 
 		}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "unhidra_gateway_frames_out_total", Help: "WebSocket frames written.",
+		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "unhidra_gateway_socket_writes_total", Help: "Socket writes (one writev each) that carried the frames written; frames_out / writes is how well they are batched.",
 		}),
 		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "unhidra_gateway_fanout_seconds",
@@ -79,7 +83,7 @@ func newMetrics(reg prometheus.Registerer, maxQueued func() float64) (*metrics, 
 	queuedMax := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "unhidra_gateway_queued_bytes_max", Help: "Bytes waiting in the fullest outbound queue.",
 	}, maxQueued)
-	for _, c := range []prometheus.Collector{m.connections, m.handshakes, m.refused, m.closes, m.framesIn, m.framesOut, m.fanout, m.slowConsumer, m.rateLimited, queued, queuedMax} {
+	for _, c := range []prometheus.Collector{m.connections, m.handshakes, m.refused, m.closes, m.framesIn, m.framesOut, m.writes, m.fanout, m.slowConsumer, m.rateLimited, queued, queuedMax} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -200,6 +200,8 @@ func (c *conn) dispatch(b []byte) bool {
 		c.processing = true
 		s.wg.Add(1)
 		go c.process()
+	} else if c.acksPendingLocked() {
+		c.cond.Broadcast() // the processor may be waiting for acks or for this frame
 	}
 	for len(c.inq) >= maxInbound && !c.dead && !c.closeSent {
 		c.cond.Wait()
@@ -215,11 +217,16 @@ func (c *conn) refuseFrame(b []byte, code, message string) {
 	c.sendError(f.ID, code, message)
 }
 
-// process handles queued frames in order and exits when the queue is empty.
+// process handles queued frames in order and exits when the queue is empty
+// and every pipelined publish has been answered (so a drain's 1001 follows
+// the last ack, and finish waits for them as for the frame in progress).
 func (c *conn) process() {
 	defer c.srv.wg.Done()
 	for {
 		c.mu.Lock()
+		for len(c.inq) == 0 && !c.dead && c.acksPendingLocked() {
+			c.cond.Wait()
+		}
 		if len(c.inq) == 0 || c.dead {
 			c.inq = nil
 			c.processing = false
@@ -237,6 +244,7 @@ func (c *conn) process() {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 		if draining {
+			c.awaitAcks()
 			c.refuseFrame(b, unhidra.EUNAVAILABLE, "server is shutting down")
 			continue
 		}

@@ -159,7 +159,7 @@ func (c *conn) deliver(sb *sub, ev event) {
 		}
 		sb.last = ev.offset
 	}
-	c.enqueueLocked(opText, ev.payload, true)
+	c.enqueueFanoutLocked(ev.payload)
 }
 
 // accessEndedLocked reports whether ev ends subscription sb: the channel

@@ -13,6 +13,14 @@ import (
 func (c *conn) handle(b []byte) {
 	s := c.srv
 	f, err := wire.DecodeClientFrame(b)
+	if err == nil && f.Type == wire.TypePublish {
+		if q, ok := s.deps.Chat.(PublishQueuer); ok {
+			c.queuePublish(q, c.identity(), f)
+			return
+		}
+	}
+	// Any other reply follows the acks of the publishes before it.
+	c.awaitAcks()
 	if err != nil {
 		var fe *wire.FrameError
 		if errors.As(err, &fe) {

@@ -46,8 +46,32 @@ func (c *conn) sendError(id json.RawMessage, code, message string) {
 // MaxQueueBytes the connection is a slow consumer: its queue is dropped and
 // it is closed with 4008.
 func (c *conn) enqueueLocked(op byte, payload []byte, data bool) {
-	if c.closeSent || c.dead {
+	if c.queueLocked(op, payload, data) {
+		c.kickLocked()
+	}
+}
+
+// enqueueFanoutLocked queues a frame of a broker event: its write may wait
+// up to FlushDelay, so that the frames of the events that follow it leave
+// in the same write (flushScheduler). A flusher already running takes it
+// with its next write.
+func (c *conn) enqueueFanoutLocked(payload []byte) {
+	if !c.queueLocked(opText, payload, true) || c.flushing || c.flushDue {
 		return
+	}
+	if c.srv.flushes == nil {
+		c.kickLocked()
+		return
+	}
+	c.flushDue = true
+	c.srv.flushes.schedule(c)
+}
+
+// queueLocked appends a frame to the outbound queue; false when nothing was
+// queued (closing, or the connection became a slow consumer).
+func (c *conn) queueLocked(op byte, payload []byte, data bool) bool {
+	if c.closeSent || c.dead {
+		return false
 	}
 	var f outFrame
 	f.hn = uint8(putHeader(&f.hdr, op, len(payload)))
@@ -56,12 +80,12 @@ func (c *conn) enqueueLocked(op byte, payload []byte, data bool) {
 	n := int(f.hn) + len(payload)
 	if c.outBytes+n > c.srv.cfg.MaxQueueBytes {
 		c.slowLocked()
-		return
+		return false
 	}
 	c.out = append(c.out, f)
 	c.outBytes += n
 	c.srv.met.queued.Add(int64(n))
-	c.kickLocked()
+	return true
 }
 
 func (c *conn) slowLocked() {
@@ -143,6 +167,7 @@ func (c *conn) flush() {
 			c.abort("write")
 			continue
 		}
+		s.met.writes.Inc()
 		s.met.framesOut.Add(float64(len(batch)))
 		c.pc.MsgsOut.Add(int64(data))
 		if wroteClose {
