@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/unhidra/unhidra"
@@ -82,11 +83,36 @@ func (c *conn) queueLocked(op byte, payload []byte, data bool) bool {
 		c.slowLocked()
 		return false
 	}
+	if c.out == nil {
+		if q, ok := outPool.Get().(*[]outFrame); ok {
+			c.out = *q
+		}
+	}
 	c.out = append(c.out, f)
 	c.outBytes += n
 	c.srv.met.queued.Add(int64(n))
 	return true
 }
+
+// outPool keeps the queue arrays of connections whose flusher has exited,
+// for the next connection that queues a frame: a round of fan-out does not
+// grow 1,000 queues from nothing, and an idle connection holds none.
+var outPool sync.Pool
+
+// maxPooledFrames bounds the arrays kept (a burst's queue is not).
+const maxPooledFrames = 256
+
+func putOut(q []outFrame) {
+	if cap(q) == 0 || cap(q) > maxPooledFrames {
+		return
+	}
+	clear(q)
+	q = q[:0]
+	outPool.Put(&q)
+}
+
+// bufsPool does the same for the flushers' writev vectors.
+var bufsPool sync.Pool
 
 func (c *conn) slowLocked() {
 	if c.closeSent || c.dead {
@@ -121,16 +147,27 @@ func (c *conn) flush() {
 	defer c.srv.wg.Done()
 	s := c.srv
 	// spare and bufs are reused while this flusher lives, so a busy
-	// connection does not reallocate its queue for every batch; both are
-	// dropped when the flusher exits, so an idle connection holds neither.
+	// connection does not reallocate its queue for every batch; both go
+	// back to their pools when the flusher exits, so an idle connection
+	// holds neither.
 	var spare []outFrame
 	var bufs net.Buffers
+	if p, ok := bufsPool.Get().(*net.Buffers); ok {
+		bufs = *p
+	}
 	for {
 		c.mu.Lock()
 		if c.dead || len(c.out) == 0 {
 			c.flushing = false
+			q := c.out
 			c.out = nil
 			c.mu.Unlock()
+			putOut(q)
+			putOut(spare)
+			if cap(bufs) <= 2*maxPooledFrames {
+				bufs = bufs[:0]
+				bufsPool.Put(&bufs)
+			}
 			return
 		}
 		batch := c.out
