@@ -186,9 +186,16 @@ func TestDevsimFleetOnBothTransportsAgainstTheRealServer(t *testing.T) {
 	})
 
 	t.Run("telemetry is stored for every device", func(t *testing.T) {
+		// Each device sends its first reading within one interval of its
+		// connect, which under -race on a loaded machine may come after the
+		// two watched above.
+		deadline := time.Now().Add(15 * time.Second)
 		for _, d := range devs {
-			if n := len(s.telemetry(t, admin, d.ID)); n == 0 {
-				t.Errorf("device %s has no stored telemetry", d.ID)
+			for len(s.telemetry(t, admin, d.ID)) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("device %s has no stored telemetry", d.ID)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	})
