@@ -158,17 +158,8 @@ func (db *DB) Ping(ctx context.Context) error {
 // Tx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it when fn
 // returns nil. Errors are mapped with Err.
 func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return Err(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return Err(err)
-	}
-	if err := tx.Commit(); err != nil {
-		_ = tx.Rollback()
-		return Err(err)
+	if err := db.TxDeferred(ctx, fn); err != nil {
+		return err
 	}
 	return db.SyncWAL()
 }
