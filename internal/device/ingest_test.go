@@ -156,3 +156,33 @@ func TestResetOnlineMarksEveryDeviceOffline(t *testing.T) {
 		}
 	}
 }
+
+// TestReconnectAfterAnOfflineStatusGoesOnline: a device whose Will (or own
+// status) said {"online":false} while its old connection was still counted
+// goes online again when a new connection opens, whatever order the old
+// connection's end and the new one's start take.
+func TestReconnectAfterAnOfflineStatusGoesOnline(t *testing.T) {
+	e := newFleetEnv(t)
+	ctx := context.Background()
+	if err := e.fleet.Connected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fleet.Status(ctx, asDevice("d1"), []byte(`{"online":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fleet.Connected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fleet.Disconnected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if online, _ := e.deviceRow(t, "d1"); !online {
+		t.Fatal("offline with a new connection open after the old one's offline status")
+	}
+	if err := e.fleet.Disconnected(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if online, _ := e.deviceRow(t, "d1"); online {
+		t.Fatal("online after the last connection ended")
+	}
+}

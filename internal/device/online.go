@@ -74,6 +74,7 @@ func (f *Fleet) Heartbeat(ctx context.Context, who unhidra.Identity, hb Heartbea
 	if err != nil {
 		return err
 	}
+	f.noteOnline(id, true)
 	if changed {
 		if _, err := f.post(ctx, id, statusEvent{Type: "status", Online: true, At: now}); err != nil {
 			f.log.Warn("device status event", "device", id, "err", err)
@@ -116,6 +117,7 @@ func (f *Fleet) Status(ctx context.Context, who unhidra.Identity, payload []byte
 	if _, err := f.storeOnline(ctx, id, online, now); err != nil {
 		return err
 	}
+	f.noteOnline(id, online)
 	_, err = f.post(ctx, id, statusEvent{Type: "status", Online: online, At: now, Status: payload})
 	return err
 }
@@ -141,6 +143,19 @@ func ParseStatus(payload []byte) (online bool, err error) {
 		}
 	}
 	return online, nil
+}
+
+// noteOnline keeps this node's view of a connected device in step with an
+// online state the device itself stored (a status or heartbeat). Without
+// it, a device that reported {"online":false} (its Will, say) while a
+// connection was still counted would stay offline when it reconnects:
+// Connected would take the device for online already and write nothing.
+func (f *Fleet) noteOnline(deviceID string, online bool) {
+	f.mu.Lock()
+	if d := f.conns[deviceID]; d != nil {
+		d.online = online
+	}
+	f.mu.Unlock()
 }
 
 // liveDevice is a device's connection state on this node.
