@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/unhidra/unhidra/wire"
 )
@@ -42,6 +43,18 @@ const (
 	// refused before a session began. Reason is one of the Refused*
 	// reasons; Details name the transport ("websocket" or "mqtt").
 	ActionConnectionRefused = "connection_refused"
+
+	// ActionMessageDelete is a message deleted by someone other than its
+	// author (a channel owner or admin, or an admin). Target is the
+	// channel; Details name the message ("message") and its author
+	// ("author").
+	ActionMessageDelete = "message_delete"
+	// ActionAuditRead is a read of the audit log (records, proofs,
+	// checkpoints, exports). Details name the query.
+	ActionAuditRead = "audit_read"
+	// ActionConfigRefused is a start refused for an unsafe or invalid
+	// configuration. Reason lists the problems (never a value of a secret).
+	ActionConfigRefused = "config_refused"
 )
 
 // Reasons of ActionConnectionRefused.
@@ -59,14 +72,75 @@ const (
 
 // Event is one security-relevant event. It never carries a secret.
 type Event struct {
+	// Time is when it happened (zero: when it is recorded).
+	Time    time.Time
 	Action  string
 	Actor   wire.Principal
 	Target  string
 	IP      string
 	Outcome string // Success or Failure
 	Reason  string
+	// Transport is the edge the request came through (Transport*; empty:
+	// the Source of the context, if any).
+	Transport string
+	// RequestID ties the event to the request's log lines and its
+	// X-Request-ID answer (empty: the Source of the context, if any).
+	RequestID string
 	// Details are further facts of the event, by name (never a secret).
 	Details map[string]string
+}
+
+// Transports of Event.Transport.
+const (
+	TransportHTTP      = "http"      // the auth API and the gateway's REST API
+	TransportWebSocket = "websocket" // the gateway's WebSocket
+	TransportMQTT      = "mqtt"      // the MQTT broker
+	TransportCLI       = "cli"       // an administration command
+	TransportSystem    = "system"    // the server itself (start-up, timers)
+)
+
+// Source is where a request came from, set once by the transport that
+// accepted it so every event a service reports while serving it names its
+// edge.
+type Source struct {
+	Transport string
+	RequestID string
+	IP        string
+}
+
+type sourceKey struct{}
+
+// WithSource returns ctx carrying src.
+func WithSource(ctx context.Context, src Source) context.Context {
+	return context.WithValue(ctx, sourceKey{}, src)
+}
+
+// SourceOf returns the Source ctx carries (zero without one).
+func SourceOf(ctx context.Context) Source {
+	src, _ := ctx.Value(sourceKey{}).(Source)
+	return src
+}
+
+// Complete fills the fields of e left empty from the Source of ctx and the
+// clock: what every Recorder does before it records.
+func Complete(ctx context.Context, e Event, now time.Time) Event {
+	src := SourceOf(ctx)
+	if e.Transport == "" {
+		e.Transport = src.Transport
+	}
+	if e.RequestID == "" {
+		e.RequestID = src.RequestID
+	}
+	if e.IP == "" {
+		e.IP = src.IP
+	}
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	if e.Outcome == "" {
+		e.Outcome = Success
+	}
+	return e
 }
 
 // Recorder records events. Audit must not block for long and must not fail
@@ -83,6 +157,7 @@ func (a Log) Audit(ctx context.Context, e Event) {
 	if a.Log == nil {
 		return
 	}
+	e = Complete(ctx, e, time.Now())
 	attrs := []any{"action", e.Action, "actor", e.Actor.String(), "outcome", e.Outcome}
 	if e.Target != "" {
 		attrs = append(attrs, "target", e.Target)
@@ -92,6 +167,12 @@ func (a Log) Audit(ctx context.Context, e Event) {
 	}
 	if e.Reason != "" {
 		attrs = append(attrs, "reason", e.Reason)
+	}
+	if e.Transport != "" {
+		attrs = append(attrs, "transport", e.Transport)
+	}
+	if e.RequestID != "" {
+		attrs = append(attrs, "request_id", e.RequestID)
 	}
 	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
 		attrs = append(attrs, k, e.Details[k])
