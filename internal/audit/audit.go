@@ -179,3 +179,16 @@ func (a Log) Audit(ctx context.Context, e Event) {
 	}
 	a.Log.InfoContext(ctx, "audit", attrs...)
 }
+
+// Tee is a Recorder that records every event in each of rs in turn (a
+// node's log and a test's tap).
+type Tee []Recorder
+
+// Audit implements Recorder.
+func (t Tee) Audit(ctx context.Context, e Event) {
+	for _, r := range t {
+		if r != nil {
+			r.Audit(ctx, e)
+		}
+	}
+}
