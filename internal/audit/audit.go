@@ -1,8 +1,8 @@
 // Package audit is the one seam for security-relevant events: the event
 // type and a one-method Recorder that the auth, device and chat services and
 // both transports report to, wired once by the composition root
-// (internal/platform). Log writes events as structured
-// log records until the tamper-evident audit log implements Recorder.
+// (internal/platform). Log is the tamper-evident audit log (log.go);
+// Slog writes events as structured log records instead.
 package audit
 
 import (
@@ -149,11 +149,12 @@ type Recorder interface {
 	Audit(ctx context.Context, e Event)
 }
 
-// Log is a Recorder writing each event as an info record "audit".
-type Log struct{ Log *slog.Logger }
+// Slog is a Recorder writing each event as an info record "audit" to a
+// process log: for tests and tools that keep no audit log.
+type Slog struct{ Log *slog.Logger }
 
 // Audit implements Recorder.
-func (a Log) Audit(ctx context.Context, e Event) {
+func (a Slog) Audit(ctx context.Context, e Event) {
 	if a.Log == nil {
 		return
 	}

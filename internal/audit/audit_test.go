@@ -13,7 +13,7 @@ import (
 
 func TestLogWritesOneRecordPerEvent(t *testing.T) {
 	var b bytes.Buffer
-	var r audit.Recorder = audit.Log{Log: slog.New(slog.NewTextHandler(&b, nil))}
+	var r audit.Recorder = audit.Slog{Log: slog.New(slog.NewTextHandler(&b, nil))}
 	r.Audit(context.Background(), audit.Event{Action: audit.ActionDeviceRevoke, Actor: wire.Principal{Kind: wire.KindUser, ID: "alice"}, Target: "gh-1", Outcome: audit.Success})
 	r.Audit(context.Background(), audit.Event{Action: audit.ActionLogin, Actor: wire.Principal{Kind: wire.KindUser, ID: "bob"}, IP: "192.0.2.1", Outcome: audit.Failure, Reason: "bad credentials"})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
@@ -31,5 +31,5 @@ func TestLogWritesOneRecordPerEvent(t *testing.T) {
 	if strings.Contains(lines[1], "target=") || strings.Contains(lines[0], "ip=") {
 		t.Errorf("empty fields were written:\n%s", b.String())
 	}
-	audit.Log{}.Audit(context.Background(), audit.Event{}) // no logger: nothing, no panic
+	audit.Slog{}.Audit(context.Background(), audit.Event{}) // no logger: nothing, no panic
 }

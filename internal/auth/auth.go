@@ -135,8 +135,8 @@ type (
 	Event = audit.Event
 	// Auditor records audit events (audit.Recorder).
 	Auditor = audit.Recorder
-	// LogAuditor writes audit events to a log (audit.Log).
-	LogAuditor = audit.Log
+	// LogAuditor writes audit events to a log (audit.Slog).
+	LogAuditor = audit.Slog
 )
 
 // Operator is the identity of the command line (`unhidra user …`,

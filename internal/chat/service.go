@@ -112,7 +112,7 @@ func NewService(store Store, pub Publisher, opts Options) *Service {
 	}
 	s.deferred, _ = store.(DeferredStore)
 	if s.audit == nil {
-		s.audit = audit.Log{Log: s.log}
+		s.audit = audit.Slog{Log: s.log}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -147,7 +147,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.Auditor == nil {
-		d.Auditor = audit.Log{Log: d.Log}
+		d.Auditor = audit.Slog{Log: d.Log}
 	}
 	s := &Service{store: d.Store, users: d.Users, pub: d.Publisher, channels: d.Channels, audit: d.Auditor, log: d.Log, now: cfg.Now, hashKey: deriveKey(cfg.Secret)}
 	if cfg.PreviousSecret != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
+	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 	"github.com/unhidra/unhidra/wire"
@@ -248,7 +249,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	if deps.Audit == nil {
-		deps.Audit = audit.Log{Log: deps.Log}
+		deps.Audit = audit.Slog{Log: deps.Log}
 	}
 	if deps.Registerer == nil {
 		reg := prometheus.NewRegistry()
@@ -296,7 +297,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Web != nil {
 		mux.Handle("/", bounded(deps.Web))
 	}
-	s.handler = mux
+	// Every request gets its id and audit Source before anything else
+	// (a handshake turns its transport into websocket in serveWS).
+	s.handler = httpx.WithSource(audit.TransportHTTP, cfg.TrustedProxies, mux)
 
 	var tlsCfg *tls.Config
 	if cfg.TLS != nil {
@@ -309,7 +312,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		tlsCfg.NextProtos = []string{"http/1.1"}
 	}
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           s.handler,
 		TLSConfig:         tlsCfg,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ReadHeaderTimeout: 10 * time.Second,

@@ -258,7 +258,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		cfg.BindAddr = "127.0.0.1"
 	}
 	if d.Audit == nil {
-		d.Audit = audit.Log{Log: d.Logger}
+		d.Audit = audit.Slog{Log: d.Logger}
 	}
 	s := &Server{
 		cfg:         cfg,
@@ -416,9 +416,14 @@ func (s *Server) worker() {
 	}
 }
 
+// opCtx is the context of one service call. Its audit Source names the
+// MQTT transport, so an event a call causes (a device channel made on a
+// device's first post) says where it came from.
 func (s *Server) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.cfg.OpTimeout)
+	return context.WithTimeout(mqttSource, s.cfg.OpTimeout)
 }
+
+var mqttSource = audit.WithSource(context.Background(), audit.Source{Transport: audit.TransportMQTT})
 
 func (s *Server) session(cl *mqtt.Client) *session {
 	s.sessMu.Lock()

@@ -54,7 +54,7 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 	}
 	s := &Services{Audit: o.Audit}
 	if s.Audit == nil {
-		s.Audit = audit.Log{Log: log.With("component", "audit")}
+		s.Audit = audit.Slog{Log: log.With("component", "audit")}
 	}
 	var err error
 	s.Auth, err = auth.New(auth.Config{
