@@ -11,6 +11,11 @@ import (
 // format. They first check the proof's length, which is a function of the
 // index and sizes, so that a proof with a hash too many or too few is
 // named as such; every error is an *unhidra.Error with code invalid.
+//
+// As in RFC 6962, a root authenticates its size only through the signed
+// checkpoint that carries both: a proof may also verify for another size
+// claimed against the same root (leaf 0's path in size 3 verifies as size 4
+// with the root of size 3). Take size and root from one checkpoint.
 
 // VerifyInclusion checks that proof is the audit path of the leaf with hash
 // leaf at index in the tree of size leaves whose root is root.
