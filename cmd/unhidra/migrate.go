@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
@@ -49,10 +50,11 @@ func runMigrate(ctx context.Context, e env) error {
 // same services as the server, on the same database. SQLite in WAL mode lets
 // them run beside a live server; their writes wait on busy_timeout.
 type admin struct {
-	cfg     *config.Config
-	backend *platform.Backend
-	auth    *auth.Service
-	devices *device.Service
+	cfg      *config.Config
+	backend  *platform.Backend
+	auditLog *audit.Log
+	auth     *auth.Service
+	devices  *device.Service
 }
 
 func openAdmin(ctx context.Context, e env) (*admin, error) {
@@ -76,15 +78,23 @@ func openAdmin(ctx context.Context, e env) (*admin, error) {
 	// line get their channel too; a running server learns of revocations
 	// from the store (its revocation feed), as no process listens to this
 	// broker.
-	svcs, err := platform.NewServices(ctx, cfg, b, platform.Options{Log: slog.New(slog.DiscardHandler)})
+	// Their actions are audited in the same log as the server's: appends
+	// from two processes are serialized by the store.
+	al, _, err := platform.OpenAudit(ctx, cfg, b, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError})), nil)
 	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	svcs, err := platform.NewServices(ctx, cfg, b, platform.Options{Log: slog.New(slog.DiscardHandler), Audit: al})
+	if err != nil {
+		al.Close()
 		b.Close()
 		return nil, err
 	}
-	return &admin{cfg: cfg, backend: b, auth: svcs.Auth, devices: svcs.Devices}, nil
+	return &admin{cfg: cfg, backend: b, auditLog: al, auth: svcs.Auth, devices: svcs.Devices}, nil
 }
 
-func (a *admin) Close() error { return a.backend.Close() }
+func (a *admin) Close() error { return errors.Join(a.auditLog.Close(), a.backend.Close()) }
 
 // readPasswordLine reads one line of stdin as a password, byte-exact but for
 // the line ending.

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/audit/merkle"
 )
 
@@ -260,16 +261,70 @@ func (l *Log) run() {
 	}
 }
 
-// commit stores one batch and answers its waiters.
+// commit stores one batch and answers its waiters. Another process
+// appending to the same store (an administration command beside the
+// server) makes the store refuse the batch as a conflict: the tree is
+// reloaded from the store and the batch placed after the other's records.
 func (l *Log) commit(batch []*pending) {
 	start := time.Now()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var b *Batch
+		var ok []*pending
+		b, ok, err = l.build(batch)
+		if len(ok) == 0 {
+			return
+		}
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = l.st.AppendAudit(ctx, b)
+			cancel()
+		}
+		if err == nil {
+			l.mu.Lock()
+			l.head = b.Head
+			l.mu.Unlock()
+			l.m.appended.Add(float64(len(ok)))
+			l.m.batch.Observe(float64(len(ok)))
+			l.m.commit.Observe(time.Since(start).Seconds())
+			l.m.size.Set(float64(b.Head.Size))
+			for _, p := range ok {
+				p.done <- nil
+			}
+			return
+		}
+		// Nothing of the batch is stored: the tree goes back to the
+		// store's.
+		if lerr := l.load(context.Background()); lerr != nil {
+			l.log.Error("audit: reload after a failed append", "err", lerr)
+			break
+		}
+		if unhidra.ErrorCode(err) != unhidra.ECONFLICT {
+			break
+		}
+	}
+	for _, p := range batch {
+		if p.done != nil {
+			p.done <- err
+		}
+	}
+}
+
+// build places the records of batch after the tree and returns the batch
+// to store. A record that cannot be encoded is answered at once (and
+// marked by a nil done).
+func (l *Log) build(batch []*pending) (*Batch, []*pending, error) {
 	b := &Batch{Rows: make([]Row, 0, len(batch))}
 	ok := make([]*pending, 0, len(batch))
 	for _, p := range batch {
+		if p.done == nil {
+			continue
+		}
 		p.rec.Seq = l.tree.Size()
 		entry, err := p.rec.Encode()
 		if err != nil {
 			p.done <- err
+			p.done = nil
 			continue
 		}
 		leaf := merkle.LeafHash(entry)
@@ -279,37 +334,15 @@ func (l *Log) commit(batch []*pending) {
 		ok = append(ok, p)
 	}
 	if len(ok) == 0 {
-		return
+		return nil, nil, nil
 	}
 	cp := Checkpoint{Origin: l.o.Origin, Size: l.tree.Size(), Root: l.tree.Root(), Time: l.o.Now().UTC()}
 	msg, err := SignCheckpoint(cp, l.o.Signer)
-	if err == nil {
-		b.Head = Head{Size: cp.Size, Root: cp.Root, Time: cp.Time, Note: msg}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = l.st.AppendAudit(ctx, b)
-		cancel()
-	}
 	if err != nil {
-		// Nothing of the batch is stored: the tree goes back to the
-		// store's.
-		if lerr := l.load(context.Background()); lerr != nil {
-			l.log.Error("audit: reload after a failed append", "err", lerr)
-		}
-		for _, p := range ok {
-			p.done <- err
-		}
-		return
+		return nil, ok, err
 	}
-	l.mu.Lock()
-	l.head = b.Head
-	l.mu.Unlock()
-	l.m.appended.Add(float64(len(ok)))
-	l.m.batch.Observe(float64(len(ok)))
-	l.m.commit.Observe(time.Since(start).Seconds())
-	l.m.size.Set(float64(cp.Size))
-	for _, p := range ok {
-		p.done <- nil
-	}
+	b.Head = Head{Size: cp.Size, Root: cp.Root, Time: cp.Time, Note: msg}
+	return b, ok, nil
 }
 
 // writeCheckpoint writes the latest head to Dir when the log grew since

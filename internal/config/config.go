@@ -55,6 +55,12 @@ type Config struct {
 	// on 127.0.0.1 only, whatever BIND_ADDR is, and turns on the mutex and
 	// block profiles. Off by default.
 	PprofPort int
+	// AuditSigningKey signs the audit log's checkpoints (a note signer
+	// key, from `unhidra audit keygen`); empty in development: a key
+	// generated into DataDir/audit. AuditCheckpointEvery is how often the
+	// latest checkpoint is written there.
+	AuditSigningKey      string
+	AuditCheckpointEvery time.Duration
 	// Services lists the services `serve` runs (auth, gateway, mqtt, ml).
 	Services []string
 
@@ -231,6 +237,8 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	c.TelemetryRetention = envDur("TELEMETRY_RETENTION", 30*24*time.Hour)
 	c.AdminPassword = getenv("UNHIDRA_ADMIN_PASSWORD")
 	c.PprofPort = envInt("PPROF_PORT", 0)
+	c.AuditSigningKey = getenv("AUDIT_SIGNING_KEY")
+	c.AuditCheckpointEvery = envDur("AUDIT_CHECKPOINT_INTERVAL", time.Minute)
 	services := env("UNHIDRA_SERVICES", strings.Join(AllServices, ","))
 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -273,6 +281,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	durVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT")
 	intVar(&c.PprofPort, "pprof-port", "PPROF_PORT: Go runtime profiles on 127.0.0.1 (0: off)")
 	durVar(&c.TelemetryRetention, "telemetry-retention", "TELEMETRY_RETENTION")
+	durVar(&c.AuditCheckpointEvery, "audit-checkpoint-interval", "AUDIT_CHECKPOINT_INTERVAL: how often the audit log's signed checkpoint is written to the data dir")
 	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
 	// The flag package prints nothing: -h prints the whole usage, a wrong
 	// flag one line and a hint (not every flag).
@@ -560,7 +569,16 @@ func (c *Config) Validate() error {
 		add("JWT_SECRET_PREVIOUS: must be at least %d bytes", MinSecretLen)
 	}
 
+	if c.AuditCheckpointEvery < time.Second || c.AuditCheckpointEvery > 24*time.Hour {
+		add("AUDIT_CHECKPOINT_INTERVAL: %s must be between 1s and 24h", c.AuditCheckpointEvery)
+	}
+	if c.AuditSigningKey != "" && !strings.HasPrefix(c.AuditSigningKey, "PRIVATE+KEY+") {
+		add("AUDIT_SIGNING_KEY: not a note signer key (PRIVATE+KEY+name+hash+key; make one with `unhidra audit keygen`)")
+	}
 	if c.Production() {
+		if c.AuditSigningKey == "" {
+			add("production: AUDIT_SIGNING_KEY must be set (make one with `unhidra audit keygen`; keep its verifier key with your auditors)")
+		}
 		switch {
 		case c.JWTSecret == "" || c.JWTSecretGenerated:
 			add("production: JWT_SECRET must be set (at least %d random bytes)", MinSecretLen)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/chat"
@@ -38,6 +39,8 @@ type Stores struct {
 	// that a revocation made outside the process (an administration
 	// command) reaches the live sessions.
 	Revocations func(ctx context.Context, since time.Time) ([]broker.Revocation, error)
+	// Audit keeps the tamper-evident audit log.
+	Audit audit.Store
 }
 
 // Backend is what a node stores in and publishes on.
@@ -143,6 +146,7 @@ func openSQLite(ctx context.Context, cfg *config.Config, b *Backend) error {
 		PresenceChannels: chatStore,
 		Peers:            chatStore,
 		Revocations:      sqlite.NewRevocationFeed(db).Recent,
+		Audit:            sqlite.NewAuditStore(db),
 	}
 	b.Ping = db.Ping
 	b.SchemaVersion = func(ctx context.Context) (int, error) {

@@ -105,6 +105,18 @@ type NodeOptions struct {
 	// are not about hashing); HashQueue the pool's queue length.
 	HashParams auth.Params
 	HashQueue  int
+	// AuditTap, when set, receives every audit event of the node besides
+	// its own audit log (tests).
+	AuditTap audit.Recorder
+}
+
+// withTap is the node's audit recorder rec with tap added (rec alone
+// without a tap; nil rec: NewServices' default).
+func withTap(rec, tap audit.Recorder) audit.Recorder {
+	if tap == nil {
+		return rec
+	}
+	return audit.Tee{rec, tap}
 }
 
 // Node is the whole running process: one node of the
@@ -114,6 +126,8 @@ type Node struct {
 	backend   *Backend
 	broker    broker.Broker
 	audit     audit.Recorder
+	auditLog  *audit.Log
+	auditSvc  *audit.Service
 	registry  *prometheus.Registry
 	httpm     *httpapi.HTTPMetrics
 	authSvc   *auth.Service
@@ -159,8 +173,14 @@ func NewNode(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Nod
 		a.registry = prometheus.NewRegistry()
 	}
 	a.httpm = httpapi.NewHTTPMetrics(a.registry)
+	var vkey string
+	if a.auditLog, vkey, err = OpenAudit(ctx, cfg, a.backend, log, a.registry); err != nil {
+		return nil, err
+	}
+	a.auditSvc = audit.NewService(a.auditLog, vkey)
 	svcs, err := NewServices(ctx, cfg, a.backend, Options{
 		Log: log, Registerer: a.registry, HashParams: opts.HashParams, HashQueue: opts.HashQueue,
+		Audit: withTap(a.auditLog, opts.AuditTap),
 	})
 	if err != nil {
 		return nil, err
@@ -441,12 +461,21 @@ func (a *Node) Close() error {
 		// returns before its commit) are stored before the database closes.
 		a.chatSvc.Wait()
 	}
+	if a.auditLog != nil {
+		// After every service and transport stopped: their last events
+		// are stored, then the last checkpoint is written.
+		errs = append(errs, a.auditLog.Close())
+		a.auditLog = nil
+	}
 	if a.backend != nil {
 		errs = append(errs, a.backend.Close())
 		a.backend = nil
 	}
 	return errors.Join(errs...)
 }
+
+// AuditLog returns the node's audit log.
+func (a *Node) AuditLog() *audit.Log { return a.auditLog }
 
 // Services returns the node's domain services.
 func (a *Node) Services() *Services { return a.svcs }
