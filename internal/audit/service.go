@@ -40,11 +40,11 @@ type Page struct {
 // Proof is an inclusion proof (Index set) or a consistency proof (From
 // set) against the tree of Size records with Root.
 type Proof struct {
-	Index *uint64       `json:"index,omitempty"`
-	From  *uint64       `json:"from,omitempty"`
-	Size  uint64        `json:"size"`
-	Leaf  *merkle.Hash  `json:"leaf_hash,omitempty"`
-	Root  merkle.Hash   `json:"root"`
+	Index  *uint64       `json:"index,omitempty"`
+	From   *uint64       `json:"from,omitempty"`
+	Size   uint64        `json:"size"`
+	Leaf   *merkle.Hash  `json:"leaf_hash,omitempty"`
+	Root   merkle.Hash   `json:"root"`
 	Hashes []merkle.Hash `json:"proof"`
 	// FromRoot is the root of the first From records (consistency).
 	FromRoot *merkle.Hash `json:"from_root,omitempty"`
