@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/redact"
@@ -32,7 +33,10 @@ type conn struct {
 	id        string
 	ip        netip.Addr
 	pc        *presence.Conn
-	hdr       [14]byte
+	// src is the handshake's audit Source (websocket, its request id, the
+	// client IP): the service calls of the connection carry it.
+	src audit.Source
+	hdr [14]byte
 
 	mu          sync.Mutex
 	cond        sync.Cond // inbound queue space, processor idle

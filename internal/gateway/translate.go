@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/wire"
 )
 
@@ -30,7 +31,7 @@ func (c *conn) handle(b []byte) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.base, callTimeout)
+	ctx, cancel := context.WithTimeout(audit.WithSource(s.base, c.src), callTimeout)
 	defer cancel()
 	who := c.identity()
 	switch f.Type {

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/httpx"
 )
 
 // AuthAPI serves the auth API. Fill the fields, then call Handler once.
@@ -93,7 +95,9 @@ func (a *AuthAPI) Handler() http.Handler {
 	if a.HTTPMetrics != nil {
 		h = a.HTTPMetrics.Instrument("auth", a.Log, h)
 	}
-	return h
+	// Outermost: every answer carries its X-Request-ID and every audit
+	// event of the request names it, the transport and the client IP.
+	return httpx.WithSource(audit.TransportHTTP, a.TrustedProxies, h)
 }
 
 func isOperational(r *http.Request) bool {
@@ -483,7 +487,7 @@ func (a *AuthAPI) cors(next http.Handler) http.Handler {
 		allowed := a.originAllowed(r, origin)
 		if allowed {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
-			w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
+			w.Header().Set("Access-Control-Expose-Headers", "Retry-After, X-Request-ID")
 			if r.URL.Path == auth.DeviceCookiePath {
 				w.Header().Set("Access-Control-Allow-Credentials", "true")
 			}

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/httpx"
 	"github.com/unhidra/unhidra/internal/redact"
 	"github.com/unhidra/unhidra/wire"
@@ -48,7 +49,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, st
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := unhidra.ErrorCode(err)
 	if code == unhidra.EINTERNAL && log != nil {
-		log.Error("internal error", "method", r.Method, "route", r.Pattern, "err", redact.Scrub(err.Error()))
+		log.Error("internal error", "method", r.Method, "route", r.Pattern, "request_id", audit.SourceOf(r.Context()).RequestID, "err", redact.Scrub(err.Error()))
 	}
 	if ra := unhidra.RetryAfter(err); ra > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ra))

@@ -2,9 +2,11 @@ package httpapi
 
 // Middleware shared by the auth API and the REST API: request metrics, a
 // per-client-IP request limit, panic recovery, refusal of credentials in
-// URLs, and access logs that never contain a query string.
+// URLs, and access logs that never contain a query string (with the
+// request id of httpx.WithSource, which wraps both servers outside them).
 
 import (
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/ratelimit"
 
 	"bufio"
@@ -125,7 +127,7 @@ func (m *HTTPMetrics) Instrument(server string, log *slog.Logger, next http.Hand
 		m.requests.WithLabelValues(server, route, strconv.Itoa(sw.status)).Inc()
 		m.duration.WithLabelValues(server, route).Observe(el.Seconds())
 		if log != nil {
-			log.Debug("http request", "server", server, "method", r.Method, "route", route, "status", sw.status, "duration", el)
+			log.Debug("http request", "server", server, "method", r.Method, "route", route, "status", sw.status, "duration", el, "request_id", audit.SourceOf(r.Context()).RequestID)
 		}
 	})
 }
@@ -159,7 +161,7 @@ func Recover(log *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				if log != nil {
-					log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", redact.Scrub(fmt.Sprint(v)))
+					log.Error("handler panic", "method", r.Method, "route", r.Pattern, "request_id", audit.SourceOf(r.Context()).RequestID, "panic", redact.Scrub(fmt.Sprint(v)))
 				}
 				WriteError(w, r, nil, unhidra.Errorf(unhidra.EINTERNAL, "internal error"))
 			}
