@@ -79,6 +79,7 @@ func runDevice(ctx context.Context, e env) error {
 		return err
 	}
 	defer a.Close()
+	ctx = cliContext(ctx)
 	switch sub {
 	case "register":
 		d, key, err := a.devices.Register(ctx, auth.Operator, device.RegisterInput{Name: pos[0], ID: *id, Owner: *owner})

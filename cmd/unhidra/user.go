@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
+	"github.com/unhidra/unhidra/internal/httpx"
 )
 
 // adminEnv is what the administration commands say about where they work.
@@ -103,6 +105,7 @@ func runUser(ctx context.Context, e env) error {
 		return err
 	}
 	defer a.Close()
+	ctx = cliContext(ctx)
 	switch sub {
 	case "create":
 		pw, generated := "", false
@@ -159,4 +162,11 @@ func runUser(ctx context.Context, e env) error {
 		fmt.Fprintf(e.stdout, "password of %s changed; its sessions were ended\n", pos[0])
 	}
 	return nil
+}
+
+// cliContext is the context of one administration command: its audit
+// events name the command line as their transport and carry one request id
+// of their own; their actor is the operator (auth.Operator, "operator:cli").
+func cliContext(ctx context.Context) context.Context {
+	return audit.WithSource(ctx, audit.Source{Transport: audit.TransportCLI, RequestID: "cli-" + httpx.NewRequestID()})
 }

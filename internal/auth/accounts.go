@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -24,6 +25,8 @@ type RegisterInput struct {
 // closed (forbidden).
 func (s *Service) Register(ctx context.Context, in RegisterInput) (User, error) {
 	if s.cfg.Registration == "closed" {
+		// Whatever was typed as the name is only hashed (typedName).
+		s.emit(ctx, Event{Action: ActionRegister, Actor: typedName(in.Username), IP: ipString(in.IP), Outcome: "failure", Reason: "registration is closed"})
 		return User{}, unhidra.Errorf(unhidra.EFORBIDDEN, "registration is closed")
 	}
 	u, err := s.newUser(ctx, in.Username, in.Password, in.DisplayName)
@@ -95,6 +98,9 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (User, err
 // no user at all. password may be empty: one is generated. It reports
 // whether the account was created and the password it got.
 func (s *Service) EnsureAdmin(ctx context.Context, password string) (created bool, pw string, err error) {
+	if audit.SourceOf(ctx).Transport == "" {
+		ctx = audit.WithSource(ctx, audit.Source{Transport: audit.TransportSystem})
+	}
 	n, err := s.store.CountUsers(ctx)
 	if err != nil || n > 0 {
 		return false, "", err
@@ -159,6 +165,7 @@ func (s *Service) ChangePassword(ctx context.Context, who unhidra.Identity, curr
 	name := who.Principal.ID
 	done, wait, ok := s.trusted.Reserve("session:" + who.SessionID)
 	if !ok {
+		s.emit(ctx, Event{Action: ActionPasswordChange, Actor: who.Principal, Target: name, Outcome: "failure", Reason: "too many failed attempts in this session"})
 		return &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many failed attempts in this session, try again later", RetryAfter: retryAfter(wait)}
 	}
 	u, err := s.store.User(ctx, name)
@@ -173,7 +180,7 @@ func (s *Service) ChangePassword(ctx context.Context, who unhidra.Identity, curr
 	}
 	done(!match)
 	if !match {
-		s.emit(ctx, Event{Action: ActionPasswordChange, Actor: who.Principal, Outcome: "failure", Reason: "wrong current password"})
+		s.emit(ctx, Event{Action: ActionPasswordChange, Actor: who.Principal, Target: name, Outcome: "failure", Reason: "wrong current password"})
 		return unhidra.Errorf(unhidra.EFORBIDDEN, "current password is wrong")
 	}
 	h, err := s.hash(ctx, next)
@@ -197,6 +204,7 @@ func (s *Service) ChangePassword(ctx context.Context, who unhidra.Identity, curr
 // session of the user.
 func (s *Service) SetPassword(ctx context.Context, who unhidra.Identity, username, password string) error {
 	if err := requireAdmin(who); err != nil {
+		s.refusedAdmin(ctx, ActionPasswordChange, who, username, err)
 		return err
 	}
 	name, err := NormalizeUsername(username)
@@ -258,6 +266,7 @@ func (s *Service) Users(ctx context.Context, who unhidra.Identity) ([]User, erro
 // VerifyUser marks an account verified (administrators only).
 func (s *Service) VerifyUser(ctx context.Context, who unhidra.Identity, username string) (User, error) {
 	if err := requireAdmin(who); err != nil {
+		s.refusedAdmin(ctx, ActionUserVerify, who, username, err)
 		return User{}, err
 	}
 	name, err := NormalizeUsername(username)
@@ -275,6 +284,7 @@ func (s *Service) VerifyUser(ctx context.Context, who unhidra.Identity, username
 // only; an administrator cannot disable themself).
 func (s *Service) DisableUser(ctx context.Context, who unhidra.Identity, username string) (User, error) {
 	if err := requireAdmin(who); err != nil {
+		s.refusedAdmin(ctx, ActionUserDisable, who, username, err)
 		return User{}, err
 	}
 	name, err := NormalizeUsername(username)
@@ -291,4 +301,16 @@ func (s *Service) DisableUser(ctx context.Context, who unhidra.Identity, usernam
 	s.publish(ctx, broker.Revocation{Kind: broker.RevokeUser, ID: name})
 	s.emit(ctx, Event{Action: ActionUserDisable, Actor: who.Principal, Target: name})
 	return s.store.User(ctx, name)
+}
+
+// refusedAdmin records an administration of an account refused to a caller
+// who is not an administrator (an audit event with outcome failure). The
+// target is the name as given when it is a valid username, else its short
+// hash: the caller typed it.
+func (s *Service) refusedAdmin(ctx context.Context, action string, who unhidra.Identity, username string, err error) {
+	target, nerr := NormalizeUsername(username)
+	if nerr != nil {
+		target = typedName(username).ID
+	}
+	s.emit(ctx, Event{Action: action, Actor: who.Principal, Target: target, Outcome: "failure", Reason: unhidra.ErrorMessage(err)})
 }

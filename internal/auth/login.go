@@ -79,6 +79,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	ip := ipString(in.IP)
 	if ok, wait := s.ipLimit.Allow(ip); !ok {
 		count(OutcomeRateLimited)
+		s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "too many login attempts from this address"})
 		return TokenPair{}, &unhidra.Error{Code: unhidra.ERATELIMITED, Message: "too many login attempts, try again later", RetryAfter: retryAfter(wait)}
 	}
 	var done func(failed bool)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/broker"
 	"github.com/unhidra/unhidra/wire"
 )
@@ -271,7 +272,9 @@ func (s *Service) DeleteMessage(ctx context.Context, who unhidra.Identity, chann
 	}
 	author := cur.Sender == who.Principal && a.post
 	if !author && !a.manage {
-		return wire.Message{}, unhidra.Errorf(unhidra.EFORBIDDEN, "only the author or a channel admin may delete a message")
+		err := unhidra.Errorf(unhidra.EFORBIDDEN, "only the author or a channel admin may delete a message")
+		s.auditDelete(ctx, who, cur, audit.Failure, unhidra.ErrorMessage(err))
+		return wire.Message{}, err
 	}
 	if cur.Deleted {
 		return cur, nil
@@ -281,7 +284,21 @@ func (s *Service) DeleteMessage(ctx context.Context, who unhidra.Identity, chann
 		return wire.Message{}, err
 	}
 	s.publishEvent(&broker.Event{Kind: broker.MessageDeleted, Channel: m.Channel, Message: &m})
+	s.auditDelete(ctx, who, cur, audit.Success, "")
 	return m, nil
+}
+
+// auditDelete records the deletion of m by who, or its refusal, when who
+// is not its author (audit.ActionMessageDelete: a moderation); authors
+// deleting their own messages are not security events.
+func (s *Service) auditDelete(ctx context.Context, who unhidra.Identity, m wire.Message, outcome, reason string) {
+	if m.Sender == who.Principal {
+		return
+	}
+	s.audit.Audit(context.WithoutCancel(ctx), audit.Event{
+		Action: audit.ActionMessageDelete, Actor: who.Principal, Target: m.Channel, Outcome: outcome, Reason: reason,
+		Details: map[string]string{"message": m.ID, "author": m.Sender.String()},
+	})
 }
 
 func (s *Service) messageFor(ctx context.Context, who unhidra.Identity, channel, id string) (access, wire.Message, error) {

@@ -55,8 +55,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
 	if !s.allowConnect(cl) {
 		s.m.limited.WithLabelValues("connect_rate").Inc()
-		s.log.Info("mqtt connection refused: connect rate per IP exceeded", "remote", cl.Net.Remote, "limit_per_minute", s.cfg.RateLimitIPPerMinute)
-		s.auditRefused(cl, wire.Principal{}, audit.RefusedLimit, "connect_rate")
+		id := s.auditRefused(cl, wire.Principal{}, audit.RefusedLimit, "connect_rate")
+		s.log.Info("mqtt connection refused: connect rate per IP exceeded", "remote", cl.Net.Remote, "conn", id, "limit_per_minute", s.cfg.RateLimitIPPerMinute)
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrConnectionRateExceeded)
 		return packets.ErrConnectionRateExceeded
 	}
@@ -77,8 +77,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		s.m.authFailures.Inc()
 		// The username may be a key or token typed in the wrong field, or a
 		// password: only its short hash is logged (as for REST logins).
-		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "username", redact.Hash(string(pk.Connect.Username)))
-		s.auditRefused(cl, wire.Principal{}, audit.RefusedAuth, "credentials")
+		id := s.auditRefused(cl, wire.Principal{}, audit.RefusedAuth, "credentials")
+		s.log.Info("mqtt connection refused: bad credentials", "remote", cl.Net.Remote, "conn", id, "username", redact.Hash(string(pk.Connect.Username)))
 		if pk.ProtocolVersion < 5 {
 			// mochi would answer 3.1.1 clients 0x05 (not authorized); the
 			// reference (docs/protocol.md#mqtt-reason-codes) says 0x04 (bad user name or password).
@@ -93,16 +93,16 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	ss.acks.room = make(chan struct{}, MaxQueuedAcks)
 	if pk.Connect.WillFlag {
 		if err := s.takeWill(cl, pk, ss); err != nil {
-			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
-			s.auditRefused(cl, who.Principal, audit.RefusedAuth, "will")
+			id := s.auditRefused(cl, who.Principal, audit.RefusedAuth, "will")
+			s.log.Info("mqtt connection refused: will not accepted", "remote", cl.Net.Remote, "conn", id, "principal", who.Principal.String(), "code", unhidra.ErrorCode(err), "err", err)
 			s.refuseWill(cl, pk.ProtocolVersion == 5, err)
 			return false
 		}
 	}
 	if !s.reserveSession(cl, ss) {
 		s.m.limited.WithLabelValues("connections_per_user").Inc()
-		s.log.Info("mqtt connection refused: too many connections", "remote", cl.Net.Remote, "principal", who.Principal.String(), "limit", s.cfg.MaxConnsPerUser)
-		s.auditRefused(cl, who.Principal, audit.RefusedLimit, "connections_per_user")
+		id := s.auditRefused(cl, who.Principal, audit.RefusedLimit, "connections_per_user")
+		s.log.Info("mqtt connection refused: too many connections", "remote", cl.Net.Remote, "conn", id, "principal", who.Principal.String(), "limit", s.cfg.MaxConnsPerUser)
 		s.refuseLimited(cl, pk.ProtocolVersion == 5, packets.ErrQuotaExceeded)
 		return false
 	}
@@ -113,16 +113,21 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 
 // auditRefused records a refused CONNECT: who is the zero principal when
 // the client did not authenticate, cause names the rule (connect_rate,
-// credentials, will, connections_per_user).
-func (s *Server) auditRefused(cl *mqtt.Client, who wire.Principal, reason, cause string) {
+// credentials, will, connections_per_user). The event's request id is the
+// connection id the refused connection would have had; it returns it for
+// the log line.
+func (s *Server) auditRefused(cl *mqtt.Client, who wire.Principal, reason, cause string) string {
 	ip := cl.Net.Remote
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
-	s.deps.Audit.Audit(context.Background(), audit.Event{
+	id := newConnID()
+	ctx := audit.WithSource(context.Background(), audit.Source{Transport: audit.TransportMQTT, RequestID: id, IP: ip})
+	s.deps.Audit.Audit(ctx, audit.Event{
 		Action: audit.ActionConnectionRefused, Actor: who, IP: ip, Outcome: audit.Failure, Reason: reason,
 		Details: map[string]string{"transport": "mqtt", "cause": cause},
 	})
+	return id
 }
 
 // refuse answers a 3.1.1 CONNECT with return code rc and closes the
