@@ -73,6 +73,7 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 	s.Chat = chat.NewService(b.Chat, b.Broker, chat.Options{
 		E2EEEnforced: cfg.E2EEEnforced,
 		Users:        userDirectory{s.Auth},
+		Audit:        s.Audit,
 		Logger:       log.With("service", "chat"),
 		Registerer:   o.Registerer,
 	})
