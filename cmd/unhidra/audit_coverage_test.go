@@ -23,8 +23,10 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/audit"
+	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/internal/httpx"
+	"github.com/unhidra/unhidra/internal/platform"
 	"github.com/unhidra/unhidra/internal/wstest"
 )
 
@@ -552,5 +554,169 @@ func TestNoSecretInAnyAuditEvent(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A client's valid X-Request-ID is answered back (auth API, REST API,
+// WebSocket handshake, accepted or refused) and is the request id of the
+// audit event the request caused; an invalid one (too long, a space, a
+// slash) is replaced by a generated one, which is answered and recorded
+// instead.
+func TestRequestIDIsEchoedAndLandsInTheAuditEvent(t *testing.T) {
+	a := startAuditStack(t, map[string]string{"RATE_LIMIT_LOGIN_PER_MINUTE": "100"})
+	lastEvent := func(action string) audit.Event {
+		t.Helper()
+		evs := a.tap.events()
+		for i := len(evs) - 1; i >= 0; i-- {
+			if evs[i].Action == action {
+				return evs[i]
+			}
+		}
+		t.Fatalf("no %s event", action)
+		return audit.Event{}
+	}
+	check := func(what, sent, answered string, e audit.Event) {
+		t.Helper()
+		valid := httpx.ValidRequestID(sent)
+		switch {
+		case valid && answered != sent:
+			t.Errorf("%s: sent %q, answered %q", what, sent, answered)
+		case !valid && (answered == sent || !httpx.ValidRequestID(answered)):
+			t.Errorf("%s: sent the invalid %q, answered %q (want a new valid id)", what, sent, answered)
+		}
+		if e.RequestID != answered {
+			t.Errorf("%s: event request id %q, answered %q", what, e.RequestID, answered)
+		}
+	}
+	pw := a.adminPW
+	var token string
+	for i, sent := range []string{"client-id.1", strings.Repeat("x", 65), "bad id", "a/b"} {
+		r := a.do(t, a.url, "POST", "/login", "", fmt.Sprintf("198.51.100.%d", 10+i), sent, map[string]string{"username": "admin", "password": pw})
+		if r.Status != 200 {
+			t.Fatalf("login: %d %s", r.Status, r.Body)
+		}
+		var p loginAnswer
+		r.JSON(t, &p)
+		token = a.secret("admin access token", p.AccessToken)
+		a.secret("admin refresh token", p.RefreshToken)
+		check("login with "+sent, sent, r.Header.Get(httpx.RequestIDHeader), lastEvent(audit.ActionLogin))
+
+		r = a.do(t, a.gwURL, "POST", "/api/v1/channels", token, "198.51.100.50", sent, map[string]any{"name": fmt.Sprintf("c%d", i), "kind": "public"})
+		if r.Status != 201 {
+			t.Fatalf("create channel: %d %s", r.Status, r.Body)
+		}
+		check("REST call with "+sent, sent, r.Header.Get(httpx.RequestIDHeader), lastEvent(audit.ActionChannelCreate))
+
+		h := http.Header{"Sec-WebSocket-Protocol": {"unhidra.v1, bearer.not-a-token-" + e2etest.RandomHex(8)}}
+		rid := (&scenario{a: a}).wsRefused(t, h, "192.0.2.20", sent, 401)
+		check("refused handshake with "+sent, sent, rid, lastEvent(audit.ActionConnectionRefused))
+	}
+	// An accepted handshake answers the id in its 101.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, res, err := wstest.Dial(ctx, a.wsURL, wstest.Options{Header: http.Header{"Sec-WebSocket-Protocol": {"unhidra.v1, bearer." + token}, httpx.RequestIDHeader: {"ws-ok-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := res.Header.Get(httpx.RequestIDHeader); got != "ws-ok-1" {
+		t.Fatalf("101 answered X-Request-ID %q, want ws-ok-1", got)
+	}
+}
+
+// The administration commands (user create/verify/disable/set-password,
+// device register/revoke) each append one record to the server's audit
+// log, by the operator, over the command line, with a request id of their
+// own, and with no password or key in it.
+func TestAdminCommandsAreAuditedOnceAsTheOperator(t *testing.T) {
+	s := startServer(t, map[string]string{"REGISTRATION": "approval"}, cheapHash)
+	pw := e2etest.Secret("password set by the CLI", "cli-pw-"+e2etest.RandomHex(8))
+	pw2 := e2etest.Secret("password reset by the CLI", "cli-pw2-"+e2etest.RandomHex(8))
+	e2etest.WantStatus(t, s.call(t, "POST", "/register", "", map[string]string{"username": "erin", "password": pw}), 201, "register erin")
+	out := map[string]string{}
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{pw + "\n", []string{"user", "create", "frank", "--password-stdin"}},
+		{"", []string{"user", "verify", "erin"}},
+		{pw2 + "\n", []string{"user", "set-password", "erin", "--password-stdin"}},
+		{"", []string{"device", "register", "probe", "--owner", "frank", "--id", "probe-1"}},
+		{"", []string{"device", "revoke", "probe-1"}},
+		{"", []string{"user", "disable", "erin"}},
+	} {
+		o, err := s.cli(t, c.stdin, c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		out[strings.Join(c.args[:2], " ")] = o
+	}
+	key := ""
+	for _, l := range strings.Split(out["device register"], "\n") {
+		if k, ok := strings.CutPrefix(l, "api_key: "); ok {
+			key = e2etest.Secret("device key of the CLI", k)
+		}
+	}
+	if key == "" {
+		t.Fatalf("no key printed: %q", out["device register"])
+	}
+
+	ctx := context.Background()
+	cfg, err := config.Load(nil, s.getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := platform.OpenBackend(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rows, err := b.Audit.AuditRows(ctx, audit.Query{After: -1, Before: -1, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ // action → target
+		audit.ActionUserCreate:     "frank",
+		audit.ActionUserVerify:     "erin",
+		audit.ActionPasswordChange: "erin",
+		audit.ActionDeviceRegister: "probe-1",
+		audit.ActionDeviceRevoke:   "probe-1",
+		audit.ActionUserDisable:    "erin",
+	}
+	got := map[string]int{}
+	ids := map[string]bool{}
+	for _, row := range rows {
+		rec, err := audit.DecodeRecord(row.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range []string{pw, pw2, key} {
+			if strings.Contains(string(row.Entry), sec) {
+				t.Errorf("a secret is in the record %s", row.Entry)
+			}
+		}
+		if rec.Transport != audit.TransportCLI {
+			continue
+		}
+		if rec.Action == audit.ActionChannelCreate {
+			// The device channel registering a device makes, for its owner.
+			if rec.Target != "device:probe-1" || rec.RequestID == "" {
+				t.Errorf("CLI record %s", row.Entry)
+			}
+			continue
+		}
+		if rec.Actor.Principal().String() != "operator:cli" || rec.Outcome != audit.Success || want[rec.Action] != rec.Target || rec.RequestID == "" || rec.IP != "" {
+			t.Errorf("CLI record %s", row.Entry)
+		}
+		got[rec.Action]++
+		ids[rec.RequestID] = true
+	}
+	for action := range want {
+		if got[action] != 1 {
+			t.Errorf("%s recorded %d times over the command line, want once", action, got[action])
+		}
+	}
+	if len(ids) != len(want) {
+		t.Errorf("%d request ids for %d commands", len(ids), len(want))
 	}
 }
