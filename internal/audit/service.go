@@ -123,6 +123,15 @@ func (s *Service) Checkpoint(ctx context.Context, who unhidra.Identity) ([]byte,
 	return s.log.Head().Note, nil
 }
 
+// Key returns the verifier key of the checkpoints (VerifierKey), for
+// admins, audited like every read.
+func (s *Service) Key(ctx context.Context, who unhidra.Identity) (string, error) {
+	if err := s.admit(ctx, who, "key", nil); err != nil {
+		return "", err
+	}
+	return s.VerifierKey, nil
+}
+
 func (s *Service) reader(ctx context.Context) merkle.NodeReader {
 	return func(ids []merkle.NodeID) ([]merkle.Hash, error) { return s.log.st.AuditNodes(ctx, ids) }
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/unhidra/unhidra"
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/wire"
@@ -46,6 +47,7 @@ type APIDeps struct {
 	Presence *presence.Service
 	Users    UserAuthenticator
 	Devices  DeviceAuthenticator // optional: without it device keys get 401
+	Audit    *audit.Service      // optional: the audit log's routes (api_audit.go)
 	Log      *slog.Logger
 	// Routes, when set, registers more routes on the API's mux, with
 	// patterns starting with APIPrefix (e.g. "GET /api/v1/devices/{id}/telemetry").
@@ -88,6 +90,7 @@ func NewAPI(d APIDeps) http.Handler {
 	mux.Handle("GET "+p+"/admin/connections", user(a.adminConnections))
 	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	a.directRoutes(mux, user)
+	a.auditRoutes(mux, user)
 	if d.Routes != nil {
 		d.Routes(mux, user, anyone)
 	}

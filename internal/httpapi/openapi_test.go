@@ -244,6 +244,9 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	c.call(limited.srv.URL, "POST", "/login", "", map[string]string{"username": "alice", "password": "alice password"}, 200)
 	c.call(limited.srv.URL, "POST", "/login", "", map[string]string{"username": "alice", "password": "alice password"}, 429)
 
+	// The audit log's routes, on an API with an audit service.
+	exerciseAuditRoutes(t, c)
+
 	ops, err := openapitest.Operations()
 	if err != nil {
 		t.Fatal(err)

@@ -259,6 +259,7 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		Presence: a.presence,
 		Users:    a.authSvc,
 		Devices:  a.deviceSvc,
+		Audit:    a.auditSvc,
 		Log:      log.With("server", "api"),
 		Routes:   httpapi.DeviceRoutes(a.fleet, log.With("server", "api")),
 	})
