@@ -193,7 +193,7 @@ func (v *verifier) run() error {
 	}
 	n := int64(expect)
 	if head != nil {
-		return stopOK(v.fail(ProblemTruncated, n, int64(head.Size)-1, "truncated: a signed head covers %d records, but only %d are stored (records %d onwards were removed)", head.Size, expect, expect))
+		return stopOK(v.fail(ProblemTruncated, n, int64(head.Size)-1, "a signed head covers %d records, but only %d are stored (records %d onwards were removed)", head.Size, expect, expect))
 	}
 	if v.nodeBad != nil {
 		v.rep.Problem = v.nodeBad
@@ -281,17 +281,24 @@ func (v *verifier) checkHead(h *Head, size uint64) error {
 	if h.Size < size {
 		return v.fail(ProblemHead, last, last, "a signed head of size %d is out of order", h.Size)
 	}
-	if h.Root != v.tree.Root() {
+	text, ok := noteText(h.Note)
+	cp, err := ParseCheckpoint(text)
+	if !ok || err != nil || cp.Size != h.Size {
+		return v.fail(ProblemHead, first, last, "the signed head of size %d is not a checkpoint of that size: altered", h.Size)
+	}
+	if cp.Root != v.tree.Root() {
+		// The records or the head: the head's signature decides which.
+		if _, err := OpenCheckpoint(h.Note, v.o.Verifiers); err != nil {
+			return v.fail(ProblemHead, first, last, "the signed head of size %d does not verify (%v): forged", h.Size, err)
+		}
 		if v.nodeBad != nil && v.nodeBad.Seq >= first {
 			v.rep.Problem = v.nodeBad
 			return errStop
 		}
 		return v.fail(ProblemHead, first, last, "records %d..%d do not match the signed head of size %d: one of them was altered (its hashes recomputed)", first, last, h.Size)
 	}
-	text, ok := noteText(h.Note)
-	cp, err := ParseCheckpoint(text)
-	if !ok || err != nil || cp.Size != h.Size || cp.Root != h.Root {
-		return v.fail(ProblemHead, last, last, "the signed head of size %d does not say what its columns say: altered", h.Size)
+	if h.Root != cp.Root {
+		return v.fail(ProblemHead, first, last, "the root column of the signed head of size %d differs from what it signed: altered", h.Size)
 	}
 	hc := *h
 	hc.Note = append([]byte(nil), h.Note...)

@@ -2,7 +2,9 @@
 -- nodes and the signed heads. All three are append-only: the triggers
 -- refuse every UPDATE and DELETE, so no statement of the server (or of an
 -- operator's mistake) can change history; what someone with the file can
--- still do is found by `unhidra audit verify`.
+-- still do is found by `unhidra audit verify`. INSERT OR REPLACE deletes
+-- without firing DELETE triggers (recursive_triggers is off), so an insert
+-- over an existing key is refused too.
 CREATE TABLE audit_records (
     seq        INTEGER PRIMARY KEY,   -- leaf index, from 0
     ts         INTEGER NOT NULL,      -- Unix nanoseconds
@@ -47,4 +49,13 @@ BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER audit_heads_no_update BEFORE UPDATE ON audit_heads
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_records_no_replace BEFORE INSERT ON audit_records
+WHEN EXISTS (SELECT 1 FROM audit_records WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_nodes_no_replace BEFORE INSERT ON audit_nodes
+WHEN EXISTS (SELECT 1 FROM audit_nodes WHERE size = NEW.size AND level = NEW.level)
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER audit_heads_no_replace BEFORE INSERT ON audit_heads
+WHEN EXISTS (SELECT 1 FROM audit_heads WHERE size = NEW.size)
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
