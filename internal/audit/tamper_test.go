@@ -116,9 +116,9 @@ func TestVolumeTamperingIsFoundAndLocated(t *testing.T) {
 
 	type want struct {
 		kind      string
-		seq       int   // the altered record
-		exact     bool  // located to exactly seq (else to a range holding it)
-		withCheck bool  // verified against the checkpoint file
+		seq       int  // the altered record
+		exact     bool // located to exactly seq (else to a range holding it)
+		withCheck bool // verified against the checkpoint file
 	}
 	trials := []struct {
 		name   string
