@@ -28,6 +28,7 @@ Usage:
   unhidra user create NAME [--admin] [--password-stdin]
   unhidra user list | verify NAME | disable NAME | set-password NAME --password-stdin
   unhidra device register NAME --owner USER | list | revoke ID
+  unhidra audit verify | export [--from N] | keygen
   unhidra agent [flags]          the device agent (GATEWAY_URL, DEVICE_API_KEY, CA_FILE, …)
   unhidra devsim --devices N     a fleet of simulated devices (--transport ws|mqtt|mixed)
   unhidra bench ws|mqtt|login    load generators: throughput, latency percentiles, server memory
@@ -112,6 +113,8 @@ func dispatch(ctx context.Context, e env) error {
 		return runUser(ctx, e)
 	case "device":
 		return runDevice(ctx, e)
+	case "audit":
+		return runAudit(ctx, e)
 	case "agent":
 		return runAgent(ctx, e)
 	case "devsim":
