@@ -30,8 +30,8 @@ type Options struct {
 	// waiting for one (default 4096).
 	MaxBatch int
 	QueueLen int
-	// Wait bounds how long Audit waits for its record to be stored (default
-	// 10 s); after that the caller goes on and the wait is counted.
+	// Wait bounds how long Audit waits for room in a full queue (default
+	// 10 s); after that the record is reported as lost.
 	Wait       time.Duration
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
@@ -137,52 +137,61 @@ func (l *Log) load(ctx context.Context) error {
 	return nil
 }
 
-// Audit implements Recorder: it appends e and waits (at most Options.Wait)
-// until it is stored.
+// Audit implements Recorder: it appends e and waits until it is stored.
+// A record that cannot be stored is reported as lost (see Log).
 func (l *Log) Audit(ctx context.Context, e Event) {
+	_, _ = l.Append(ctx, e)
+}
+
+// Append appends e and returns its seq once it is durable. When it cannot
+// be stored, the error says why and the record is reported as lost. It
+// waits at most Options.Wait for room in the queue; once queued, the
+// commit loop always answers (the store's own timeout bounds a commit).
+func (l *Log) Append(ctx context.Context, e Event) (uint64, error) {
 	e = Complete(ctx, e, l.o.Now())
 	p := &pending{rec: NewRecord(e), done: make(chan error, 1)}
-	t := time.NewTimer(l.o.Wait)
-	defer t.Stop()
-	select {
-	case <-l.quit:
-		l.lost(p.rec, errors.New("the audit log is closed"))
-		return
-	default:
+	fail := func(err error) (uint64, error) {
+		l.lost(p.rec, err)
+		return 0, err
 	}
 	select {
-	case l.q <- p:
 	case <-l.quit:
-		l.lost(p.rec, errors.New("the audit log is closed"))
-		return
+		return fail(errClosed)
+	default:
+	}
+	t := time.NewTimer(l.o.Wait)
+	select {
+	case l.q <- p:
+		t.Stop()
+	case <-l.quit:
+		t.Stop()
+		return fail(errClosed)
 	case <-t.C:
 		l.m.waits.Inc()
-		l.lost(p.rec, fmt.Errorf("the audit queue stayed full for %s", l.o.Wait))
-		return
+		return fail(fmt.Errorf("the audit queue stayed full for %s", l.o.Wait))
 	}
 	select {
 	case err := <-p.done:
 		if err != nil {
-			l.lost(p.rec, err)
+			return fail(err)
 		}
+		return p.rec.Seq, nil
 	case <-l.done:
 		// Closed while this one was being queued: stored in the last
 		// drain, or never.
 		select {
 		case err := <-p.done:
 			if err != nil {
-				l.lost(p.rec, err)
+				return fail(err)
 			}
+			return p.rec.Seq, nil
 		default:
-			l.lost(p.rec, errors.New("the audit log closed before storing it"))
+			return fail(errClosed)
 		}
-	case <-t.C:
-		// Still queued or committing: it will be stored or reported as
-		// lost by the commit loop; this caller goes on.
-		l.m.waits.Inc()
-		l.log.Warn("audit record not confirmed in time; it is still being stored", "action", p.rec.Action, "wait", l.o.Wait)
 	}
 }
+
+var errClosed = unhidra.Errorf(unhidra.EUNAVAILABLE, "the audit log is closed")
 
 // lost reports a record that could not be stored: at error level with
 // every field, so the process log keeps what the audit log could not.
@@ -268,7 +277,11 @@ func (l *Log) run() {
 func (l *Log) commit(batch []*pending) {
 	start := time.Now()
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 100; attempt++ {
+		if attempt > 0 {
+			// Let the other writer's commit through.
+			time.Sleep(time.Duration(attempt) * time.Millisecond)
+		}
 		var b *Batch
 		var ok []*pending
 		b, ok, err = l.build(batch)
@@ -381,7 +394,7 @@ func newLogMetrics(reg prometheus.Registerer) *logMetrics {
 	m := &logMetrics{
 		appended:    prometheus.NewCounter(prometheus.CounterOpts{Name: "unhidra_audit_appends_total", Help: "Audit records stored."}),
 		errors:      prometheus.NewCounter(prometheus.CounterOpts{Name: "unhidra_audit_append_errors_total", Help: "Audit records that could not be stored (each written to the process log at error level)."}),
-		waits:       prometheus.NewCounter(prometheus.CounterOpts{Name: "unhidra_audit_wait_timeouts_total", Help: "Audit calls that stopped waiting for their record to be stored."}),
+		waits:       prometheus.NewCounter(prometheus.CounterOpts{Name: "unhidra_audit_queue_full_total", Help: "Audit records lost because the append queue stayed full."}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "unhidra_audit_checkpoints_written_total", Help: "Signed checkpoints written to the data dir."}),
 		batch:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unhidra_audit_batch_size", Help: "Records per audit group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commit:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unhidra_audit_commit_seconds", Help: "Time to sign and store one audit group commit.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
