@@ -45,7 +45,7 @@ func copyDB(t *testing.T, e *env, name string) (*sqlite.DB, *sqlite.AuditStore) 
 	return db, sqlite.NewAuditStore(db)
 }
 
-func exec(t *testing.T, db *sqlite.DB, q string, args ...any) {
+func execSQL(t *testing.T, db *sqlite.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Writer().Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
@@ -127,54 +127,54 @@ func TestVolumeTamperingIsFoundAndLocated(t *testing.T) {
 	}{
 		{"byte flip in an entry", func(t *testing.T, db *sqlite.DB) {
 			b := flipInRequestID(t, entryOf(t, db, at(0.54321)))
-			exec(t, db, `UPDATE audit_records SET entry = ? WHERE seq = ?`, b, at(0.54321))
+			execSQL(t, db, `UPDATE audit_records SET entry = ? WHERE seq = ?`, b, at(0.54321))
 		}, want{audit.ProblemRecord, at(0.54321), true, false}},
 		{"byte flip with its leaf hash recomputed", func(t *testing.T, db *sqlite.DB) {
 			b := flipInRequestID(t, entryOf(t, db, at(0.54321)))
-			exec(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, b, leaf(b), at(0.54321))
+			execSQL(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, b, leaf(b), at(0.54321))
 		}, want{audit.ProblemNodes, at(0.54321), false, false}},
 		{"byte flip in a stored leaf hash", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `UPDATE audit_records SET leaf = ? WHERE seq = 12`, leaf([]byte("x")))
+			execSQL(t, db, `UPDATE audit_records SET leaf = ? WHERE seq = 12`, leaf([]byte("x")))
 		}, want{audit.ProblemRecord, 12, true, false}},
 		{"a searchable column changed", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `UPDATE audit_records SET action = 'logout' WHERE seq = 99`)
+			execSQL(t, db, `UPDATE audit_records SET action = 'logout' WHERE seq = 99`)
 		}, want{audit.ProblemRecord, 99, true, false}},
 		{"deletion", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `DELETE FROM audit_records WHERE seq = ?`, at(0.00777))
+			execSQL(t, db, `DELETE FROM audit_records WHERE seq = ?`, at(0.00777))
 		}, want{audit.ProblemMissing, at(0.00777), true, false}},
 		{"swap of two records", func(t *testing.T, db *sqlite.DB) {
 			a, b := entryOf(t, db, at(0.01)), entryOf(t, db, at(0.02))
-			exec(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, b, leaf(b), at(0.01))
-			exec(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, a, leaf(a), at(0.02))
+			execSQL(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, b, leaf(b), at(0.01))
+			execSQL(t, db, `UPDATE audit_records SET entry = ?, leaf = ? WHERE seq = ?`, a, leaf(a), at(0.02))
 		}, want{audit.ProblemRecord, at(0.01), true, false}},
 		{"forged record in place of one", func(t *testing.T, db *sqlite.DB) {
 			f := forgedEntry(t, at(0.05))
-			exec(t, db, `DELETE FROM audit_records WHERE seq = ?`, at(0.05))
-			exec(t, db, `INSERT INTO audit_records (seq, ts, actor_kind, actor_id, action, target, outcome, entry, leaf) VALUES (?, ?, 'user', 'mallory', 'login', '', 'success', ?, ?)`,
+			execSQL(t, db, `DELETE FROM audit_records WHERE seq = ?`, at(0.05))
+			execSQL(t, db, `INSERT INTO audit_records (seq, ts, actor_kind, actor_id, action, target, outcome, entry, leaf) VALUES (?, ?, 'user', 'mallory', 'login', '', 'success', ?, ?)`,
 				at(0.05), time.Unix(1_800_000_000, 0).UnixNano(), f, leaf(f))
 		}, want{audit.ProblemNodes, at(0.05), false, false}},
 		{"forged record appended", func(t *testing.T, db *sqlite.DB) {
 			f := forgedEntry(t, n)
-			exec(t, db, `INSERT INTO audit_records (seq, ts, actor_kind, actor_id, action, target, outcome, entry, leaf) VALUES (?, ?, 'user', 'mallory', 'login', '', 'success', ?, ?)`,
+			execSQL(t, db, `INSERT INTO audit_records (seq, ts, actor_kind, actor_id, action, target, outcome, entry, leaf) VALUES (?, ?, 'user', 'mallory', 'login', '', 'success', ?, ?)`,
 				n, time.Unix(1_800_000_000, 0).UnixNano(), f, leaf(f))
 		}, want{audit.ProblemUnsigned, n, false, false}},
 		{"truncation of the last records", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `DELETE FROM audit_records WHERE seq >= ?`, n-10)
+			execSQL(t, db, `DELETE FROM audit_records WHERE seq >= ?`, n-10)
 		}, want{audit.ProblemTruncated, n - 10, false, false}},
 		{"truncation with its heads and nodes, against the checkpoint", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `DELETE FROM audit_records WHERE seq >= ?`, at(0.9))
-			exec(t, db, `DELETE FROM audit_nodes WHERE size > ?`, at(0.9))
-			exec(t, db, `DELETE FROM audit_heads WHERE size > ?`, at(0.9))
+			execSQL(t, db, `DELETE FROM audit_records WHERE seq >= ?`, at(0.9))
+			execSQL(t, db, `DELETE FROM audit_nodes WHERE size > ?`, at(0.9))
+			execSQL(t, db, `DELETE FROM audit_heads WHERE size > ?`, at(0.9))
 			// The log must still end in a head: cut to the last one.
 			var last int
 			if err := db.Writer().QueryRow(`SELECT MAX(size) FROM audit_heads`).Scan(&last); err != nil {
 				t.Fatal(err)
 			}
-			exec(t, db, `DELETE FROM audit_records WHERE seq >= ?`, last)
-			exec(t, db, `DELETE FROM audit_nodes WHERE size > ?`, last)
+			execSQL(t, db, `DELETE FROM audit_records WHERE seq >= ?`, last)
+			execSQL(t, db, `DELETE FROM audit_nodes WHERE size > ?`, last)
 		}, want{audit.ProblemRollback, at(0.9) - 1, false, true}},
 		{"a signed head's root changed", func(t *testing.T, db *sqlite.DB) {
-			exec(t, db, `UPDATE audit_heads SET root = ? WHERE size = (SELECT MIN(size) FROM audit_heads WHERE size > ?)`, leaf([]byte("y")), at(0.6))
+			execSQL(t, db, `UPDATE audit_heads SET root = ? WHERE size = (SELECT MIN(size) FROM audit_heads WHERE size > ?)`, leaf([]byte("y")), at(0.6))
 		}, want{audit.ProblemHead, at(0.6), false, false}},
 		{"the last head's signature forged", func(t *testing.T, db *sqlite.DB) {
 			var size int
@@ -184,7 +184,7 @@ func TestVolumeTamperingIsFoundAndLocated(t *testing.T) {
 			}
 			i := strings.LastIndex(note, " ") + 5
 			forged := note[:i] + string(rune('A'+(note[i]-'A'+1)%26)) + note[i+1:]
-			exec(t, db, `UPDATE audit_heads SET note = ? WHERE size = ?`, forged, size)
+			execSQL(t, db, `UPDATE audit_heads SET note = ? WHERE size = ?`, forged, size)
 		}, want{audit.ProblemHead, n - 1, false, false}},
 	}
 	for _, tr := range trials {
