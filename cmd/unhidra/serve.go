@@ -45,8 +45,15 @@ func startApp(ctx context.Context, e env, opts platform.NodeOptions) (*platform.
 	// Values that did not parse and values that are wrong, in one list.
 	if problems := errors.Join(err, cfg.Validate()); problems != nil {
 		fmt.Fprintln(e.stderr, "unhidra: the configuration has problems:")
-		for _, line := range strings.Split(problems.Error(), "\n") {
+		lines := strings.Split(problems.Error(), "\n")
+		for _, line := range lines {
 			fmt.Fprintf(e.stderr, "  - %s\n", line)
+		}
+		// An existing installation records the refusal in its audit log.
+		if recorded, err := platform.RecordRefusal(ctx, cfg, lines); err != nil {
+			fmt.Fprintf(e.stderr, "unhidra: could not record the refusal in the audit log: %v\n", err)
+		} else if recorded {
+			fmt.Fprintln(e.stderr, "unhidra: the refusal is recorded in the audit log")
 		}
 		return nil, errors.New("refusing to start with an invalid configuration")
 	}

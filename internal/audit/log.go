@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,7 @@ type Log struct {
 	quit chan struct{}
 	done chan struct{}
 
+	nlost     atomic.Uint64
 	closeOnce sync.Once
 	mu        sync.Mutex
 	head      Head // the latest stored head
@@ -197,12 +199,16 @@ var errClosed = unhidra.Errorf(unhidra.EUNAVAILABLE, "the audit log is closed")
 // every field, so the process log keeps what the audit log could not.
 func (l *Log) lost(r Record, err error) {
 	l.m.errors.Inc()
+	l.nlost.Add(1)
 	l.mu.Lock()
 	l.lastErr, l.lastErrAt = err, l.o.Now()
 	l.mu.Unlock()
 	entry, _ := r.Encode()
 	l.log.Error("audit record NOT stored", "err", err, "record", string(entry))
 }
+
+// Lost returns how many records could not be stored since Open.
+func (l *Log) Lost() uint64 { return l.nlost.Load() }
 
 // Err returns the last append failure of the past minute (nil when the
 // log stores): what the health check reports.

@@ -238,7 +238,7 @@ func NewNode(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Nod
 			AllowedOrigins: cfg.AllowedOrigins,
 			GatewayPort:    a.gatewayPort(),
 			TrustProxyTLS:  cfg.TrustProxyTLS,
-			Health:         a.backend.Ping,
+			Health:         a.healthy,
 			Draining:       a.draining.Load,
 			Metrics:        a.authMetrics(),
 			HTTPMetrics:    a.httpm,
@@ -292,7 +292,7 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		Log:        log.With("server", "gateway"),
 		Registerer: a.registry,
 		Gatherer:   a.registry,
-		Health:     a.backend.Ping,
+		Health:     a.healthy,
 		API:        apiHandler,
 		Web:        web.Handler(),
 	})
@@ -473,6 +473,19 @@ func (a *Node) Close() error {
 		a.backend = nil
 	}
 	return errors.Join(errs...)
+}
+
+// healthy is what /health and /ready check: the store answers and the
+// audit log stores (a log that cannot record security events is an
+// outage, not a detail).
+func (a *Node) healthy(ctx context.Context) error {
+	if err := a.backend.Ping(ctx); err != nil {
+		return err
+	}
+	if err := a.auditLog.Err(); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
 }
 
 // AuditLog returns the node's audit log.

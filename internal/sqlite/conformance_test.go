@@ -43,3 +43,13 @@ func TestPresenceStoreConformance(t *testing.T) {
 		return st
 	})
 }
+
+func TestAuditStoreConformance(t *testing.T) {
+	storetest.Audit(t, func(t *testing.T) storetest.AuditStores {
+		db := sqlitetest.Open(t)
+		return storetest.AuditStores{Store: sqlite.NewAuditStore(db), Exec: func(stmt string) error {
+			_, err := db.Writer().Exec(stmt)
+			return err
+		}}
+	})
+}
