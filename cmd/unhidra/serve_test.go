@@ -33,10 +33,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/auth"
 	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/internal/platform"
 	"github.com/unhidra/unhidra/internal/procfs"
+	"github.com/unhidra/unhidra/internal/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -633,4 +637,54 @@ func TestAccountCapHoldsAcrossManyLoopbackSourceAddresses(t *testing.T) {
 	}
 	s.want(t, s.call(t, "POST", "/login", "", map[string]string{"username": "victim", "password": victimPW}), 429, "the locked account, right password")
 	s.login(t, "bystander", "bystander password")
+}
+
+// TestARefusedStartIsAudited: an installation whose configuration is
+// changed to an invalid one refuses to start and records the refusal, with
+// its problems, in its audit log; the log still verifies.
+func TestARefusedStartIsAudited(t *testing.T) {
+	s := startServer(t, nil, platform.NodeOptions{HashParams: auth.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1}})
+	s.stop(t)
+	var stderr bytes.Buffer
+	bad := func(k string) string {
+		if k == "ACCESS_TOKEN_TTL" {
+			return "1s"
+		}
+		return s.getenv(k)
+	}
+	if err := run(context.Background(), env{args: []string{"serve"}, getenv: bad, stdout: io.Discard, stderr: &stderr}); err == nil {
+		t.Fatal("serve started with ACCESS_TOKEN_TTL=1s")
+	}
+	if !strings.Contains(stderr.String(), "recorded in the audit log") {
+		t.Fatalf("stderr does not say the refusal was recorded:\n%s", stderr.String())
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(s.dir, "unhidra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := sqlite.NewAuditStore(db)
+	rows, err := st.AuditRows(context.Background(), audit.Query{Action: audit.ActionConfigRefused, After: -1, Before: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 {
+		t.Fatalf("%d config_refused records, want 1", len(rows))
+	}
+	rec, err := audit.DecodeRecord(rows[0].Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Outcome != audit.Failure || !strings.Contains(rec.Reason, "ACCESS_TOKEN_TTL") || rec.Transport != audit.TransportSystem {
+		t.Fatalf("record %+v", rec)
+	}
+	vkey, _ := os.ReadFile(filepath.Join(s.dir, "audit", audit.VerifierKeyFile))
+	v, err := note.NewVerifier(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(context.Background(), st, audit.VerifyOptions{Verifiers: note.VerifierList(v)})
+	if err != nil || rep.Problem != nil {
+		t.Fatalf("verify: %v %v", err, rep.Problem)
+	}
 }
