@@ -108,6 +108,10 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if err != nil {
 		failed = false
 		count(OutcomeBusy)
+		// Shed unchecked, but still an attempt on the account: a flood
+		// leaves its trace (the log's group commit takes thousands a
+		// second).
+		s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "server busy: not checked"})
 		return TokenPair{}, err
 	}
 	defer release()
@@ -127,6 +131,7 @@ func (s *Service) Login(ctx context.Context, in LoginInput) (TokenPair, error) {
 	if err != nil {
 		failed = false
 		count(OutcomeBusy)
+		s.emit(ctx, Event{Action: ActionLogin, Actor: typedName(name), IP: ip, Outcome: "failure", Reason: "server busy: not checked"})
 		return TokenPair{}, err
 	}
 	if !known || !match {
