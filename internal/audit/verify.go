@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"iter"
 	"time"
@@ -157,7 +156,7 @@ func (v *verifier) run() error {
 				return v.fail(ProblemRecord, seq, seq, "record %d: its content does not match its stored hash: altered", expect)
 			}
 			fe = entryFields{}
-			if err := json.Unmarshal(row.Entry, &fe); err != nil {
+			if err := parseEntry(row.Entry, row, &fe); err != nil {
 				return v.fail(ProblemRecord, seq, seq, "record %d: not a valid entry: %v", expect, err)
 			}
 			if fe.Seq != row.Seq {
