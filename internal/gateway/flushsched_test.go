@@ -40,6 +40,30 @@ func roundSubscriber(t *testing.T, e *env, user, channel string) *wstest.Conn {
 	return c
 }
 
+// waitFlushersIdle waits until no connection of e has frames queued or a
+// flusher running.
+func waitFlushersIdle(t *testing.T, e *env) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	e.srv.mu.Lock()
+	conns := e.srv.connsSnapshot(nil)
+	e.srv.mu.Unlock()
+	for _, c := range conns {
+		for {
+			c.mu.Lock()
+			idle := len(c.out) == 0 && !c.flushing && !c.flushDue
+			c.mu.Unlock()
+			if idle {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a connection's flusher is still busy after 10 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 func messageEvent(channel string, off int64, text string) *broker.Event {
 	m := &wire.Message{ID: fmt.Sprint("m", off), Channel: channel, Offset: off, Text: &text}
 	return &broker.Event{Kind: broker.Message, Channel: channel, Offset: off, Message: m}
@@ -52,6 +76,9 @@ func TestFanoutFramesWaitingForARoundLeaveInOneWrite(t *testing.T) {
 	f := holdRounds(e)
 	a := roundSubscriber(t, e, "alice", "batch")
 	b := roundSubscriber(t, e, "bob", "batch")
+	// The flushers of the replies must be done: a frame queued while one
+	// still runs leaves in its next write, not in the round.
+	waitFlushersIdle(t, e)
 	before := counterValue(t, e.srv.met.writes)
 	const n = 50
 	for i := range n {

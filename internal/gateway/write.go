@@ -191,6 +191,9 @@ func (c *conn) flush() {
 			}
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		// Counted before the write: once a peer has read a frame, the
+		// write that carried it is in the metric.
+		s.met.writes.Inc()
 		w := bufs // WriteTo consumes its receiver
 		_, err := w.WriteTo(c.nc)
 		clear(bufs)
@@ -204,7 +207,6 @@ func (c *conn) flush() {
 			c.abort("write")
 			continue
 		}
-		s.met.writes.Inc()
 		s.met.framesOut.Add(float64(len(batch)))
 		c.pc.MsgsOut.Add(int64(data))
 		if wroteClose {
