@@ -59,6 +59,9 @@ type Config struct {
 	// key, from `unhidra audit keygen`); empty in development: a key
 	// generated into DataDir/audit. AuditCheckpointEvery is how often the
 	// latest checkpoint is written there.
+	// PublicAuthURL is the auth API's address as browsers reach it (a
+	// proxy in front); empty: the web page's host on AUTH_PORT.
+	PublicAuthURL        string
 	AuditSigningKey      string
 	AuditCheckpointEvery time.Duration
 	// Services lists the services `serve` runs (auth, gateway, mqtt, ml).
@@ -237,6 +240,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	c.TelemetryRetention = envDur("TELEMETRY_RETENTION", 30*24*time.Hour)
 	c.AdminPassword = getenv("UNHIDRA_ADMIN_PASSWORD")
 	c.PprofPort = envInt("PPROF_PORT", 0)
+	c.PublicAuthURL = getenv("PUBLIC_AUTH_URL")
 	c.AuditSigningKey = getenv("AUDIT_SIGNING_KEY")
 	c.AuditCheckpointEvery = envDur("AUDIT_CHECKPOINT_INTERVAL", time.Minute)
 	services := env("UNHIDRA_SERVICES", strings.Join(AllServices, ","))
@@ -281,6 +285,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	durVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT")
 	intVar(&c.PprofPort, "pprof-port", "PPROF_PORT: Go runtime profiles on 127.0.0.1 (0: off)")
 	durVar(&c.TelemetryRetention, "telemetry-retention", "TELEMETRY_RETENTION")
+	fs.StringVar(&c.PublicAuthURL, "public-auth-url", c.PublicAuthURL, "PUBLIC_AUTH_URL: the auth API's address as browsers reach it (empty: the page's host on AUTH_PORT)")
 	durVar(&c.AuditCheckpointEvery, "audit-checkpoint-interval", "AUDIT_CHECKPOINT_INTERVAL: how often the audit log's signed checkpoint is written to the data dir")
 	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
 	// The flag package prints nothing: -h prints the whole usage, a wrong
@@ -571,6 +576,11 @@ func (c *Config) Validate() error {
 
 	if c.AuditCheckpointEvery < time.Second || c.AuditCheckpointEvery > 24*time.Hour {
 		add("AUDIT_CHECKPOINT_INTERVAL: %s must be between 1s and 24h", c.AuditCheckpointEvery)
+	}
+	if c.PublicAuthURL != "" {
+		if u, err := url.Parse(c.PublicAuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			add("PUBLIC_AUTH_URL: %q must be an http(s)://host[:port][/path] URL", c.PublicAuthURL)
+		}
 	}
 	if c.AuditSigningKey != "" && !strings.HasPrefix(c.AuditSigningKey, "PRIVATE+KEY+") {
 		add("AUDIT_SIGNING_KEY: not a note signer key (PRIVATE+KEY+name+hash+key; make one with `unhidra audit keygen`)")

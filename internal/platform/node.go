@@ -294,7 +294,10 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		Gatherer:   a.registry,
 		Health:     a.healthy,
 		API:        apiHandler,
-		Web:        web.Handler(),
+		Web: web.Handler(web.Options{
+			AuthPort: a.authPort(), AuthURL: cfg.PublicAuthURL, TLS: cfg.TLS() || cfg.TrustProxyTLS,
+			Registration: cfg.Registration,
+		}),
 	})
 	if err != nil {
 		return err
@@ -359,6 +362,22 @@ func (a *Node) gatewayPort() int {
 		}
 	}
 	return a.cfg.GatewayPort
+}
+
+// authPort is the port the auth API is reached on, for the web client: the
+// bound one when this process runs it (AUTH_PORT=0 works), else the
+// configured one.
+func (a *Node) authPort() int {
+	addr := a.authAddr
+	if ln := a.lns["AUTH_PORT"]; addr == "" && ln != nil {
+		addr = ln.Addr().String() // the gateway starts first
+	}
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		if n, err := strconv.Atoi(p); err == nil {
+			return n
+		}
+	}
+	return a.cfg.AuthPort
 }
 
 // MQTTAddr returns the MQTT listener's address, or "".
