@@ -1,0 +1,146 @@
+package main
+
+// Helpers of the web client's browser tests: a page of the real client in
+// headless Chromium, driven the way a user (or a screen reader) finds
+// things: by role and accessible name, never by CSS class.
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/unhidra/unhidra/internal/browsertest"
+)
+
+// webPage is the web client open in one headless Chromium (its own
+// profile: two pages are two users).
+type webPage struct {
+	t   *testing.T
+	b   *browsertest.Browser
+	ctx context.Context
+}
+
+// a11yJS defines window.__t in the page: accessible-name lookups.
+const a11yJS = `window.__t || (window.__t = (() => {
+  const norm = (s) => (s || "").replace(/\s+/g, " ").trim();
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length) && getComputedStyle(el).visibility !== "hidden";
+  function name(el) {
+    if (el.getAttribute("aria-label")) return norm(el.getAttribute("aria-label"));
+    const lb = el.getAttribute("aria-labelledby");
+    if (lb) return norm(lb.split(/\s+/).map((id) => (document.getElementById(id) || {}).textContent).join(" "));
+    if (el.id) { const l = document.querySelector("label[for='" + CSS.escape(el.id) + "']"); if (l) return norm(l.textContent); }
+    const wrap = el.closest("label");
+    if (wrap) { const c = wrap.cloneNode(true); c.querySelectorAll("input,select,textarea").forEach((x) => x.remove()); return norm(c.textContent); }
+    if (el.matches("input,textarea") && el.placeholder) return norm(el.placeholder);
+    if (el.getAttribute("title")) return norm(el.getAttribute("title"));
+    return norm(el.textContent);
+  }
+  const roles = {
+    button: "button, [role=button], input[type=submit], input[type=button]",
+    link: "a[href], [role=link]",
+    textbox: "input:not([type]), input[type=text], input[type=search], input[type=email], input[type=url], input[type=password], textarea, [role=textbox]",
+    searchbox: "input[type=search], [role=searchbox]",
+    checkbox: "input[type=checkbox], [role=checkbox]",
+    combobox: "select, [role=combobox]",
+    heading: "h1, h2, h3, h4, h5, h6, [role=heading]",
+    navigation: "nav, [role=navigation]",
+    log: "[role=log]",
+    dialog: "dialog, [role=dialog]",
+    listitem: "li, [role=listitem]",
+    status: "[role=status]",
+    alert: "[role=alert]",
+    region: "section[aria-label], section[aria-labelledby], [role=region]",
+    row: "tr, [role=row]",
+  };
+  function all(role, n, root) {
+    return [...(root || document).querySelectorAll(roles[role] || role)].filter((el) => visible(el) && (n === undefined || name(el) === n));
+  }
+  function one(role, n, root) {
+    const els = all(role, n, root);
+    if (els.length === 0) throw new Error("no " + role + " named " + JSON.stringify(n));
+    return els[0];
+  }
+  function fill(el, v) {
+    const proto = el.tagName === "TEXTAREA" ? HTMLTextAreaElement.prototype : el.tagName === "SELECT" ? HTMLSelectElement.prototype : HTMLInputElement.prototype;
+    Object.getOwnPropertyDescriptor(proto, "value").set.call(el, v);
+    el.dispatchEvent(new Event("input", { bubbles: true }));
+    el.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  return { name, all, one, fill, norm, visible };
+})())`
+
+// openWeb opens the client of the gateway at gwURL.
+func openWeb(t *testing.T, gwURL string) *webPage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	t.Cleanup(cancel)
+	p := &webPage{t: t, b: browsertest.Open(t, gwURL+"/"), ctx: ctx}
+	p.wait("typeof window.unhidra", `"object"`)
+	return p
+}
+
+// js evaluates expr (with window.__t defined) and returns its JSON value.
+func (p *webPage) js(expr string) json.RawMessage {
+	p.t.Helper()
+	v, err := p.b.Eval(p.ctx, a11yJS+";\n"+expr)
+	if err != nil {
+		p.t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// try is js that returns the error instead of failing.
+func (p *webPage) try(expr string) (json.RawMessage, error) {
+	return p.b.Eval(p.ctx, a11yJS+";\n"+expr)
+}
+
+// wait evaluates expr until its JSON value is want (within the page's
+// deadline).
+func (p *webPage) wait(expr, want string) {
+	p.t.Helper()
+	p.b.WaitFor(p.t, p.ctx, a11yJS+";\n"+expr, want)
+}
+
+// waitTrue waits until expr is true.
+func (p *webPage) waitTrue(expr string) {
+	p.t.Helper()
+	p.wait("!!("+expr+")", "true")
+}
+
+// fill types value into the textbox (or combobox) named label.
+func (p *webPage) fill(label, value string) {
+	p.t.Helper()
+	q := strconv.Quote
+	p.waitTrue(`__t.all("textbox", ` + q(label) + `).length || __t.all("combobox", ` + q(label) + `).length`)
+	p.js(`(() => { const el = __t.all("textbox", ` + q(label) + `)[0] || __t.all("combobox", ` + q(label) + `)[0]; el.focus(); __t.fill(el, ` + q(value) + `); return 1 })()`)
+}
+
+// click clicks the element of role named name (waiting for it).
+func (p *webPage) click(role, name string) {
+	p.t.Helper()
+	q := strconv.Quote
+	p.waitTrue(`__t.all(` + q(role) + `, ` + q(name) + `).length`)
+	p.js(`(__t.one(` + q(role) + `, ` + q(name) + `).click(), 1)`)
+}
+
+// text returns the visible text of the first element of role named name
+// ("" for any name when name is empty).
+func (p *webPage) names(role string) []string {
+	p.t.Helper()
+	var out []string
+	if err := json.Unmarshal(p.js(`__t.all(`+strconv.Quote(role)+`).map(__t.name)`), &out); err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+// signIn signs in through the form and waits for the connection.
+func (p *webPage) signIn(user, pw string) {
+	p.t.Helper()
+	p.fill("Username", user)
+	p.fill("Password", pw)
+	p.click("button", "Sign in")
+	p.wait(`(document.querySelector("[data-state]") || {}).dataset?.state || null`, `"online"`)
+}
