@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -177,140 +172,23 @@ func parseKeys(spec *cmdSpec, keys []string) ([]note.Verifier, error) {
 	return vs, nil
 }
 
-// auditDB opens the database named by --db, or the server's, without
-// migrating it, and checks that it holds an audit log. It also returns the
-// configuration (for the data dir and AUDIT_SIGNING_KEY).
-func auditDB(ctx context.Context, e env, dbFlag string) (*sqlite.DB, *config.Config, error) {
+func auditVerify(ctx context.Context, e env, dbFlag, cpFile string, cpSet bool, flagKeys []note.Verifier, keyFile string) error {
 	cfg, err := config.Load(nil, e.getenv)
 	if err != nil {
-		return nil, nil, fmt.Errorf("configuration: %w", err)
+		return fmt.Errorf("configuration: %w", err)
 	}
-	url := cfg.DatabaseURL
-	if dbFlag != "" {
-		url = dbFlag
-	}
-	path := (&config.Config{DatabaseURL: url}).SQLitePath()
-	if path == "" {
-		return nil, nil, fmt.Errorf("%s: the audit commands read SQLite databases (a file path or sqlite://path)", url)
-	}
-	if st, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("no database at %s", path)
-		}
-		return nil, nil, err
-	} else if st.IsDir() {
-		return nil, nil, fmt.Errorf("%s is a directory, not a database", path)
-	}
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var n int
-	err = db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_records', 'audit_nodes', 'audit_heads')`).Scan(&n)
-	if err != nil {
-		db.Close()
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if n != 3 {
-		db.Close()
-		return nil, nil, fmt.Errorf("%s has no audit log (its schema predates the audit tables: a server of this version migrates it at start, or run \"unhidra migrate\" on the server's database, not on a copy to verify)", path)
-	}
-	return db, cfg, nil
-}
-
-// verifierKeys returns the keys to verify with and where they came from:
-// the flags', else the data dir's verify.key, else AUDIT_SIGNING_KEY's.
-func verifierKeys(cfg *config.Config, flagKeys []note.Verifier, keyFile string) ([]note.Verifier, string, error) {
-	vs := flagKeys
-	var from []string
-	if len(flagKeys) > 0 {
-		from = append(from, "--key")
-	}
-	readFile := func(path string) error {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for i, line := range strings.Split(string(b), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			v, err := note.NewVerifier(line)
-			if err != nil {
-				return fmt.Errorf("%s:%d: not a note verifier key: %v", path, i+1, err)
-			}
-			vs = append(vs, v)
-			n++
-		}
-		if n == 0 {
-			return fmt.Errorf("%s holds no verifier key", path)
-		}
-		from = append(from, path)
-		return nil
-	}
-	if keyFile != "" {
-		if err := readFile(keyFile); err != nil {
-			return nil, "", err
-		}
-	}
-	if len(vs) == 0 {
-		path := filepath.Join(platform.AuditDir(cfg), audit.VerifierKeyFile)
-		if err := readFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, "", err
-		}
-	}
-	if len(vs) == 0 && cfg.AuditSigningKey != "" {
-		vkey, err := audit.VerifierKey(cfg.AuditSigningKey)
-		if err != nil {
-			return nil, "", fmt.Errorf("AUDIT_SIGNING_KEY: %w", err)
-		}
-		v, err := note.NewVerifier(vkey)
-		if err != nil {
-			return nil, "", err
-		}
-		vs = append(vs, v)
-		from = append(from, "AUDIT_SIGNING_KEY")
-	}
-	if len(vs) == 0 {
-		return nil, "", fmt.Errorf("no verifier key: give --key VKEY or --key-file FILE (the key \"unhidra audit keygen\" printed, or GET /api/v1/audit/key), or run with the server's UNHIDRA_DATA_DIR (audit/%s) or AUDIT_SIGNING_KEY", audit.VerifierKeyFile)
-	}
-	names := make([]string, len(vs))
-	for i, v := range vs {
-		names[i] = v.Name() + "+" + fmt.Sprintf("%08x", v.KeyHash())
-	}
-	return vs, strings.Join(from, ", ") + " (" + strings.Join(names, ", ") + ")", nil
-}
-
-func auditVerify(ctx context.Context, e env, dbFlag, cpFile string, cpSet bool, flagKeys []note.Verifier, keyFile string) error {
-	db, cfg, err := auditDB(ctx, e, dbFlag)
+	db, err := platform.OpenAuditDB(ctx, cfg, dbFlag)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	vs, keysFrom, err := verifierKeys(cfg, flagKeys, keyFile)
+	vs, keysFrom, err := platform.AuditVerifiers(cfg, flagKeys, keyFile)
 	if err != nil {
 		return err
 	}
-	var cp []byte
-	cpFrom := "none"
-	switch {
-	case cpSet && cpFile == "none", cpSet && cpFile == "":
-	case cpSet:
-		if cp, err = os.ReadFile(cpFile); err != nil {
-			return fmt.Errorf("--checkpoint: %w", err)
-		}
-		cpFrom = cpFile
-	default:
-		path := filepath.Join(platform.AuditDir(cfg), audit.CheckpointFile)
-		if cp, err = os.ReadFile(path); err == nil {
-			cpFrom = path
-		} else if errors.Is(err, os.ErrNotExist) {
-			cp, cpFrom = nil, "none (no "+path+")"
-		} else {
-			return fmt.Errorf("checkpoint: %w", err)
-		}
+	cp, cpFrom, err := platform.AuditCheckpoint(cfg, cpFile, cpSet)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "database:   %s\n", db.Path())
 	fmt.Fprintf(e.stdout, "keys:       %s\n", keysFrom)
@@ -319,69 +197,28 @@ func auditVerify(ctx context.Context, e env, dbFlag, cpFile string, cpSet bool, 
 	if err != nil {
 		return fmt.Errorf("reading the audit log: %w", err)
 	}
-	speed := ""
-	if s := rep.Elapsed.Seconds(); s > 0 {
-		speed = fmt.Sprintf(", %.0f records/s", float64(rep.Records)/s)
-	}
+	fmt.Fprintln(e.stdout, rep.Summary())
 	if p := rep.Problem; p != nil {
-		fmt.Fprintf(e.stdout, "NOT INTACT (%s): %s\n", p.Kind, p.Msg)
-		where := "no record at fault"
-		switch {
-		case p.Seq >= 0 && p.Last > p.Seq:
-			where = fmt.Sprintf("records %d..%d", p.Seq, p.Last)
-		case p.Seq >= 0:
-			where = fmt.Sprintf("record %d", p.Seq)
-		}
-		fmt.Fprintf(e.stdout, "first bad:  %s\n", where)
-		fmt.Fprintf(e.stdout, "read %d records and %d signed heads in %s%s\n", rep.Records, rep.Heads, rep.Elapsed.Round(1e6), speed)
 		if p.Seq >= 0 {
 			return fmt.Errorf("the audit log is not intact: %s at record %d", p.Kind, p.Seq)
 		}
 		return fmt.Errorf("the audit log is not intact: %s", p.Kind)
 	}
-	last := "no signed head"
-	if rep.Last != nil {
-		last = fmt.Sprintf("last head %d records signed %s", rep.Last.Size, rep.Last.Time.UTC().Format("2006-01-02T15:04:05Z"))
-	}
-	contained := ""
-	if rep.Checkpoint != nil {
-		contained = fmt.Sprintf(", contains the checkpoint of %d records", rep.Checkpoint.Size)
-	}
-	fmt.Fprintf(e.stdout, "intact: %d records, %d signed heads, root %s, %s%s; verified in %s%s\n",
-		rep.Records, rep.Heads, base64.StdEncoding.EncodeToString(rep.Root[:]), last, contained, rep.Elapsed.Round(1e6), speed)
 	return nil
 }
 
 // auditExport writes records from..to (0: the end) as JSON lines.
 func auditExport(ctx context.Context, e env, dbFlag string, from, to uint64) error {
-	db, _, err := auditDB(ctx, e, dbFlag)
+	cfg, err := config.Load(nil, e.getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	db, err := platform.OpenAuditDB(ctx, cfg, dbFlag)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	w := bufio.NewWriterSize(e.stdout, 256<<10)
-	var n uint64
-	next := from
-	err = sqlite.NewAuditStore(db).AuditSnapshot(ctx, func(s audit.Snapshot) error {
-		for row, err := range s.Rows(from) {
-			if err != nil {
-				return err
-			}
-			if to > 0 && row.Seq >= to {
-				break
-			}
-			w.Write(row.Entry)
-			if err := w.WriteByte('\n'); err != nil {
-				return err
-			}
-			n++
-			next = row.Seq + 1
-		}
-		return nil
-	})
-	if ferr := w.Flush(); err == nil {
-		err = ferr
-	}
+	n, next, err := audit.Export(ctx, sqlite.NewAuditStore(db), e.stdout, from, to)
 	fmt.Fprintf(e.stderr, "exported %d records, next --from %s\n", n, strconv.FormatUint(next, 10))
 	return err
 }
