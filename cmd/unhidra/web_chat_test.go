@@ -7,6 +7,7 @@ package main
 // direct messages. Everything is found by role and accessible name.
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -231,4 +232,120 @@ func TestWebTwoUsersChatInRealTime(t *testing.T) {
 	b.click("button", "Sign out")
 	cwaitTrue(a, `(`+presence+`).startsWith("offline|")`)
 	cwaitTrue(a, `document.getElementById(__t.one("link", "bob", __c.nav()).getAttribute("aria-describedby")).textContent === "bob (offline)"`)
+}
+
+// TestWebScrollBackLoadsOlderHistory: of 150 messages the log shows the
+// newest page; scrolling to its top loads the older ones page by page,
+// keeping the message that was at the top where it was, until the first
+// message; the log then holds all 150 once each, in order.
+func TestWebScrollBackLoadsOlderHistory(t *testing.T) {
+	browsertest.Require(t)
+	s := startStack(t, nil)
+	alice, pw := s.user(t, "alice")
+	ch := s.channel(t, alice, "long", "public")
+	for i := 1; i <= 150; i++ {
+		post(t, s, alice, ch, fmt.Sprintf("scroll message %03d", i))
+	}
+	p := openWeb(t, s.gwURL)
+	p.signIn("alice", pw)
+	openChannel(p, "long")
+	numbers := `__c.texts(__c.log("long")).map((t) => (t.match(/scroll message (\d+)/) || [])[1]).filter(Boolean).map(Number)`
+	cwaitTrue(p, `__c.has(__c.log("long"), "scroll message 150")`)
+	cwait(p, `__c.log("long").dataset.hasMore`, `"true"`)
+	if got := cjs(p, numbers+`.length`); got == "150" {
+		t.Fatalf("the whole history was loaded at once")
+	}
+	cwait(p, numbers+`[0] > 1 && `+numbers+`.at(-1) === 150`, `true`)
+	// The log is scrolled to the newest message.
+	cwaitTrue(p, `(() => { const l = __c.log("long"); return l.scrollHeight - l.scrollTop - l.clientHeight < 40 })()`)
+
+	for round := 0; round < 10; round++ {
+		if cjs(p, `__c.log("long").dataset.hasMore`) == `"false"` {
+			break
+		}
+		first := cjs(p, numbers+`[0]`)
+		// Scroll to the top: an older page comes in above, and the message
+		// that was first stays in view near the top.
+		cjs(p, `(__c.log("long").scrollTop = 0, 1)`)
+		cwaitTrue(p, numbers+`[0] < `+first)
+		cwaitTrue(p, `(() => {
+			const l = __c.log("long"), it = __c.item(l, "scroll message " + String(`+first+`).padStart(3, "0"));
+			const top = it.getBoundingClientRect().top - l.getBoundingClientRect().top;
+			return l.scrollTop > 0 && top > -60 && top < l.clientHeight / 2;
+		})()`)
+	}
+	cwait(p, `__c.log("long").dataset.hasMore`, `"false"`)
+	var want []string
+	for i := 1; i <= 150; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	cwait(p, numbers, "["+strings.Join(want, ",")+"]")
+	shot(p, "chat-scrollback")
+}
+
+// TestWebUnreadCountsAndDirectMessages: a message in a channel bob is not
+// viewing raises its unread count in his sidebar; viewing the channel
+// clears it; the counts survive a reload (kept per user by offset); a
+// direct message alice starts from the "New direct message" dialog
+// appears in bob's sidebar under alice's name with its unread count, and
+// bob's answer reaches alice live.
+func TestWebUnreadCountsAndDirectMessages(t *testing.T) {
+	browsertest.Require(t)
+	s := startStack(t, nil)
+	alice, alicePW := s.user(t, "alice")
+	_, bobPW := s.user(t, "bob")
+	s.channel(t, alice, "general", "public", "bob")
+	s.channel(t, alice, "random", "public", "bob")
+	a := openWeb(t, s.gwURL)
+	a.signIn("alice", alicePW)
+	b := openWeb(t, s.gwURL)
+	b.signIn("bob", bobPW)
+	openChannel(b, "general")
+	openChannel(a, "random")
+	unread := func(name string) string {
+		return `(() => { const li = __t.one("link", ` + strconv.Quote(name) + `, __c.nav()).closest("li"); const u = li.querySelector("[aria-label$=' unread']"); return u ? u.getAttribute("aria-label") : "" })()`
+	}
+	cwait(b, unread("random"), `""`)
+
+	send(a, "ping in random")
+	cwait(b, unread("random"), `"1 unread"`)
+	send(a, "another one")
+	cwait(b, unread("random"), `"2 unread"`)
+	cwait(b, unread("general"), `""`)
+	shot(b, "chat-unread")
+	openChannel(b, "random")
+	cwaitTrue(b, `__c.has(__c.log("random"), "another one")`)
+	cwait(b, unread("random"), `""`)
+
+	// While bob reads random, a message in general counts there.
+	openChannel(a, "general")
+	send(a, "news in general")
+	cwait(b, unread("general"), `"1 unread"`)
+	cwait(b, unread("random"), `""`)
+
+	// The counts are kept across a reload.
+	_, _ = b.try(`location.reload()`)
+	b.wait(`(document.querySelector("[data-state]") || {}).dataset?.state || null`, `"online"`)
+	cwaitTrue(b, `__t.all("link", "general", __c.nav()).length`)
+	cwait(b, unread("general"), `"1 unread"`)
+	cwait(b, unread("random"), `""`)
+
+	// A direct message: alice starts it, bob finds it under her name.
+	a.click("button", "New direct message")
+	cwaitTrue(a, `__t.all("dialog", "New direct message").length`)
+	fillIn(a, `__t.one("dialog", "New direct message")`, "Username", "bob")
+	clickIn(a, `__t.one("dialog", "New direct message")`, "button", "Start conversation")
+	cwaitTrue(a, `__t.all("heading", "bob").length && __t.all("log", "Messages in bob").length`)
+	cwait(a, `__t.all("dialog").length`, `0`)
+	send(a, "hello bob, privately")
+	cwaitTrue(a, `__c.has(__c.log("bob"), "hello bob, privately")`)
+	cwaitTrue(b, `__t.all("link", "alice", __c.nav()).length`)
+	cwait(b, unread("alice"), `"1 unread"`)
+	openChannel(b, "alice")
+	cwaitTrue(b, `__c.has(__c.log("alice"), "hello bob, privately")`)
+	cwait(b, unread("alice"), `""`)
+	send(b, "hi alice")
+	cwaitTrue(a, `__c.has(__c.log("bob"), "hi alice")`)
+	cwaitTrue(a, `__c.item(__c.log("bob"), "hi alice").textContent.includes("bob")`)
+	shot(a, "chat-direct")
 }
