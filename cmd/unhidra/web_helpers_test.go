@@ -7,7 +7,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +24,9 @@ type webPage struct {
 	t   *testing.T
 	b   *browsertest.Browser
 	ctx context.Context
+
+	mu      sync.Mutex
+	allowed []string // allowErrors' patterns ("" allows every error)
 }
 
 // a11yJS defines window.__t in the page: accessible-name lookups.
@@ -77,8 +84,77 @@ func openWeb(t *testing.T, gwURL string) *webPage {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	t.Cleanup(cancel)
 	p := &webPage{t: t, b: browsertest.Open(t, gwURL+"/"), ctx: ctx}
+	// Runs before the browser closes (cleanups run last-registered first).
+	t.Cleanup(p.checkErrors)
 	p.wait("typeof window.unhidra", `"object"`)
 	return p
+}
+
+// allowErrors lets the page report errors without failing the test: those
+// containing one of patterns, or any when none is given (a test that stops
+// the server on purpose, say, provokes failed loads and WebSocket errors).
+func (p *webPage) allowErrors(patterns ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(patterns) == 0 {
+		patterns = []string{""}
+	}
+	p.allowed = append(p.allowed, patterns...)
+}
+
+// checkErrors fails the test for every uncaught exception, CSP violation,
+// console error or failed load the page reported that allowErrors does not
+// allow.
+func (p *webPage) checkErrors() {
+	p.mu.Lock()
+	allowed := p.allowed
+	p.mu.Unlock()
+	for _, e := range p.b.Errors() {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || strings.Contains(e.Text, a)
+		}
+		if !ok {
+			p.t.Errorf("the page reported %s", e)
+		}
+	}
+}
+
+// shotDir is where p.shot writes: docs/screenshots when UNHIDRA_SCREENSHOTS
+// is set (the README shows them), else a temporary directory of the test.
+func shotDir(t *testing.T) string {
+	if os.Getenv("UNHIDRA_SCREENSHOTS") != "" {
+		return filepath.Join("..", "..", "docs", "screenshots")
+	}
+	return t.TempDir()
+}
+
+// shot saves a PNG screenshot of the page's viewport as <name>.png (see
+// shotDir). It waits a moment for transitions and fonts, so the picture
+// shows a settled screen; it asserts nothing.
+func (p *webPage) shot(name string) {
+	p.t.Helper()
+	_, _ = p.try(`new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 150))))`)
+	png, err := p.b.Screenshot(p.ctx)
+	if err != nil {
+		p.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := shotDir(p.t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// viewport resizes the page to w×h CSS pixels (360×740 is a phone).
+func (p *webPage) viewport(w, h int) {
+	p.t.Helper()
+	if err := p.b.SetViewport(p.ctx, w, h); err != nil {
+		p.t.Fatalf("viewport %dx%d: %v", w, h, err)
+	}
+	p.wait(`innerWidth + "x" + innerHeight`, strconv.Quote(strconv.Itoa(w)+"x"+strconv.Itoa(h)))
 }
 
 // js evaluates expr (with window.__t defined) and returns its JSON value.

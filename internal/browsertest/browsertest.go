@@ -47,16 +47,46 @@ func Require(t testing.TB) string {
 	return p
 }
 
-// Browser is a headless Chromium with one page.
+// Browser is a headless Chromium with one page. It records what the page
+// reports as going wrong (uncaught exceptions, Content-Security-Policy
+// violations, console errors, failed loads): see Errors.
 type Browser struct {
 	cmd  *exec.Cmd
 	conn *websocket.Conn
-	mu   sync.Mutex
+
+	wmu  sync.Mutex // one writer at a time
+	mu   sync.Mutex // guards what follows
 	next int
+	wait map[int]chan reply
+	errs []PageError
+	dead error // the DevTools connection ended
+	done chan struct{}
 }
 
-// Open starts Chromium on url and connects to its page. The browser is
-// stopped when the test ends.
+// PageError is one problem the page reported.
+type PageError struct {
+	Kind string // "exception", "csp", "console" or "network"
+	Text string
+	URL  string
+}
+
+func (e PageError) String() string {
+	if e.URL != "" {
+		return e.Kind + ": " + e.Text + " (" + e.URL + ")"
+	}
+	return e.Kind + ": " + e.Text
+}
+
+type reply struct {
+	Result json.RawMessage
+	Error  *struct {
+		Message string `json:"message"`
+	}
+}
+
+// Open starts Chromium, connects to its page, subscribes to the page's
+// errors and loads url. The browser is stopped when the test ends. The
+// window is 1280×800 (see SetViewport).
 func Open(t testing.TB, url string) *Browser {
 	t.Helper()
 	bin := Require(t)
@@ -65,14 +95,15 @@ func Open(t testing.TB, url string) *Browser {
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-		"--user-data-dir="+dir, url)
+		"--window-size=1280,800", "--hide-scrollbars",
+		"--user-data-dir="+dir, "about:blank")
 	// Its own process group, so close can stop the renderer and helper
 	// processes too (they write to the profile directory until they exit).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	b := &Browser{cmd: cmd}
+	b := &Browser{cmd: cmd, wait: map[int]chan reply{}, done: make(chan struct{})}
 	t.Cleanup(b.close)
 
 	port, err := waitPort(filepath.Join(dir, "DevToolsActivePort"), 30*time.Second)
@@ -83,14 +114,23 @@ func Open(t testing.TB, url string) *Browser {
 	if err != nil {
 		t.Fatalf("chromium page: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, wsURL, nil)
 	if err != nil {
 		t.Fatalf("devtools dial: %v", err)
 	}
-	conn.SetReadLimit(16 << 20)
+	conn.SetReadLimit(64 << 20)
 	b.conn = conn
+	go b.read()
+	for _, m := range []string{"Runtime.enable", "Log.enable", "Page.enable"} {
+		if _, err := b.Call(ctx, m, nil); err != nil {
+			t.Fatalf("devtools %s: %v", m, err)
+		}
+	}
+	if _, err := b.Call(ctx, "Page.navigate", map[string]any{"url": url}); err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
 	return b
 }
 
@@ -107,6 +147,188 @@ func (b *Browser) close() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// read hands replies to their callers and records the page's errors, for
+// the life of the DevTools connection.
+func (b *Browser) read() {
+	defer close(b.done)
+	for {
+		_, data, err := b.conn.Read(context.Background())
+		if err != nil {
+			b.mu.Lock()
+			b.dead = err
+			for id, ch := range b.wait {
+				close(ch)
+				delete(b.wait, id)
+			}
+			b.mu.Unlock()
+			return
+		}
+		var msg struct {
+			ID     int             `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+			reply
+		}
+		if json.Unmarshal(data, &msg) != nil {
+			continue
+		}
+		if msg.ID != 0 {
+			b.mu.Lock()
+			ch := b.wait[msg.ID]
+			delete(b.wait, msg.ID)
+			b.mu.Unlock()
+			if ch != nil {
+				ch <- msg.reply
+			}
+			continue
+		}
+		if e, ok := pageError(msg.Method, msg.Params); ok {
+			b.mu.Lock()
+			b.errs = append(b.errs, e)
+			b.mu.Unlock()
+		}
+	}
+}
+
+// pageError turns a DevTools event into a PageError when it reports one.
+func pageError(method string, params json.RawMessage) (PageError, bool) {
+	switch method {
+	case "Runtime.exceptionThrown":
+		var p struct {
+			ExceptionDetails struct {
+				Text      string `json:"text"`
+				URL       string `json:"url"`
+				Exception *struct {
+					Description string `json:"description"`
+				} `json:"exception"`
+			} `json:"exceptionDetails"`
+		}
+		_ = json.Unmarshal(params, &p)
+		d := p.ExceptionDetails
+		text := d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			text += " " + d.Exception.Description
+		}
+		return PageError{Kind: "exception", Text: text, URL: d.URL}, true
+	case "Log.entryAdded":
+		var p struct {
+			Entry struct {
+				Source, Level, Text, URL string
+			} `json:"entry"`
+		}
+		_ = json.Unmarshal(params, &p)
+		e := p.Entry
+		if e.Level != "error" {
+			return PageError{}, false
+		}
+		kind := "console"
+		switch {
+		case strings.Contains(e.Text, "Content Security Policy") || e.Source == "security":
+			kind = "csp"
+		case e.Source == "network":
+			kind = "network"
+		}
+		return PageError{Kind: kind, Text: e.Text, URL: e.URL}, true
+	case "Runtime.consoleAPICalled":
+		var p struct {
+			Type string `json:"type"`
+			Args []struct {
+				Value       any    `json:"value"`
+				Description string `json:"description"`
+			} `json:"args"`
+		}
+		_ = json.Unmarshal(params, &p)
+		if p.Type != "error" && p.Type != "assert" {
+			return PageError{}, false
+		}
+		var parts []string
+		for _, a := range p.Args {
+			if a.Description != "" {
+				parts = append(parts, a.Description)
+			} else {
+				parts = append(parts, fmt.Sprint(a.Value))
+			}
+		}
+		return PageError{Kind: "console", Text: strings.Join(parts, " ")}, true
+	}
+	return PageError{}, false
+}
+
+// Errors returns what the page has reported as going wrong so far.
+func (b *Browser) Errors() []PageError {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]PageError(nil), b.errs...)
+}
+
+// Call sends a DevTools command to the page and returns its result.
+func (b *Browser) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	ch := make(chan reply, 1)
+	b.mu.Lock()
+	if b.dead != nil {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("devtools connection: %w", b.dead)
+	}
+	b.next++
+	id := b.next
+	b.wait[id] = ch
+	b.mu.Unlock()
+	if params == nil {
+		params = map[string]any{}
+	}
+	req, _ := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	b.wmu.Lock()
+	err := b.conn.Write(ctx, websocket.MessageText, req)
+	b.wmu.Unlock()
+	if err != nil {
+		b.forget(id)
+		return nil, err
+	}
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			return nil, errors.New("devtools connection closed")
+		}
+		if r.Error != nil {
+			return nil, errors.New(r.Error.Message)
+		}
+		return r.Result, nil
+	case <-ctx.Done():
+		b.forget(id)
+		return nil, ctx.Err()
+	}
+}
+
+func (b *Browser) forget(id int) {
+	b.mu.Lock()
+	delete(b.wait, id)
+	b.mu.Unlock()
+}
+
+// Screenshot returns a PNG of the page's viewport.
+func (b *Browser) Screenshot(ctx context.Context) ([]byte, error) {
+	res, err := b.Call(ctx, "Page.captureScreenshot", map[string]any{"format": "png"})
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Data []byte `json:"data"` // base64 in JSON
+	}
+	if err := json.Unmarshal(res, &r); err != nil {
+		return nil, err
+	}
+	return r.Data, nil
+}
+
+// SetViewport makes the page w×h CSS pixels (a phone below 700 wide is
+// emulated as a mobile device, touch aside).
+func (b *Browser) SetViewport(ctx context.Context, w, h int) error {
+	_, err := b.Call(ctx, "Emulation.setDeviceMetricsOverride", map[string]any{
+		"width": w, "height": h, "deviceScaleFactor": 1, "mobile": w < 700,
+	})
+	return err
 }
 
 func waitPort(file string, limit time.Duration) (string, error) {
@@ -149,48 +371,31 @@ func pageURL(port, want string, limit time.Duration) (string, error) {
 // Eval evaluates a JavaScript expression in the page (awaiting promises) and
 // returns its value as JSON.
 func (b *Browser) Eval(ctx context.Context, expr string) (json.RawMessage, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.next++
-	id := b.next
-	req, _ := json.Marshal(map[string]any{
-		"id":     id,
-		"method": "Runtime.evaluate",
-		"params": map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true},
-	})
-	if err := b.conn.Write(ctx, websocket.MessageText, req); err != nil {
+	res, err := b.Call(ctx, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
+	if err != nil {
 		return nil, err
 	}
-	for {
-		_, data, err := b.conn.Read(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var resp struct {
-			ID     int `json:"id"`
-			Result struct {
-				Result struct {
-					Value json.RawMessage `json:"value"`
-				} `json:"result"`
-				ExceptionDetails *struct {
-					Text string `json:"text"`
-				} `json:"exceptionDetails"`
-			} `json:"result"`
-			Error *struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(data, &resp); err != nil || resp.ID != id {
-			continue // an event, or another reply
-		}
-		if resp.Error != nil {
-			return nil, errors.New(resp.Error.Message)
-		}
-		if resp.Result.ExceptionDetails != nil {
-			return nil, fmt.Errorf("javascript: %s", resp.Result.ExceptionDetails.Text)
-		}
-		return resp.Result.Result.Value, nil
+	var r struct {
+		Result struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"result"`
+		ExceptionDetails *struct {
+			Text      string `json:"text"`
+			Exception *struct {
+				Description string `json:"description"`
+			} `json:"exception"`
+		} `json:"exceptionDetails"`
 	}
+	if err := json.Unmarshal(res, &r); err != nil {
+		return nil, err
+	}
+	if d := r.ExceptionDetails; d != nil {
+		if d.Exception != nil && d.Exception.Description != "" {
+			return nil, fmt.Errorf("javascript: %s", d.Exception.Description)
+		}
+		return nil, fmt.Errorf("javascript: %s", d.Text)
+	}
+	return r.Result.Value, nil
 }
 
 // WaitFor evaluates expr until it yields the JSON value want, or fails the
