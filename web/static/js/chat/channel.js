@@ -99,7 +99,7 @@ export function ChannelView({ id, thread }) {
           <${SearchBox} compact=${true} />
           ${member && ch.kind !== "direct" && html`<button type="button" onClick=${() => setDialog("members")}>Members</button>`}
           ${manage && html`<button type="button" onClick=${() => setDialog("settings")}>Channel settings</button>`}
-          ${member && html`<button type="button" onClick=${leave}>Leave channel</button>`}
+          ${member && ch.kind === "direct" && html`<button type="button" onClick=${leave}>Leave channel</button>`}
         </div>
       </header>
       ${notice && html`<p role="alert" class="error">${notice.message}</p>`}
@@ -107,7 +107,7 @@ export function ChannelView({ id, thread }) {
         <span>${ch.kind === "direct" ? ch.peer + " started a conversation with you." : "You were added to this channel."}</span>
         <button type="button" onClick=${accept}>Accept</button>
       </div>`}
-      <${Log} key=${id} ch=${ch} name=${name} store=${store} manage=${manage} thread=${thread} />
+      <${Log} key=${id} ch=${ch} name=${name} store=${store} manage=${manage} />
       <${Typing} id=${id} store=${store} />
       ${member
         ? html`<${Composer} channel=${id} label="Message" button="Send" placeholder=${"Message " + (ch.kind === "direct" ? name : "#" + name)}
@@ -116,7 +116,7 @@ export function ChannelView({ id, thread }) {
     </section>
     ${thread && html`<${ThreadPanel} key=${thread} channel=${id} rootID=${thread} store=${store} manage=${manage} member=${member}
       onClose=${() => go("channels", id)} />`}
-    ${dialog === "members" && html`<${MembersDialog} ch=${ch} manage=${manage} owner=${owner} onClose=${() => setDialog("")} />`}
+    ${dialog === "members" && html`<${MembersDialog} ch=${ch} manage=${manage} owner=${owner} onLeave=${leave} onClose=${() => setDialog("")} />`}
     ${dialog === "settings" && html`<${SettingsDialog} ch=${ch} owner=${owner} onClose=${() => setDialog("")} />`}
   </div>`;
 }
@@ -140,7 +140,7 @@ function Typing({ id, store }) {
 // Log is the main message list: top-level messages (replies are counted on
 // their root), the scroll position kept at the bottom while it is there,
 // older pages loaded when scrolled to the top with the view kept still.
-function Log({ ch, name, store, manage, thread }) {
+function Log({ ch, name, store, manage }) {
   const { api, conn } = useApp();
   const id = ch.id;
   const [h, kind] = useHistory(api, conn, id);
@@ -194,7 +194,7 @@ function Log({ ch, name, store, manage, thread }) {
     ${h.error && html`<p role="alert" class="error">${h.error.message}</p>`}
     <ol class="log" role="log" aria-live="polite" aria-label=${"Messages in " + name} ref=${ref} onScroll=${onScroll} tabindex="0"
       aria-busy=${h.loaded ? "false" : "true"} data-has-more=${h.hasMore ? "true" : "false"}>
-      ${h.loaded && !h.hasMore && html`<li class="log-start muted" aria-hidden="true">This is the start of ${name}.</li>`}
+      ${h.loaded && !h.hasMore && html`<li class="log-start muted" aria-hidden="true">${ch.kind === "direct" ? "This is the start of your conversation with " + name + "." : "This is the start of " + name + "."}</li>`}
       ${top.map((m) => {
         const grouped = !!(prev && !prev.deleted && !m.deleted && prev.sender && m.sender && prev.sender.id === m.sender.id &&
           prev.sender.kind === m.sender.kind && Date.parse(m.created_at) - Date.parse(prev.created_at) < GROUP_MS);

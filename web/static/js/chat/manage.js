@@ -7,7 +7,7 @@ import { Modal, ErrorLine } from "./ui.js";
 
 const ROLES = ["member", "admin", "owner"];
 
-export function MembersDialog({ ch, manage, owner, onClose }) {
+export function MembersDialog({ ch, manage, owner, onLeave, onClose }) {
   const { api } = useApp();
   const store = useChat();
   const [members, setMembers] = useState(null);
@@ -63,6 +63,7 @@ export function MembersDialog({ ch, manage, owner, onClose }) {
       <button type="submit">Add</button>
     </form>`}
     <${ErrorLine} error=${error} />
+    <div class="modal-actions"><button type="button" onClick=${async () => { await onLeave(); onClose(); }}>Leave channel</button></div>
   <//>`;
 }
 

@@ -64,7 +64,7 @@ export class ChatStore extends EventTarget {
       this.sendPresence();
       if (document.visibilityState === "visible") {
         this.markRead(this.viewing);
-        this.reload();
+        this.reload(true);
       }
     });
     if (this.api.isAdmin()) {
@@ -74,7 +74,7 @@ export class ChatStore extends EventTarget {
       }).catch(() => {});
     }
     this.reload();
-    this.timer = setInterval(() => this.reload(), POLL_MS);
+    this.timer = setInterval(() => this.reload(true), POLL_MS);
     if (this.conn.state === "online") this.sendPresence();
   }
 
@@ -99,17 +99,27 @@ export class ChatStore extends EventTarget {
     this.conn.send({ type: "presence", status: document.visibilityState === "hidden" ? "away" : "online" });
   }
 
-  reload() {
+  // reload reads the channel list again (and every membership; the
+  // periodic poll reuses those of the public channels I am in, which
+  // change only by my joining or leaving, or by poll=true).
+  reload(poll) {
     if (this.closed || !this.api.signedIn) return Promise.resolve();
-    if (!this.loading) {
-      this.loading = this.load().catch(() => {}).finally(() => {
-        this.loading = null;
+    if (this.loading) {
+      if (poll) return this.loading;
+      // A change was made: read again once the running load is over.
+      this.again = this.again || this.loading.then(() => {
+        this.again = null;
+        return this.reload();
       });
+      return this.again;
     }
+    this.loading = this.load(!poll).catch(() => {}).finally(() => {
+      this.loading = null;
+    });
     return this.loading;
   }
 
-  async load() {
+  async load(fresh) {
     const list = await this.api.rest("GET", "/channels");
     const all = (Array.isArray(list) ? list : (list && list.channels) || []).filter((c) => c.kind !== "device");
     const next = new Map();
@@ -117,7 +127,7 @@ export class ChatStore extends EventTarget {
     await pool(all, 6, async (c) => {
       const prev = this.channels.get(c.id);
       let members = prev && prev.members;
-      if (!members || c.kind !== "public") {
+      if (fresh || !members || c.kind !== "public") {
         try {
           members = await this.api.rest("GET", "/channels/" + encodeURIComponent(c.id) + "/members");
         } catch {
@@ -176,6 +186,7 @@ export class ChatStore extends EventTarget {
     const mine = (members || []).find((m) => m.user === this.me);
     if (prev && mine) {
       this.channels.set(id, this.decorate(prev, members, mine, prev));
+      if (prev.kind === "direct") await this.loadPresence();
       this.changed();
     } else {
       await this.reload();
@@ -202,7 +213,23 @@ export class ChatStore extends EventTarget {
     if (m.sender && m.sender.kind === "user") this.stopTyping(f.channel, m.sender.id);
     if (m.sender && m.sender.kind === "user" && m.sender.id === this.me) this.setRead(f.channel, f.offset);
     if (f.channel === this.viewing && document.visibilityState !== "hidden") this.setRead(f.channel, f.offset);
+    // The peer of a direct channel who answers is sharing presence now
+    // (their acceptance starts it; no presence frame says so).
+    if (c.kind === "direct" && m.sender && m.sender.id === c.peer && c.peer !== this.me) {
+      const p = this.presence.get(c.peer);
+      if (!p || p.status === "offline") this.refreshPresence(c.peer);
+    }
     this.changed();
+  }
+
+  async refreshPresence(user) {
+    try {
+      const r = await this.api.rest("GET", "/presence?user=" + encodeURIComponent(user));
+      for (const p of r || []) this.presence.set(p.user, { status: p.status, last_seen: p.last_seen });
+      this.changed();
+    } catch {
+      // Presence is a nicety.
+    }
   }
 
   onRecovery(d) {
