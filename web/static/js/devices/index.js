@@ -1,10 +1,5 @@
-// Device views (placeholder until the device views land).
-import { html } from "../lib.js";
-
-export function DevicesList() {
-  return html`<section><h2>Devices</h2></section>`;
-}
-
-export function DevicePage({ id }) {
-  return html`<section><h2>${id}</h2></section>`;
-}
+// Device views: the devices list (list.js) and a device's page (page.js),
+// on the fleet store (fleet.js); ui.js holds the dialogs the admin views
+// share (register, the key shown once, confirmations).
+export { DevicesList } from "./list.js";
+export { DevicePage } from "./page.js";
