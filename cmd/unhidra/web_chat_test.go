@@ -159,6 +159,11 @@ func TestWebTwoUsersChatInRealTime(t *testing.T) {
 	cwait(b, `__t.all("link", "https://example.com/notes", __c.log("general")).map((a) => [a.href, a.rel, a.target])`,
 		`[["https://example.com/notes","noopener noreferrer","_blank"]]`)
 	cwait(a, `__t.one("textbox", "Message").value`, `""`)
+	// On alice's page once, as sent (not "sending…").
+	cwait(a, `__c.texts(__c.log("general")).filter((t) => t.includes("hi bob, the notes are at")).map((t) => t.includes("sending"))`, `[false]`)
+	if v := cjs(a, `location.href`); strings.Contains(v, "token") || strings.Contains(v, "unhidra_rt_") {
+		t.Errorf("the page URL carries a credential: %s", v)
+	}
 	var sent *restMessage
 	for _, m := range history(t, s, bob, general) {
 		if m.Text != nil && *m.Text == "hi bob, the notes are at https://example.com/notes." {

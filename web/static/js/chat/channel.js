@@ -25,6 +25,7 @@ export function ChannelView({ id, thread }) {
 
   useEffect(() => {
     store.setView(id);
+    if (store.channels.has(id)) store.refreshMembers(id);
     return () => store.setView("");
   }, [id, store]);
 

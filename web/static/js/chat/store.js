@@ -35,6 +35,7 @@ export class ChatStore extends EventTarget {
     this.firstRun = this.read === null;
     this.read = this.read || {};
     this.loading = null;
+    this.memberCache = new Map(); // channel → members, reused by the poll
     this.timer = null;
     this.listeners = [];
     this.closed = false;
@@ -99,9 +100,10 @@ export class ChatStore extends EventTarget {
     this.conn.send({ type: "presence", status: document.visibilityState === "hidden" ? "away" : "online" });
   }
 
-  // reload reads the channel list again (and every membership; the
-  // periodic poll reuses those of the public channels I am in, which
-  // change only by my joining or leaving, or by poll=true).
+  // reload reads the channel list again, and every membership. The
+  // periodic poll (poll=true) reads only those of channels new to it: the
+  // others are read again after a change made here, on reconnect, when
+  // the page becomes visible, and when a channel is opened.
   reload(poll) {
     if (this.closed || !this.api.signedIn) return Promise.resolve();
     if (this.loading) {
@@ -124,16 +126,18 @@ export class ChatStore extends EventTarget {
     const all = (Array.isArray(list) ? list : (list && list.channels) || []).filter((c) => c.kind !== "device");
     const next = new Map();
     const others = [];
+    const cache = new Map();
     await pool(all, 6, async (c) => {
       const prev = this.channels.get(c.id);
-      let members = prev && prev.members;
-      if (fresh || !members || c.kind !== "public") {
+      let members = fresh ? null : this.memberCache.get(c.id);
+      if (!members) {
         try {
           members = await this.api.rest("GET", "/channels/" + encodeURIComponent(c.id) + "/members");
         } catch {
           members = null;
         }
       }
+      if (members) cache.set(c.id, members);
       const mine = (members || []).find((m) => m.user === this.me);
       if (!mine) {
         if (c.kind === "public") others.push(c);
@@ -142,8 +146,7 @@ export class ChatStore extends EventTarget {
       next.set(c.id, this.decorate(c, members, mine, prev));
     });
     if (this.closed) return;
-    // A public channel's membership changes with join/leave, which reload
-    // after they happen (refreshMembers); other kinds are read every time.
+    this.memberCache = cache;
     for (const [id, c] of next) {
       if (!(id in this.read)) this.read[id] = this.firstRun ? c.last_offset : 0;
     }
@@ -184,6 +187,7 @@ export class ChatStore extends EventTarget {
     }
     const prev = this.channels.get(id);
     const mine = (members || []).find((m) => m.user === this.me);
+    if (members) this.memberCache.set(id, members);
     if (prev && mine) {
       this.channels.set(id, this.decorate(prev, members, mine, prev));
       if (prev.kind === "direct") await this.loadPresence();
