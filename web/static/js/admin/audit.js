@@ -33,7 +33,7 @@ export function AdminAudit() {
   const [cursors, setCursors] = useState([-1]); // the `before` of each page seen; the last is shown
   const [page, setPage] = useState(null);
   const [error, setError] = useState(null);
-  const [ver, setVer] = useState({ state: "idle" });
+  const [ver, setVer] = useState({ state: "idle", run: 0 });
   const [checks, setChecks] = useState({}); // seq → {ok, error}
   const run = useRef(0);
 
@@ -43,7 +43,7 @@ export function AdminAudit() {
     setError(null);
     setPage(null);
     setChecks({});
-    setVer({ state: "checking" });
+    setVer({ state: "checking", run: n });
     (async () => {
       let p;
       try {
@@ -51,13 +51,13 @@ export function AdminAudit() {
       } catch (e) {
         if (run.current === n) {
           setError(e);
-          setVer({ state: "idle" });
+          setVer({ state: "idle", run: n });
         }
         return;
       }
       if (run.current !== n) return;
       setPage(p);
-      await verifyPage(api, p.records || [], (v) => run.current === n && setVer(v), (seq, r) => run.current === n && setChecks((c) => ({ ...c, [seq]: r })));
+      await verifyPage(api, p.records || [], (v) => run.current === n && setVer({ ...v, run: n }), (seq, r) => run.current === n && setChecks((c) => ({ ...c, [seq]: r })));
     })();
   }, [filters, before]);
 
@@ -152,7 +152,7 @@ function VerifyState({ ver }) {
     default:
       text = "";
   }
-  return html`<p role="status" aria-live="polite" class=${"verify-state " + cls} data-state=${ver.state}>${text}</p>`;
+  return html`<p role="status" aria-live="polite" class=${"verify-state " + cls} data-state=${ver.state} data-run=${ver.run}>${text}</p>`;
 }
 
 // verifyPage checks the checkpoint, then each record's inclusion proof;

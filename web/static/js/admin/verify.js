@@ -49,9 +49,10 @@ async function sha256(bytes) {
 // parseVerifierKey reads "name+hash+base64(0x01 ‖ pubkey)" and checks the
 // key hash (the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ pubkey)).
 export async function parseVerifierKey(vkey) {
-  const parts = vkey.trim().split("+");
-  if (parts.length !== 3 || !parts[0] || !/^[0-9a-f]{8}$/.test(parts[1])) throw new Error("the verifier key is malformed");
-  const [name, hashHex, b64] = parts;
+  // The base64 key may itself hold "+": cut at the first two only.
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(vkey.trim());
+  if (!m) throw new Error("the verifier key is malformed");
+  const [, name, hashHex, b64] = m;
   const key = b64decode(b64);
   if (key.length !== 33 || key[0] !== 1) throw new Error("the verifier key is not an Ed25519 key");
   const sum = await sha256(concat(te.encode(name + "\n"), key));

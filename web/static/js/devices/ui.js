@@ -125,10 +125,10 @@ export function RegisterDialog({ onClose, onDone }) {
   return html`<${Dialog} title="Register device" onClose=${onClose}>
     <form onSubmit=${submit}>
       <label>Name <input name="name" required maxlength="64" autocomplete="off" autofocus /></label>
-      <label>Device ID <span class="muted">(optional: one is generated)</span>
-        <input name="device_id" maxlength="64" autocomplete="off" spellcheck="false" />
-      </label>
-      ${api.isAdmin() && html`<label>Owner <span class="muted">(optional: you)</span><input name="owner" maxlength="32" autocomplete="off" /></label>`}
+      <label>Device ID <input name="device_id" maxlength="64" autocomplete="off" spellcheck="false" aria-describedby="reg-id-hint" /></label>
+      <p id="reg-id-hint" class="muted hint">Optional: one is generated.</p>
+      ${api.isAdmin() && html`<label>Owner <input name="owner" maxlength="32" autocomplete="off" aria-describedby="reg-owner-hint" /></label>
+        <p id="reg-owner-hint" class="muted hint">Optional: the device is yours when empty.</p>`}
       <${ErrorText} error=${error} />
       <div class="modal-actions">
         <button type="button" onClick=${onClose}>Cancel</button>
