@@ -202,6 +202,7 @@ func TestWebDeviceLiveTelemetryAndCommand(t *testing.T) {
 		if !strings.Contains(string(djs(p, `__d.items("Recent events").join("\n")`)), "Command ping: ok") {
 			t.Errorf("recent events %s, want the command's result", djs(p, `__d.items("Recent events")`))
 		}
+		p.js(`(document.activeElement.blur(), document.querySelector("main").scrollTo(0, 0), 1)`)
 		p.shot("device-page")
 	})
 

@@ -71,7 +71,7 @@ export function LatestValues({ latest }) {
   const fields = numericFields(latest.data);
   if (!fields.length) return html`<span class="muted">no numeric values</span>`;
   return html`<ul class="latest" aria-label="Latest values">
-    ${fields.slice(0, 8).map(([k, v]) => html`<li key=${k}><span class="metric">${k}</span> <span class="value">${formatValue(v)}</span></li>`)}
+    ${fields.slice(0, 8).map(([k, v]) => html`<li key=${k}><span class="metric-name">${k}</span> <span class="value">${formatValue(v)}</span></li>`)}
     ${fields.length > 8 && html`<li class="muted">+${fields.length - 8} more</li>`}
   </ul>`;
 }
