@@ -111,7 +111,8 @@ export function ChannelView({ id, thread }) {
       <${Log} key=${id} ch=${ch} name=${name} store=${store} manage=${manage} />
       <${Typing} id=${id} store=${store} />
       ${member
-        ? html`<${Composer} channel=${id} label="Message" button="Send" placeholder=${"Message " + (ch.kind === "direct" ? name : "#" + name)}
+        ? html`<${Composer} channel=${id} label="Message" button="Send" disabled=${!!ch.e2ee}
+            placeholder=${ch.e2ee ? "End-to-end encrypted: this client cannot send here yet" : "Message " + (ch.kind === "direct" ? name : "#" + name)}
             onSent=${() => ch.pending && store.refreshMembers(id)} />`
         : html`<div class="join-bar"><span>You are viewing ${name}.</span> <button type="button" class="primary" onClick=${join}>Join channel</button></div>`}
     </section>
