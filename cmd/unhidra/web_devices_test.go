@@ -206,8 +206,20 @@ func TestWebDeviceLiveTelemetryAndCommand(t *testing.T) {
 		p.shot("device-page")
 	})
 
-	t.Run("the list shows the device offline once it disconnects", func(t *testing.T) {
+	t.Run("the device page and the list fit a phone", func(t *testing.T) {
+		p.viewport(360, 740)
+		fits := `(() => { const m = document.querySelector("main"); return m.scrollWidth <= m.clientWidth + 1 })()`
+		p.waitTrue(fits)
+		p.shot("device-page-phone")
 		clickWithin(p, `document.querySelector("main")`, "link", "Devices")
+		dwait(p, `__d.state("Greenhouse sensor")`, `"online"`)
+		p.waitTrue(fits)
+	})
+
+	t.Run("the list shows the device offline once it disconnects", func(t *testing.T) {
+		if !strings.Contains(string(p.js(`location.hash`)), "#/devices") {
+			clickWithin(p, `document.querySelector("main")`, "link", "Devices")
+		}
 		dwait(p, `__d.state("Greenhouse sensor")`, `"online"`)
 		sdk.stop()
 		dwait(p, `__d.state("Greenhouse sensor")`, `"offline"`)
