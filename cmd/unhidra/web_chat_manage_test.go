@@ -46,6 +46,8 @@ func TestWebChannelManagement(t *testing.T) {
 	cwaitTrue(a, `__t.all("combobox", "Role of bob", `+members+`).length`)
 	a.fill("Role of bob", "admin")
 	cwaitTrue(a, `__t.one("combobox", "Role of bob").value === "admin"`)
+	// Stored: the role as the server has it, read with alice's session.
+	a.wait(`unhidra.api.rest("GET", "/channels/`+id+`/members").then((ms) => ms.find((m) => m.user === "bob").role)`, `"admin"`)
 	var list []struct{ User, Role string }
 	e2etest.Decode(t, s.api(t, "GET", "/api/v1/channels/"+id+"/members", alice, nil), &list)
 	roles := map[string]string{}

@@ -82,6 +82,7 @@ export class ChatStore extends EventTarget {
   close() {
     this.closed = true;
     clearInterval(this.timer);
+    for (const id of this.channels.keys()) this.conn.unsubscribe(id);
     for (const off of this.listeners) off();
     this.listeners = [];
   }
