@@ -6,13 +6,20 @@
 package web
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
+	"path"
+	"sort"
 	"strconv"
+	"strings"
+	"time"
 )
 
 //go:embed static
@@ -49,6 +56,7 @@ func Handler(o Options) http.Handler {
 		panic(err) // the embedded tree is fixed at build time
 	}
 	files := http.FileServerFS(sub)
+	worker := serviceWorker(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cfg := o.clientConfig(r)
 		h := w.Header()
@@ -67,9 +75,48 @@ func Handler(o Options) http.Handler {
 			// A new service worker is picked up at once.
 			h.Set("Cache-Control", "no-cache")
 			h.Set("Service-Worker-Allowed", "/")
+			h.Set("Content-Type", "text/javascript; charset=utf-8")
+			http.ServeContent(w, r, "sw.js", time.Time{}, bytes.NewReader(worker))
+			return
 		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// shellExt are the files the service worker keeps for an offline start.
+var shellExt = map[string]bool{".html": true, ".css": true, ".js": true, ".mjs": true, ".svg": true, ".png": true, ".webmanifest": true}
+
+// serviceWorker returns sw.js preceded by the shell's version (a digest of
+// every embedded file, so each build has its own cache) and its files.
+func serviceWorker(sub fs.FS) []byte {
+	src, err := fs.ReadFile(sub, "sw.js")
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.New()
+	files := []string{"/"}
+	_ = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == "sw.js" {
+			return err
+		}
+		b, err := fs.ReadFile(sub, p)
+		if err != nil {
+			return err
+		}
+		sum.Write([]byte(p + "\x00"))
+		sum.Write(b)
+		if shellExt[path.Ext(p)] {
+			files = append(files, "/"+p)
+		}
+		return nil
+	})
+	sort.Strings(files[1:])
+	list, _ := json.Marshal(files)
+	var out bytes.Buffer
+	out.WriteString("const SHELL_VERSION = \"" + hex.EncodeToString(sum.Sum(nil))[:16] + "\";\n")
+	out.WriteString("const SHELL_FILES = " + strings.ReplaceAll(string(list), ",", ", ") + ";\n")
+	out.Write(src)
+	return out.Bytes()
 }
 
 func (o Options) clientConfig(r *http.Request) ClientConfig {

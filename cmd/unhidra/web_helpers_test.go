@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unhidra/unhidra/internal/browsertest"
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // webPage is the web client open in one headless Chromium (its own
@@ -176,13 +177,35 @@ func (p *webPage) try(expr string) (json.RawMessage, error) {
 // deadline).
 func (p *webPage) wait(expr, want string) {
 	p.t.Helper()
-	p.b.WaitFor(p.t, p.ctx, a11yJS+";\n"+expr, want)
+	ctx, cancel := context.WithTimeout(p.ctx, waitLimit)
+	defer cancel()
+	var last json.RawMessage
+	var err error
+	for {
+		var v json.RawMessage
+		v, err = p.b.Eval(ctx, a11yJS+";\n"+expr)
+		if err == nil {
+			last = v
+			if string(v) == want {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			p.t.Fatalf("waiting for %s == %s: last value %s, err %v", expr, want, last, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
-// waitTrue waits until expr is true.
+// waitLimit bounds one wait: a condition that does not come true within it
+// fails the test.
+const waitLimit = 30 * time.Second
+
+// waitTrue waits until expr is truthy (a promise: its value).
 func (p *webPage) waitTrue(expr string) {
 	p.t.Helper()
-	p.wait("!!("+expr+")", "true")
+	p.wait("Promise.resolve("+expr+").then((v) => !!v)", "true")
 }
 
 // fill types value into the textbox (or combobox) named label.
@@ -219,4 +242,73 @@ func (p *webPage) signIn(user, pw string) {
 	p.fill("Password", pw)
 	p.click("button", "Sign in")
 	p.wait(`(document.querySelector("[data-state]") || {}).dataset?.state || null`, `"online"`)
+}
+
+// tab opens the client in another tab of p's browser (the same profile:
+// localStorage, the service worker and storage events are shared).
+func (p *webPage) tab() *webPage {
+	p.t.Helper()
+	url := p.js(`location.origin + "/"`)
+	var u string
+	_ = json.Unmarshal(url, &u)
+	q := &webPage{t: p.t, b: p.b.NewTab(p.t, u), ctx: p.ctx}
+	p.t.Cleanup(q.checkErrors)
+	q.wait("typeof window.unhidra", `"object"`)
+	return q
+}
+
+// press sends a real key press to the focused element ("Tab", "Enter",
+// "Escape", …; shift for Shift+Tab).
+func (p *webPage) press(key string, shift bool) {
+	p.t.Helper()
+	if err := p.b.Press(p.ctx, key, shift); err != nil {
+		p.t.Fatalf("press %s: %v", key, err)
+	}
+}
+
+// reload reloads the page and waits for the client to start again.
+func (p *webPage) reload() {
+	p.t.Helper()
+	p.js(`(setTimeout(() => location.reload(), 0), 1)`)
+	p.wait(`document.readyState === "complete" && typeof window.unhidra`, `"object"`)
+}
+
+// state is the connection state the header shows (data-state).
+func (p *webPage) state() string {
+	p.t.Helper()
+	var s string
+	_ = json.Unmarshal(p.js(`(document.querySelector("[data-state]") || {}).dataset?.state || ""`), &s)
+	return s
+}
+
+// startRestartableStack is startStack on fixed free ports and a data dir of
+// its own, so restart can stop the whole server and start it again where
+// its clients (a browser page, say) expect it.
+func startRestartableStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	e := map[string]string{"UNHIDRA_DATA_DIR": t.TempDir()}
+	for _, k := range []string{"AUTH_PORT", "GATEWAY_PORT", "MQTT_PORT"} {
+		port, err := e2etest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e[k] = strconv.Itoa(port)
+	}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return startStack(t, e)
+}
+
+// down stops the whole server (auth API, gateway, MQTT); up starts it again
+// on the same ports and data.
+func (s *stack) down(t *testing.T) {
+	t.Helper()
+	s.testServer.stop(t)
+}
+
+func (s *stack) up(t *testing.T) {
+	t.Helper()
+	s.testServer = startServer(t, s.testServer.env, cheapHash)
+	e2etest.WaitHTTP(t, s.gwURL+"/ready", 10*time.Second)
 }

@@ -53,6 +53,8 @@ func Require(t testing.TB) string {
 type Browser struct {
 	cmd  *exec.Cmd
 	conn *websocket.Conn
+	port string // the debugging port
+	tab  bool   // a second tab: closing it leaves the browser running
 
 	wmu  sync.Mutex // one writer at a time
 	mu   sync.Mutex // guards what follows
@@ -110,10 +112,42 @@ func Open(t testing.TB, url string) *Browser {
 	if err != nil {
 		t.Fatalf("chromium debugging port: %v", err)
 	}
+	b.port = port
 	wsURL, err := pageURL(port, url, 30*time.Second)
 	if err != nil {
 		t.Fatalf("chromium page: %v", err)
 	}
+	b.attach(t, wsURL, url)
+	return b
+}
+
+// NewTab opens url in another tab of the same browser: the same profile,
+// so the two share localStorage, service workers and storage events. The
+// tab closes when the test ends.
+func (b *Browser) NewTab(t testing.TB, url string) *Browser {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://127.0.0.1:"+b.port+"/json/new?about:blank", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("new tab: %v", err)
+	}
+	var target struct {
+		WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&target)
+	resp.Body.Close()
+	if err != nil || target.WebSocketDebuggerURL == "" {
+		t.Fatalf("new tab: %s %v", resp.Status, err)
+	}
+	tab := &Browser{cmd: b.cmd, port: b.port, tab: true, wait: map[int]chan reply{}, done: make(chan struct{})}
+	t.Cleanup(tab.close)
+	tab.attach(t, target.WebSocketDebuggerURL, url)
+	return tab
+}
+
+// attach connects to a page target, subscribes to its errors and loads url.
+func (b *Browser) attach(t testing.TB, wsURL, url string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, wsURL, nil)
@@ -128,17 +162,21 @@ func Open(t testing.TB, url string) *Browser {
 			t.Fatalf("devtools %s: %v", m, err)
 		}
 	}
+	// Every tab behaves as the focused one (focus events, :focus-visible),
+	// as the user's window would.
+	if _, err := b.Call(ctx, "Emulation.setFocusEmulationEnabled", map[string]any{"enabled": true}); err != nil {
+		t.Fatalf("devtools focus emulation: %v", err)
+	}
 	if _, err := b.Call(ctx, "Page.navigate", map[string]any{"url": url}); err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
-	return b
 }
 
 func (b *Browser) close() {
 	if b.conn != nil {
 		b.conn.Close(websocket.StatusNormalClosure, "")
 	}
-	if b.cmd.Process != nil {
+	if !b.tab && b.cmd.Process != nil {
 		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		_ = b.cmd.Process.Kill()
 		_ = b.cmd.Wait()
@@ -320,6 +358,41 @@ func (b *Browser) Screenshot(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return r.Data, nil
+}
+
+// Keys Press knows, with their DOM key code.
+var keys = map[string]struct {
+	code string
+	vk   int
+	text string
+}{
+	"Tab": {"Tab", 9, ""}, "Enter": {"Enter", 13, "\r"}, "Escape": {"Escape", 27, ""}, " ": {"Space", 32, " "},
+	"ArrowDown": {"ArrowDown", 40, ""}, "ArrowUp": {"ArrowUp", 38, ""},
+}
+
+// Press sends a real key press (down and up) to the focused element, as a
+// keyboard would: Tab moves the focus, Enter activates a link. shift holds
+// Shift down meanwhile.
+func (b *Browser) Press(ctx context.Context, key string, shift bool) error {
+	k, ok := keys[key]
+	if !ok {
+		return fmt.Errorf("browsertest: unknown key %q", key)
+	}
+	mods := 0
+	if shift {
+		mods = 8
+	}
+	down := map[string]any{"type": "keyDown", "key": key, "code": k.code, "windowsVirtualKeyCode": k.vk, "modifiers": mods}
+	if k.text != "" {
+		down["text"] = k.text
+	} else {
+		down["type"] = "rawKeyDown"
+	}
+	if _, err := b.Call(ctx, "Input.dispatchKeyEvent", down); err != nil {
+		return err
+	}
+	_, err := b.Call(ctx, "Input.dispatchKeyEvent", map[string]any{"type": "keyUp", "key": key, "code": k.code, "windowsVirtualKeyCode": k.vk, "modifiers": mods})
+	return err
 }
 
 // SetViewport makes the page w×h CSS pixels (a phone below 700 wide is

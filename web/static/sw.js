@@ -2,10 +2,13 @@
 // (the page, scripts, styles) load offline. It caches only those static
 // files; API answers, the WebSocket, /config.json and every other request
 // go to the network untouched, never cached.
-const CACHE = "unhidra-shell-v1";
-const SHELL = ["/", "/index.html", "/app.css", "/icon.svg", "/manifest.webmanifest", "/vendor/uplot.css",
-  "/vendor/preact.mjs", "/vendor/hooks.mjs", "/vendor/htm.mjs", "/vendor/uplot.mjs",
-  "/js/main.js", "/js/lib.js", "/js/api.js", "/js/ws.js", "/js/app.js"];
+//
+// The server puts two lines before this file (web.go): SHELL_VERSION, a
+// digest of the embedded files (a new build is a new worker and a new
+// cache), and SHELL_FILES, every file of the shell.
+/* global SHELL_VERSION, SHELL_FILES */
+const CACHE = "unhidra-shell-" + SHELL_VERSION;
+const SHELL = SHELL_FILES;
 
 self.addEventListener("install", (ev) => {
   ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -29,7 +32,7 @@ self.addEventListener("fetch", (ev) => {
   ev.respondWith(
     fetch(ev.request)
       .then((res) => {
-        if (res.ok) {
+        if (res.ok && res.type === "basic" && !/no-store/.test(res.headers.get("Cache-Control") || "")) {
           const copy = res.clone();
           caches.open(CACHE).then((c) => c.put(ev.request, copy));
         }

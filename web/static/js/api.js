@@ -6,6 +6,7 @@
 // a time (Web Locks), since presenting a rotated token ends the session.
 
 const SESSION_KEY = "unhidra.session";
+const CONFIG_KEY = "unhidra.config";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -15,10 +16,30 @@ export class ApiError extends Error {
   }
 }
 
+// loadConfig reads the server's /config.json (the auth API's address, the
+// registration mode). The last one read is kept in localStorage, so the
+// shell served by the service worker starts while the server is away (its
+// answer is never in the service worker's cache).
 export async function loadConfig() {
-  const res = await fetch("/config.json", { cache: "no-store" });
-  if (!res.ok) throw new ApiError(res.status, "unavailable", "the server did not answer its configuration");
-  return res.json();
+  try {
+    const res = await fetch("/config.json", { cache: "no-store" });
+    if (!res.ok) throw new ApiError(res.status, "unavailable", "the server did not answer its configuration");
+    const cfg = await res.json();
+    try {
+      localStorage.setItem(CONFIG_KEY, JSON.stringify(cfg));
+    } catch {
+      // Storage full or disabled: only the offline start is lost.
+    }
+    return cfg;
+  } catch (e) {
+    try {
+      const kept = JSON.parse(localStorage.getItem(CONFIG_KEY) || "null");
+      if (kept && kept.auth_url) return { ...kept, offline: true };
+    } catch {
+      // fall through
+    }
+    throw e instanceof ApiError ? e : new ApiError(0, "unavailable", "the server cannot be reached");
+  }
 }
 
 async function readJSON(res) {
@@ -104,9 +125,21 @@ export class Api extends EventTarget {
     this.dispatchEvent(new Event("session"));
   }
 
+  // signOut ends the session on the server (its refresh tokens, access
+  // tokens and connections) and forgets it here, with everything this
+  // client kept in localStorage for it (other tabs follow: the storage
+  // event).
   async signOut() {
-    const token = this.access && this.access.token;
+    let token = this.access && this.access.expiresAt > Date.now() ? this.access.token : null;
+    if (!token && this.stored) {
+      try {
+        token = await this.refresh();
+      } catch {
+        token = null; // offline, or the session is already over
+      }
+    }
     this.clear();
+    forgetLocal();
     if (token) {
       try {
         await fetch(this.authURL + "/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
@@ -210,6 +243,19 @@ export class Api extends EventTarget {
     const res = await fetch("/api/v1" + path, { headers: { Authorization: "Bearer " + token } });
     if (!res.ok) await check(res);
     return res.text();
+  }
+}
+
+// forgetLocal removes what the client keeps in localStorage for a session
+// (the outbox, read marks, …), all under "unhidra.", but the server's
+// configuration.
+function forgetLocal() {
+  try {
+    for (const k of Object.keys(localStorage)) {
+      if (k.startsWith("unhidra.") && k !== CONFIG_KEY) localStorage.removeItem(k);
+    }
+  } catch {
+    // nothing kept
   }
 }
 

@@ -12,7 +12,10 @@ async function start() {
   try {
     config = await loadConfig();
   } catch (e) {
-    root.textContent = "Unhidra cannot reach its server: " + e.message;
+    // Never reached the server from this browser yet: say so, and try
+    // again shortly.
+    root.textContent = "Unhidra cannot reach its server (" + e.message + "); trying again…";
+    setTimeout(start, 3000);
     return;
   }
   const api = new Api(config);

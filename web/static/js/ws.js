@@ -127,12 +127,15 @@ export class Connection extends EventTarget {
   }
 
   // scheduleRefresh hands the connection a new access token before its
-  // own expires (the `refresh` frame), so it is never closed for expiry.
+  // own expires (the `refresh` frame), so it is never closed for expiry:
+  // a minute before it ends, or after four fifths of a short one's life
+  // (not sooner than in 5 s).
   scheduleRefresh() {
     clearTimeout(this.refreshTimer);
     const access = this.api.access;
     if (!access) return;
-    const wait = Math.max(5000, access.expiresAt - Date.now() - 60000);
+    const left = access.expiresAt - Date.now();
+    const wait = Math.max(5000, left - Math.min(60000, left / 5));
     this.refreshTimer = setTimeout(async () => {
       try {
         await this.api.refresh();
@@ -263,8 +266,18 @@ export class Connection extends EventTarget {
   }
 
   clearOutbox() {
+    for (const item of this.outbox) if (item.wait) item.wait.reject(new Error("signed out"));
     this.outbox = [];
     localStorage.removeItem(OUTBOX_KEY);
+    this.dispatchEvent(new Event("outbox"));
+  }
+
+  // reset forgets the session's state (after a sign-out): the outbox and
+  // the subscriptions.
+  reset() {
+    this.clearOutbox();
+    this.subs.clear();
+    this.welcome = null;
   }
 }
 
