@@ -60,7 +60,7 @@ func Handler(o Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cfg := o.clientConfig(r)
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp(r, cfg.AuthURL))
+		h.Set("Content-Security-Policy", o.csp(r, cfg.AuthURL))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
@@ -143,14 +143,15 @@ func trimBrackets(h string) string {
 }
 
 // csp allows connections to this page's origin (HTTP and its WebSocket)
-// and to the auth API's origin, nothing else.
-func csp(r *http.Request, authURL string) string {
+// and to the auth API's origin, nothing else. The page's scripts and
+// styles come from this origin only: no inline script or style, no eval.
+func (o Options) csp(r *http.Request, authURL string) string {
 	connect := "'self'"
 	if u, err := url.Parse(authURL); err == nil && u.Host != "" {
 		connect += " " + u.Scheme + "://" + u.Host
 	}
 	ws := "ws://"
-	if r.TLS != nil {
+	if r.TLS != nil || o.TLS {
 		ws = "wss://"
 	}
 	if r.Host != "" {

@@ -1,7 +1,8 @@
 // The client's few dependencies, in one place: Preact with hooks and htm
 // (vendored, see ../vendor/LICENSES.txt). htm templates set every
 // interpolated value as text or as a property, never as HTML; the client
-// never uses dangerouslySetInnerHTML or innerHTML (a test greps for both).
+// never parses strings as HTML (web_test.go greps every script for the
+// ways to do so).
 import { h, render, Fragment, createContext } from "../vendor/preact.mjs";
 import { useState, useEffect, useRef, useMemo, useCallback, useContext, useReducer, useLayoutEffect } from "../vendor/hooks.mjs";
 import htm from "../vendor/htm.mjs";
