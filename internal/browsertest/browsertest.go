@@ -88,7 +88,7 @@ type reply struct {
 
 // Open starts Chromium, connects to its page, subscribes to the page's
 // errors and loads url. The browser is stopped when the test ends. The
-// window is 1280×800 (see SetViewport).
+// viewport is 1280×800 (see SetViewport).
 func Open(t testing.TB, url string) *Browser {
 	t.Helper()
 	bin := Require(t)
@@ -166,6 +166,9 @@ func (b *Browser) attach(t testing.TB, wsURL, url string) {
 	// as the user's window would.
 	if _, err := b.Call(ctx, "Emulation.setFocusEmulationEnabled", map[string]any{"enabled": true}); err != nil {
 		t.Fatalf("devtools focus emulation: %v", err)
+	}
+	if err := b.SetViewport(ctx, 1280, 800); err != nil {
+		t.Fatalf("devtools viewport: %v", err)
 	}
 	if _, err := b.Call(ctx, "Page.navigate", map[string]any{"url": url}); err != nil {
 		t.Fatalf("open %s: %v", url, err)
