@@ -50,6 +50,8 @@ func TestWebChatKeyboardAndBodies(t *testing.T) {
 		}
 		clickIn(p, `__c.item(__c.log("general"), "line one")`, "button", "Reply in thread")
 		cwaitTrue(p, `__c.thread()`)
+		// The panel has taken the focus (its reply box): it is ready for keys.
+		cwaitTrue(p, `__c.thread() && __c.thread().contains(document.activeElement)`)
 		press.press("Escape", false)
 		cwait(p, `__t.all("aside", "Thread").length`, `0`)
 		cwaitTrue(p, `!location.hash.includes("/thread/")`)

@@ -60,7 +60,9 @@ export function ThreadPanel({ channel, rootID, store, manage, member, onClose })
     if (ev.detail.channel === channel && !ev.detail.recovered) load();
   });
 
-  useEffect(() => {
+  // A layout effect: the listener is in place as soon as the panel is on
+  // screen, so an Escape pressed at once closes it.
+  useLayoutEffect(() => {
     const key = (ev) => {
       if (ev.key === "Escape" && !document.querySelector("dialog[open]")) onClose();
     };
