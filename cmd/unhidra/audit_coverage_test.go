@@ -7,13 +7,11 @@ package main
 // client IP) and carries no secret.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -111,32 +109,11 @@ type reply struct {
 // request id rid (empty: none).
 func (a *auditStack) do(t *testing.T, base, method, path, bearer, ip, rid string, body any) reply {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		j, _ := json.Marshal(body)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	req.Header.Set("X-Forwarded-For", ip)
+	h := http.Header{"X-Forwarded-For": {ip}}
 	if rid != "" {
-		req.Header.Set(httpx.RequestIDHeader, rid)
+		h.Set(httpx.RequestIDHeader, rid)
 	}
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return reply{Reply: e2etest.Reply{Status: res.StatusCode, Header: res.Header, Body: b}, sent: rid}
+	return reply{Reply: e2etest.HTTPCallWith(t, base, method, path, bearer, body, h), sent: rid}
 }
 
 // want is one expected audit event.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/unhidra/unhidra/internal/audit"
 	"github.com/unhidra/unhidra/internal/audit/merkle"
+	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/internal/sqlite"
 	"github.com/unhidra/unhidra/wire"
 	"golang.org/x/mod/sumdb/note"
@@ -204,7 +205,7 @@ func TestHostileInputIsStoredEscapedAndBounded(t *testing.T) {
 // the log appends again once the store answers.
 func TestAFailedAppendIsNeverSilent(t *testing.T) {
 	e := newEnv(t)
-	var buf syncBuffer
+	var buf e2etest.SyncBuffer
 	reg := prometheus.NewRegistry()
 	l, err := audit.Open(context.Background(), e.st, audit.Options{Signer: e.signer, Log: slog.New(slog.NewTextHandler(&buf, nil)), Registerer: reg})
 	if err != nil {
@@ -295,23 +296,6 @@ func TestTwoProcessesAppendToOneLog(t *testing.T) {
 	if rep := e.verify(t, nil); rep.Problem != nil || rep.Records != 600 {
 		t.Fatalf("verify: %d records, %v", rep.Records, rep.Problem)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {

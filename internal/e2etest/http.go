@@ -38,6 +38,13 @@ func (r Reply) JSON(t testing.TB, v any) {
 // is checked against the OpenAPI document (internal/openapitest).
 func HTTPCall(t testing.TB, base, method, path, bearer string, body any) Reply {
 	t.Helper()
+	return HTTPCallWith(t, base, method, path, bearer, body, nil)
+}
+
+// HTTPCallWith is HTTPCall with more request headers (X-Forwarded-For,
+// X-Request-ID, …).
+func HTTPCallWith(t testing.TB, base, method, path, bearer string, body any, header http.Header) Reply {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		j, _ := json.Marshal(body)
@@ -52,6 +59,9 @@ func HTTPCall(t testing.TB, base, method, path, bearer string, body any) Reply {
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {

@@ -1,46 +1,10 @@
-// Pieces the device and admin views share: a modal dialog (native
-// <dialog>: focus stays inside, Escape closes it), a confirmation, the
-// dialog that shows a new API key once, the register form, and a device's
-// state and last-seen time as text.
-import { html, useEffect, useRef, useState } from "../lib.js";
+// Pieces the device and admin views share: a confirmation, the dialog
+// that shows a new API key once, the register form, and a device's state
+// and last-seen time as text (dialogs are ../ui.js's Modal).
+import { html, useRef, useState } from "../lib.js";
+import { Modal, ErrorLine } from "../ui.js";
 import { useApp } from "../app.js";
 import { stateOf, relativeTime, absoluteTime, useNow } from "./fleet.js";
-
-let seq = 0;
-
-export function Dialog({ title, onClose, children, className }) {
-  const ref = useRef(null);
-  const id = useRef("dev-dlg-" + ++seq);
-  const close = useRef(onClose);
-  close.current = onClose;
-  useEffect(() => {
-    const d = ref.current;
-    if (!d.open) {
-      try {
-        d.showModal();
-      } catch {
-        d.setAttribute("open", "");
-      }
-    }
-    const l = () => close.current && close.current();
-    d.addEventListener("close", l);
-    return () => {
-      d.removeEventListener("close", l);
-      if (d.open) d.close();
-    };
-  }, []);
-  return html`<dialog ref=${ref} class=${"modal dev-modal " + (className || "")} aria-labelledby=${id.current}>
-    <div class="modal-head">
-      <h2 id=${id.current}>${title}</h2>
-      <button type="button" class="close" aria-label="Close" onClick=${() => ref.current.close()}>×</button>
-    </div>
-    ${children}
-  </dialog>`;
-}
-
-export function ErrorText({ error }) {
-  return html`<p role="alert" class="error">${error ? error.message || String(error) : ""}</p>`;
-}
 
 // Confirm asks before a destructive action; onConfirm may be async (its
 // error is shown, the dialog stays).
@@ -58,9 +22,9 @@ export function Confirm({ title, text, action, onConfirm, onClose }) {
       setBusy(false);
     }
   };
-  return html`<${Dialog} title=${title} onClose=${onClose}>
+  return html`<${Modal} title=${title} onClose=${onClose} className="dev-modal">
     <p>${text}</p>
-    <${ErrorText} error=${error} />
+    <${ErrorLine} error=${error} />
     <div class="modal-actions">
       <button type="button" onClick=${onClose}>Cancel</button>
       <button type="button" class="danger" disabled=${busy} onClick=${run}>${action}</button>
@@ -84,7 +48,7 @@ export function KeyDialog({ name, apiKey, onClose }) {
       setCopied("Copying is not allowed here: the key is selected, press Ctrl+C (⌘C) to copy it.");
     }
   };
-  return html`<${Dialog} title=${"API key of " + name} onClose=${onClose} className="key-dialog">
+  return html`<${Modal} title=${"API key of " + name} onClose=${onClose} className="dev-modal key-dialog">
     <p class="warning" role="alert"><strong>Copy this key now: it will not be shown again.</strong> Unhidra keeps only its hash; if it is lost, rotate the key.</p>
     <label>API key
       <input ref=${input} class="api-key" readonly value=${apiKey} spellcheck="false" autocomplete="off" onFocus=${(ev) => ev.target.select()} />
@@ -122,14 +86,14 @@ export function RegisterDialog({ onClose, onDone }) {
       setBusy(false);
     }
   };
-  return html`<${Dialog} title="Register device" onClose=${onClose}>
+  return html`<${Modal} title="Register device" onClose=${onClose} className="dev-modal">
     <form onSubmit=${submit}>
       <label>Name <input name="name" required maxlength="64" autocomplete="off" autofocus /></label>
       <label>Device ID <input name="device_id" maxlength="64" autocomplete="off" spellcheck="false" aria-describedby="reg-id-hint" /></label>
       <p id="reg-id-hint" class="muted hint">Optional: one is generated.</p>
       ${api.isAdmin() && html`<label>Owner <input name="owner" maxlength="32" autocomplete="off" aria-describedby="reg-owner-hint" /></label>
         <p id="reg-owner-hint" class="muted hint">Optional: the device is yours when empty.</p>`}
-      <${ErrorText} error=${error} />
+      <${ErrorLine} error=${error} />
       <div class="modal-actions">
         <button type="button" onClick=${onClose}>Cancel</button>
         <button type="submit" disabled=${busy}>Register</button>
