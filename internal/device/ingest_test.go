@@ -159,8 +159,8 @@ func TestResetOnlineMarksEveryDeviceOffline(t *testing.T) {
 
 // TestReconnectAfterAnOfflineStatusGoesOnline: a device whose Will (or own
 // status) said {"online":false} while its old connection was still counted
-// goes online again when a new connection opens, whatever order the old
-// connection's end and the new one's start take.
+// goes online again when a new connection opens before the old one's end
+// is counted (the order an MQTT takeover of the client id gives).
 func TestReconnectAfterAnOfflineStatusGoesOnline(t *testing.T) {
 	e := newFleetEnv(t)
 	ctx := context.Background()
