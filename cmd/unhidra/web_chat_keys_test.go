@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/unhidra/unhidra/internal/browsertest"
 	"github.com/unhidra/unhidra/internal/e2etest"
@@ -41,9 +42,13 @@ func TestWebChatKeyboardAndBodies(t *testing.T) {
 		press.press("Enter", false)
 		cwaitTrue(p, `__c.has(__c.log("general"), "line one\nline two")`)
 		cwait(p, `__t.one("textbox", "Message").value`, `""`)
+		// The log shows the message as soon as it is sent; the server's
+		// commit follows, so history is asked until it has it.
 		found := false
-		for _, m := range history(t, s, alice, ch) {
-			found = found || (m.Text != nil && *m.Text == "line one\nline two")
+		for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for _, m := range history(t, s, alice, ch) {
+				found = found || (m.Text != nil && *m.Text == "line one\nline two")
+			}
 		}
 		if !found {
 			t.Fatal("the two-line message is not stored as one message with its line break")
