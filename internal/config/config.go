@@ -535,6 +535,15 @@ func (c *Config) Validate() error {
 	if c.MLTimeout <= 0 {
 		add("ML_TIMEOUT_MS: must be positive")
 	}
+	if c.MLWorkerCmd != "" {
+		switch {
+		case c.MLSocketPath == "":
+			add("ML_SOCKET_PATH: must be set when ML_WORKER_CMD is")
+		case len(c.MLSocketPath) > 107:
+			// The kernel's limit on a Unix socket's path (sun_path).
+			add("ML_SOCKET_PATH: %d bytes is longer than a Unix socket path may be (107)", len(c.MLSocketPath))
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

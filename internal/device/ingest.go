@@ -208,6 +208,8 @@ type Fleet struct {
 	// final, so entries are never removed.
 	revoked sync.Map // device id → struct{}
 	met     *fleetMetrics
+	// observer sees every ingested point (SetObserver).
+	observer atomic.Pointer[func(TelemetryPoint)]
 }
 
 // Default limits.

@@ -192,6 +192,7 @@ func (f *Fleet) storeAlone(ctx context.Context, p TelemetryPoint) (wire.Ack, err
 	if err := f.store.AppendTelemetry(ctx, []TelemetryPoint{p}); err != nil {
 		return wire.Ack{}, err
 	}
+	f.observe(p)
 	f.met.telemetryStored.Inc()
 	return wire.Ack{Channel: wire.DeviceChannel(p.DeviceID), MessageID: f.newID()}, nil
 }
@@ -274,7 +275,37 @@ func (f *Fleet) queuePoint(ctx context.Context, p TelemetryPoint) (TelemetryWait
 	if err != nil {
 		return nil, unhidra.Wrap(unhidra.EINTERNAL, "encode event", err)
 	}
-	return f.channels.QueueDeviceData(ctx, p.DeviceID, data, &p)
+	wait, err := f.channels.QueueDeviceData(ctx, p.DeviceID, data, &p)
+	if err == nil {
+		f.observe(p)
+	}
+	return wait, err
+}
+
+// SetObserver makes fn see every telemetry point this node ingests, once
+// it is queued for its commit (in the order of each connection's points):
+// the ML bridge. fn must not block; it may keep p (its Data is not
+// changed afterwards). A point whose commit then fails is seen all the
+// same (its device will send it again). Set it before the fleet serves.
+func (f *Fleet) SetObserver(fn func(p TelemetryPoint)) { f.observer.Store(&fn) }
+
+func (f *Fleet) observe(p TelemetryPoint) {
+	if fn := f.observer.Load(); fn != nil {
+		(*fn)(p)
+	}
+}
+
+// PostAlert posts an alert about a device (the ML bridge's anomaly alert)
+// in its channel device:<id> as the device itself (SPEC §5: the device's
+// channel carries its telemetry, heartbeats, status and ML alerts). It is
+// for the node's own components, never a transport: it checks no caller.
+// A revoked device gets no alert.
+func (f *Fleet) PostAlert(ctx context.Context, deviceID string, alert any) error {
+	if f.isRevoked(deviceID) {
+		return errRevoked
+	}
+	_, err := f.post(ctx, deviceID, alert)
+	return err
 }
 
 // QueryTelemetry returns the device's points with since <= ts < until,

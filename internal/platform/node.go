@@ -29,6 +29,7 @@ import (
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/gateway"
 	"github.com/unhidra/unhidra/internal/httpapi"
+	"github.com/unhidra/unhidra/internal/ml"
 	"github.com/unhidra/unhidra/internal/mqttbridge"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/ratelimit"
@@ -135,6 +136,7 @@ type Node struct {
 	chatSvc   *chat.Service
 	presence  *presence.Service
 	fleet     *device.Fleet
+	ml        *ml.Bridge // nil without ML_WORKER_CMD
 	gateway   *gateway.Server
 	mqtt      *mqttbridge.Server
 
@@ -209,6 +211,12 @@ func NewNode(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Nod
 		return nil, fmt.Errorf("reset device online state: %w", err)
 	}
 	a.components = append(a.components, Background(svcs, a.backend, log)...)
+	bridge, mlComponents, err := startML(cfg, a.fleet, log, a.registry)
+	if err != nil {
+		return nil, err
+	}
+	a.ml = bridge
+	a.components = append(a.components, mlComponents...)
 
 	if cfg.PprofPort > 0 {
 		srv, err := startPprof(cfg.PprofPort, log)
@@ -242,6 +250,7 @@ func NewNode(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Nod
 			Draining:       a.draining.Load,
 			Metrics:        a.authMetrics(),
 			HTTPMetrics:    a.httpm,
+			MLHealth:       a.mlHealth(),
 			RequestLimit:   ratelimit.NewBucketLimiter(authRequestsPerMinute(cfg), authRequestsPerMinute(cfg), nil),
 		}
 		srv := ServeHTTP("auth API", lns.take("AUTH_PORT"), tc, api.Handler(), cfg.ShutdownTimeout, log, func() { a.draining.Store(true) })
@@ -505,6 +514,14 @@ func (a *Node) healthy(ctx context.Context) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	return nil
+}
+
+// mlHealth answers /internal/ml/health: nil (disabled) without a worker.
+func (a *Node) mlHealth() func(context.Context) any {
+	if a.ml == nil {
+		return nil
+	}
+	return func(context.Context) any { return a.ml.Health() }
 }
 
 // AuditLog returns the node's audit log.
