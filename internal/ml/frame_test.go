@@ -122,12 +122,12 @@ func TestDecodeScores(t *testing.T) {
 func TestSplitCommand(t *testing.T) {
 	cases := map[string][]string{
 		`/usr/bin/python3 scripts/inference_worker.py`: {"/usr/bin/python3", "scripts/inference_worker.py"},
-		`  a   b	c `:                           {"a", "b", "c"},
+		`  a   b	c `:                            {"a", "b", "c"},
 		`python3 'my dir/w.py' --x="a b" \"q\"`: {"python3", "my dir/w.py", `--x=a b`, `"q"`},
-		`a"b"'c'd`:                             {"abcd"},
-		`"a \" \\ \$ \n"`:                      {`a " \ $ \n`},
-		`''`:                                   {""},
-		``:                                     nil,
+		`a"b"'c'd`:                              {"abcd"},
+		`"a \" \\ \$ \n"`:                       {`a " \ $ \n`},
+		`''`:                                    {""},
+		``:                                      nil,
 	}
 	for in, want := range cases {
 		got, err := SplitCommand(in)

@@ -1,14 +1,15 @@
 // A device's page (#/devices/<id>): its name, state and last seen; a chart
 // per numeric metric over the chosen time range of stored telemetry,
 // appended live from device:<id>; the command form and the commands; the
-// owner's actions (rotate the key, revoke); recent events, ML alerts
-// highlighted.
+// owner's actions (rotate the key, revoke); the ML alerts beside the charts
+// (alerts.js); recent events, the model's alerts highlighted.
 import { html, useEffect, useRef, useState, useEvent, formatTime } from "../lib.js";
 import { useApp } from "../app.js";
 import { useFleet, fetchRange, numericFields, stateOf } from "./fleet.js";
 import { State, LastSeen, useKeyFlow } from "./ui.js";
 import { MetricChart } from "./chart.js";
 import { Commands } from "./commands.js";
+import { useAlerts, Anomalies } from "./alerts.js";
 
 const RANGES = [
   { key: "15m", label: "Last 15 minutes", ms: 15 * 60e3 },
@@ -30,6 +31,7 @@ export function DevicePage({ id }) {
   const [error, setError] = useState(null);
   const device = fleet.get(id);
   const flow = useKeyFlow(fleet);
+  const alerts = useAlerts(id, fleet);
 
   useEffect(() => {
     setError(null);
@@ -60,7 +62,10 @@ export function DevicePage({ id }) {
       <button type="button" onClick=${() => flow.rotate(device)}>Rotate key</button>
       <button type="button" class="danger" onClick=${() => flow.revoke(device)}>Revoke device</button>
     </div>`}
-    <${Telemetry} id=${device.device_id} fleet=${fleet} />
+    <div class="dev-live">
+      <${Telemetry} id=${device.device_id} fleet=${fleet} latest=${alerts.latest} list=${alerts.list} />
+      <${Anomalies} alerts=${alerts} />
+    </div>
     <div class="dev-columns">
       <${Commands} device=${device} fleet=${fleet} canSend=${!revoked} />
       <${Events} id=${device.device_id} fleet=${fleet} />
@@ -69,8 +74,9 @@ export function DevicePage({ id }) {
   </section>`;
 }
 
-// Telemetry is the time-range picker and the charts.
-function Telemetry({ id, fleet }) {
+// Telemetry is the time-range picker and the charts; latest (metric → the
+// newest alert from the model) and list (every alert) mark them.
+function Telemetry({ id, fleet, latest, list }) {
   const { api } = useApp();
   const [range, setRange] = useState({ key: "1h" });
   const [custom, setCustom] = useState(() => ({ from: localInput(new Date(Date.now() - 3600e3)), to: localInput(new Date()) }));
@@ -202,19 +208,26 @@ function Telemetry({ id, fleet }) {
     ${status.loading && html`<p class="loading">Loading telemetry…</p>`}
     ${!status.loading && !status.error && names.length === 0 && html`<p class="muted">No numeric telemetry in this time range${data.current.live ? "; new readings appear here as they arrive" : ""}.</p>`}
     <div class="charts">
-      ${names.map((n) => html`<${MetricChart} key=${range.key + (range.from || "") + (range.to || "") + "/" + n} name=${n} series=${data.current.series.get(n)} version=${version} />`)}
+      ${names.map((n) => html`<${MetricChart} key=${range.key + (range.from || "") + (range.to || "") + "/" + n} name=${n} series=${data.current.series.get(n)} version=${version}
+        alerts=${latest.has(n) ? list.filter((a) => a.trusted && a.metric === n) : []} />`)}
     </div>
   </section>`;
 }
 
-// describe turns a device channel event into a line of text (null: not
-// shown among the events).
-function describe(data) {
+// describe turns message m of device id's channel into a line of text
+// (null: not shown among the events). An alert is the model's only when the
+// device sent it (alerts.js); one posted by a person is shown as theirs.
+function describe(m, id) {
+  const data = m.data;
   if (data.alert === "anomaly") {
     const rest = { ...data };
     delete rest.alert;
     delete rest.type;
     const parts = Object.entries(rest).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`);
+    const s = m.sender || {};
+    if (s.kind !== "device" || s.id !== id) {
+      return { kind: "other", text: `Alert posted by ${s.id || "unknown"}, not from the model` + (parts.length ? ": " + parts.join(", ") : "") };
+    }
     return { kind: "alert", text: "Anomaly" + (parts.length ? ": " + parts.join(", ") : "") };
   }
   switch (data.type) {
@@ -241,7 +254,7 @@ function Events({ id, fleet }) {
       const add = [];
       for (const m of msgs) {
         if (have.has(m.id) || !m.data || typeof m.data !== "object") continue;
-        const d = describe(m.data);
+        const d = describe(m, id);
         if (d) add.push({ id: m.id, at: m.created_at, ...d });
       }
       const next = front ? [...add, ...list] : [...list, ...add];
