@@ -447,13 +447,21 @@ def send_frame(conn, body):
     conn.sendall(_HEADER.pack(len(body)) + body)
 
 
-def recv_exact(conn, n):
-    """Reads n bytes; None on EOF, timeout or a reset."""
+def recv_exact(conn, n, deadline=None):
+    """Reads n bytes; None on EOF, a reset, or the deadline passing.
+
+    The deadline bounds the whole read, not each recv, so a client that
+    trickles a byte now and then cannot hold its thread forever."""
     buf = bytearray()
     while len(buf) < n:
         try:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                conn.settimeout(left)
             chunk = conn.recv(min(n - len(buf), 1 << 20))
-        except (socket.timeout, OSError):
+        except OSError:  # socket.timeout is an OSError
             return None
         if not chunk:
             return None
@@ -540,10 +548,17 @@ class Server:
         try:
             while True:
                 conn.settimeout(None)  # an idle client may wait between requests
-                hdr = recv_exact(conn, 4)
-                if hdr is None:
+                first = recv_exact(conn, 1)
+                if first is None:
                     return
-                (n,) = _HEADER.unpack(hdr)
+                # From the first byte on, the frame has body_timeout to
+                # arrive, and its answer as long to be taken.
+                deadline = time.monotonic() + self.body_timeout
+                rest = recv_exact(conn, 3, deadline)
+                if rest is None:
+                    return
+                (n,) = _HEADER.unpack(first + rest)
+                conn.settimeout(self.body_timeout)
                 if n == 0 or n > MAX_FRAME:
                     # The stream cannot be resynchronised without reading n
                     # bytes, which for a huge n we refuse to do: answer, close.
@@ -552,12 +567,12 @@ class Server:
                     else:
                         send_frame(conn, error_frame("frame_too_large", "frame of %d bytes exceeds %d" % (n, MAX_FRAME)))
                     return
-                conn.settimeout(self.body_timeout)
-                body = recv_exact(conn, n)
+                body = recv_exact(conn, n, deadline)
                 if body is None:
                     return
-                conn.settimeout(None)
-                send_frame(conn, self.worker.respond(body))
+                resp = self.worker.respond(body)
+                conn.settimeout(self.body_timeout)
+                send_frame(conn, resp)
         except OSError:
             return
         finally:

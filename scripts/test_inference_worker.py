@@ -96,6 +96,8 @@ class Conn:
             return self.s.recv(1) == b""
         except ConnectionResetError:
             return True
+        except socket.timeout:
+            return False
 
     def close(self):
         self.s.close()
@@ -396,6 +398,29 @@ class LifecycleTest(unittest.TestCase):
         self.addCleanup(c.close)
         c.s.sendall(struct.pack(">I", 50) + b'{"req')
         self.assertTrue(c.closed_by_peer())
+
+    def test_a_stalled_header_is_closed(self):
+        self.start("--body-timeout", "0.3")
+        c = Conn(self.path)
+        self.addCleanup(c.close)
+        c.s.sendall(b"\x00\x00")
+        self.assertTrue(c.closed_by_peer())
+
+    def test_a_trickled_body_is_closed_at_the_deadline(self):
+        self.start("--body-timeout", "0.5")
+        c = Conn(self.path)
+        self.addCleanup(c.close)
+        c.s.sendall(struct.pack(">I", 1000))
+        closed = False
+        for _ in range(50):  # a byte every 0.1 s: 5 s if each recv had its own timeout
+            try:
+                c.s.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.1)
+        c.s.settimeout(2)
+        self.assertTrue(closed or c.closed_by_peer(), "the worker kept a trickling client")
 
     def test_max_series_bounds_the_state(self):
         self.start("--max-series", "3")
