@@ -255,7 +255,7 @@ class AnomalyModel:
         if anomaly:
             st.wild.append(abs(r))
             if len(st.wild) >= self.WILD_LEN:
-                st.mad = _median(st.wild) / self.SIGMA_PER_MAD
+                st.mad = 1.4826 * _median(st.wild) / self.SIGMA_PER_MAD  # median|r| -> sigma -> mean|r|
                 st.level = x
                 st.run_sign, st.run, st.wild = 0, [], []
                 return _entry(score, anomaly, "shift")
@@ -565,7 +565,8 @@ class Server:
                     if n == 0:
                         send_frame(conn, error_frame("bad_frame", "empty frame"))
                     else:
-                        send_frame(conn, error_frame("frame_too_large", "frame of %d bytes exceeds %d" % (n, MAX_FRAME)))
+                        msg = "frame of %d bytes exceeds %d" % (n, MAX_FRAME)
+                        send_frame(conn, error_frame("frame_too_large", msg))
                     return
                 body = recv_exact(conn, n, deadline)
                 if body is None:
