@@ -229,6 +229,7 @@ type lineLog struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	buf     []byte
+	skip    bool // dropping the rest of a line that was too long
 	second  int64
 	n       int
 	dropped int
@@ -245,20 +246,30 @@ func (l *lineLog) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			room := maxLogLine - len(l.buf)
-			if len(p) > room {
-				l.buf = append(l.buf, p[:room]...)
-				l.emit()
-				p = p[room:]
-				continue
-			}
-			l.buf = append(l.buf, p...)
-			break
+		chunk := p
+		if i >= 0 {
+			chunk, p = p[:i], p[i+1:]
+		} else {
+			p = nil
 		}
-		l.buf = append(l.buf, p[:min(i, max(0, maxLogLine-len(l.buf)))]...)
-		l.emit()
-		p = p[i+1:]
+		// A line longer than maxLogLine is cut there; the rest of it, up to
+		// its newline, is dropped.
+		if !l.skip {
+			room := maxLogLine - len(l.buf)
+			if len(chunk) > room {
+				l.buf = append(l.buf, chunk[:room]...)
+				l.emit()
+				l.skip = true
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		if i >= 0 {
+			if !l.skip {
+				l.emit()
+			}
+			l.skip = false
+		}
 	}
 	return n, nil
 }
