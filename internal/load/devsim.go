@@ -83,18 +83,43 @@ func newSimDevice(id string, seed uint64, spikeProb float64, start time.Time) *s
 }
 
 func (d *simDevice) reading(now time.Time) (map[string]any, int64) {
-	t := now.Sub(d.start).Seconds()
-	temp, s1 := d.temp.at(t)
-	hum, s2 := d.humid.at(t)
+	temp, hum, s1, s2 := d.sample(now.Sub(d.start).Seconds())
 	d.seq++
-	data := map[string]any{
-		"temp_c":   math.Round(temp*100) / 100,
-		"humidity": math.Round(min(100, max(0, hum))*100) / 100,
-	}
+	data := map[string]any{"temp_c": temp, "humidity": hum}
 	if s1 || s2 {
 		data["spike"] = true
 	}
 	return data, d.seq
+}
+
+// sample returns the device's readings at t seconds since its start, as
+// sent (rounded to 0.01, humidity within 0..100), and which are spikes.
+func (d *simDevice) sample(t float64) (temp, hum float64, tempSpike, humSpike bool) {
+	temp, tempSpike = d.temp.at(t)
+	hum, humSpike = d.humid.at(t)
+	return math.Round(temp*100) / 100, math.Round(min(100, max(0, hum))*100) / 100, tempSpike, humSpike
+}
+
+// SimReading is one metric of one reading of a simulated device, and
+// whether the simulator made it a spike.
+type SimReading struct {
+	Metric string
+	Value  float64
+	Spike  bool
+}
+
+// SimStream returns n consecutive readings (temp_c, then humidity) of the
+// simulated device that `unhidra devsim --seed` would run with seed, one
+// every interval, with the spikes it injected marked: the ground truth
+// against which the ML model's detection is measured.
+func SimStream(seed uint64, spikeProb float64, interval time.Duration, n int) [][2]SimReading {
+	d := newSimDevice("", seed, spikeProb, time.Time{})
+	out := make([][2]SimReading, n)
+	for i := range out {
+		temp, hum, s1, s2 := d.sample(float64(i) * interval.Seconds())
+		out[i] = [2]SimReading{{"temp_c", temp, s1}, {"humidity", hum, s2}}
+	}
+	return out
 }
 
 // devsimCounters are what the fleet counts on its own; the WebSocket
