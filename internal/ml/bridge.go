@@ -70,9 +70,9 @@ type Options struct {
 	QueueSize int
 	// BatchMax bounds the readings of one request (default 500).
 	BatchMax int
-	// AlertEvery is the least time between two alerts of one series
-	// (device and metric); alerts in between are counted, not posted
-	// (default 5 s). A flapping sensor cannot flood its channel.
+	// AlertEvery paces the alerts of one series (device and metric): after
+	// a burst of three, one per AlertEvery; the others are counted, not
+	// posted (default 5 s). A flapping sensor cannot flood its channel.
 	AlertEvery time.Duration
 	// MaxHold is how long a batch waits for an unavailable worker (a
 	// restart) before it is dropped (default 10 s).
@@ -189,7 +189,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 // lane scores the points of its devices in order, a batch per request.
 func (b *Bridge) lane(ctx context.Context, ch chan point) {
 	var readings []Reading
-	alerts := alertGate{every: b.o.AlertEvery, last: map[string]time.Time{}}
+	alerts := alertGate{every: b.o.AlertEvery, last: map[string]gateState{}}
 	for {
 		var p point
 		select {
@@ -450,24 +450,41 @@ func number(raw json.RawMessage) (float64, bool) {
 	return v, true
 }
 
-// alertGate lets at most one alert of a series through per period. Each
-// lane has its own (a device's series all go to one lane), so no lock.
+// alertGate is a token bucket per series: a burst of alertBurst alerts
+// (a spike, or the few readings a level shift takes to be learned), then
+// one per period. Each lane has its own (a device's series all go to one
+// lane), so no lock.
 type alertGate struct {
 	every time.Duration
-	last  map[string]time.Time
+	last  map[string]gateState
 }
 
+type gateState struct {
+	tokens float64
+	at     time.Time
+}
+
+const alertBurst = 3
+
 func (g *alertGate) allow(key string, now time.Time) bool {
-	if t, ok := g.last[key]; ok && now.Sub(t) < g.every {
-		return false
-	}
-	if len(g.last) >= 10000 {
-		for k, t := range g.last {
-			if now.Sub(t) >= g.every {
-				delete(g.last, k)
+	st, ok := g.last[key]
+	if !ok {
+		if len(g.last) >= 10000 {
+			for k, s := range g.last {
+				if now.Sub(s.at) >= alertBurst*g.every {
+					delete(g.last, k)
+				}
 			}
 		}
+		st = gateState{tokens: alertBurst, at: now}
 	}
-	g.last[key] = now
+	st.tokens = min(alertBurst, st.tokens+float64(now.Sub(st.at))/float64(g.every))
+	st.at = now
+	if st.tokens < 1 {
+		g.last[key] = st
+		return false
+	}
+	st.tokens--
+	g.last[key] = st
 	return true
 }

@@ -139,8 +139,8 @@ func pt(device string, i int, data string) unhidra.TelemetryPoint {
 // TestBridgeScoresInOrderAndAlerts: every numeric metric is scored, the
 // readings of each device reach the worker in ingestion order, an
 // anomalous reading becomes one alert with its metric, value, score and
-// time, and a second one of the same series within AlertEvery is counted,
-// not posted.
+// time, and of five in a row of one series the first three are posted, the
+// others counted (the burst of the alert gate).
 func TestBridgeScoresInOrderAndAlerts(t *testing.T) {
 	w := startFake(t, "normal")
 	var alerts alertLog
@@ -152,9 +152,10 @@ func TestBridgeScoresInOrderAndAlerts(t *testing.T) {
 			b.Observe(pt(d, i, fmt.Sprintf(`{"v":%d,"on":true,"name":"x","env":{"h":1}}`, i%50)))
 		}
 	}
-	b.Observe(pt("a", n, `{"v":150}`))
-	b.Observe(pt("a", n+1, `{"v":170}`))
-	eventually(t, "every reading scored", func() bool { return b.Health().Scored == 3*n*2+2 })
+	for i := range 5 {
+		b.Observe(pt("a", n+i, fmt.Sprintf(`{"v":%d}`, 150+i)))
+	}
+	eventually(t, "every reading scored", func() bool { return b.Health().Scored == 3*n*2+5 })
 	last := map[string]int{}
 	for _, r := range w.readings() {
 		k := r.Device + "/" + r.Metric
@@ -169,15 +170,15 @@ func TestBridgeScoresInOrderAndAlerts(t *testing.T) {
 		}
 	}
 	got := alerts.list()
-	if len(got) != 1 || got[0] != "a v 150 15 anomaly 2023-11-14T22:18:20Z" {
+	if len(got) != 3 || got[0] != "a v 150 15 anomaly 2023-11-14T22:18:20Z" || got[2] != "a v 152 15.2 anomaly 2023-11-14T22:18:22Z" {
 		t.Fatalf("alerts %q", got)
 	}
 	h := b.Health()
-	if h.Status != "up" || h.Alerts != 1 || h.Failed != 0 || h.Dropped != 0 || h.Version != "fake-1" {
+	if h.Status != "up" || h.Alerts != 3 || h.Failed != 0 || h.Dropped != 0 || h.Version != "fake-1" {
 		t.Fatalf("health %+v", h)
 	}
-	if v := counterValue(t, reg, "unhidra_ml_alerts_total", "suppressed"); v != 1 {
-		t.Fatalf("suppressed alerts %v, want 1", v)
+	if v := counterValue(t, reg, "unhidra_ml_alerts_total", "suppressed"); v != 2 {
+		t.Fatalf("suppressed alerts %v, want 2", v)
 	}
 }
 
