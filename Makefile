@@ -8,7 +8,7 @@ export UNHIDRA_CHECK := 1
 # one build cache); `make cross` builds static, cgo-free binaries.
 CROSS   := CGO_ENABLED=0
 
-.PHONY: all build check deps fmt-check vet test soak fuzz cross bench clean
+.PHONY: all build check deps fmt-check vet test test-python soak fuzz cross bench clean
 
 all: build
 
@@ -31,9 +31,13 @@ vet:
 # without -race, under which the embedded SQLite runs twentyfold slower;
 # under -race they run on smaller logs.
 VOLUME_PKGS := ./internal/audit/...
-test:
+test: test-python
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	UNHIDRA_VOLUME=1 $(GO) test -count=1 -timeout 10m -run 'Volume' $(VOLUME_PKGS)
+
+# The ML worker's own tests, on Debian's interpreter (as `serve` runs it).
+test-python:
+	cd scripts && /usr/bin/python3 -m unittest test_inference_worker
 
 check: deps fmt-check vet test
 	@echo "make check: all passed"

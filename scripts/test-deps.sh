@@ -8,6 +8,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The ML worker runs on Debian's interpreter with numpy available.
+[ -x /usr/bin/python3 ] || need+=(python3)
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
 
 command -v wscat >/dev/null 2>&1 || command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 
