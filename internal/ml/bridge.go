@@ -77,8 +77,8 @@ type Options struct {
 	// MaxHold is how long a batch waits for an unavailable worker (a
 	// restart) before it is dropped (default 10 s).
 	MaxHold time.Duration
-	// PingEvery is how often the worker is asked whether it is alive when
-	// no request proved it (default 5 s).
+	// PingEvery is how often the worker is asked whether it is alive
+	// (default 5 s).
 	PingEvery  time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -95,7 +95,6 @@ type Bridge struct {
 	counts counts
 
 	healthy  atomic.Bool
-	lastOK   atomic.Int64 // unix nanos of the last answered request
 	series   atomic.Int64 // series the worker tracks, from its last ping
 	version  atomic.Value // string: the model's version, from the last answer
 	errMu    sync.Mutex
@@ -305,15 +304,14 @@ func (b *Bridge) alert(ctx context.Context, readings []Reading, res ScoreResult,
 	}
 }
 
-// pings asks the worker whether it is alive when nothing else has shown
-// it lately, so /internal/ml/health is true of an idle or a hung worker.
+// pings asks the worker every PingEvery whether it is alive and how many
+// series it tracks, so /internal/ml/health is true of an idle or a hung
+// worker too.
 func (b *Bridge) pings(ctx context.Context) {
 	t := time.NewTicker(b.o.PingEvery)
 	defer t.Stop()
 	for {
-		if time.Since(time.Unix(0, b.lastOK.Load())) >= b.o.PingEvery {
-			b.ping(ctx)
-		}
+		b.ping(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -341,8 +339,13 @@ func (b *Bridge) ping(ctx context.Context) {
 }
 
 func (b *Bridge) answered(d time.Duration) {
-	b.healthy.Store(true)
-	b.lastOK.Store(time.Now().UnixNano())
+	if !b.healthy.Swap(true) {
+		// Back up: the error that took it down is history (a restart's
+		// cause stays in the supervisor's last error).
+		b.errMu.Lock()
+		b.lastErr = ""
+		b.errMu.Unlock()
+	}
 	b.met.latency.Observe(d.Seconds())
 	b.latMu.Lock()
 	b.lat[b.latN%len(b.lat)] = float64(d.Microseconds()) / 1000

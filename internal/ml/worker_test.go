@@ -265,3 +265,38 @@ func TestDetectionQuality(t *testing.T) {
 		t.Fatalf("detection below its goals (≥ 95%% flagged, ≤ 1%% false, adapted within 50)")
 	}
 }
+
+// BenchmarkBridgeThroughput: telemetry points of two metrics from 1,000
+// devices through the bridge and the shipped worker, from Observe until
+// scored; it reports readings scored per second and the requests' p99.
+// Run: go test -run '^$' -bench BridgeThroughput -benchtime 200000x ./internal/ml/
+func BenchmarkBridgeThroughput(b *testing.B) {
+	socket := startWorker(b)
+	br := New(Options{Client: NewClient(socket, 10*time.Second, 8), QueueSize: 1 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { br.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	points := make([]json.RawMessage, 64)
+	for i := range points {
+		points[i] = json.RawMessage(fmt.Sprintf(`{"temp_c":%.2f,"humidity":%.2f}`, 21+0.1*float64(i%7), 45+0.2*float64(i%5)))
+	}
+	devices := make([]string, 1000)
+	for i := range devices {
+		devices[i] = fmt.Sprintf("dev-%04d", i)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		br.Observe(pt(devices[i%len(devices)], i, string(points[i%len(points)])))
+	}
+	want := uint64(2 * b.N)
+	for br.Health().Scored+2*br.Health().Dropped < want {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	h := br.Health()
+	b.ReportMetric(float64(h.Scored)/elapsed.Seconds(), "readings/s")
+	b.ReportMetric(h.LatencyP99MS, "p99-ms")
+	b.ReportMetric(float64(h.Dropped), "dropped")
+}
