@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,4 +300,30 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 	}
 	t.Fatalf("no %s{%s}", name, label)
 	return 0
+}
+
+// TestBridgeSurvivesBrokenWorkers: a worker that answers garbage or
+// announces a 2^31-byte frame costs its batches, counted as protocol
+// errors in the metrics and the health, which says down with the reason;
+// once it answers properly again the bridge is up and scoring.
+func TestBridgeSurvivesBrokenWorkers(t *testing.T) {
+	for _, mode := range []string{"garbage", "huge", "wrong-id"} {
+		t.Run(mode, func(t *testing.T) {
+			w := startFake(t, mode)
+			reg := prometheus.NewRegistry()
+			b := runBridge(t, Options{Client: NewClient(w.path, time.Second, 2), Registerer: reg, PingEvery: time.Hour})
+			b.Observe(pt("d", 0, `{"v":1}`))
+			eventually(t, "the error counted", func() bool { return b.Health().Errors > 0 })
+			h := b.Health()
+			if h.Status != "down" || h.LastError == nil || !strings.Contains(*h.LastError, "protocol") || h.Failed != 1 {
+				t.Fatalf("health after %s: %+v", mode, h)
+			}
+			if v := counterValue(t, reg, "unhidra_ml_requests_total", "protocol"); v < 1 {
+				t.Fatalf("protocol errors counted %v", v)
+			}
+			w.mode.Store("normal")
+			b.Observe(pt("d", 1, `{"v":1}`))
+			eventually(t, "scoring again", func() bool { h := b.Health(); return h.Scored == 1 && h.Status == "up" })
+		})
+	}
 }

@@ -90,11 +90,12 @@ func (w *fakeWorker) serve(c net.Conn) {
 			b, _ := json.Marshal(v)
 			_ = WriteFrame(c, b)
 		}
-		if req.ModelID == "ping" && w.mode.Load() != "silent" {
+		mode := w.mode.Load().(string)
+		if req.ModelID == "ping" && (mode == "normal" || mode == "slow" || mode == "refuse") {
 			reply(map[string]any{"request_id": req.RequestID, "result": map[string]any{"series": 3}, "processing_time_ms": 0})
 			continue
 		}
-		switch w.mode.Load().(string) {
+		switch mode {
 		case "garbage":
 			c.Write([]byte("\x00\x00\x00\x05hello"))
 			continue
