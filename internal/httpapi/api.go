@@ -52,7 +52,23 @@ type APIDeps struct {
 	// Routes, when set, registers more routes on the API's mux, with
 	// patterns starting with APIPrefix (e.g. "GET /api/v1/devices/{id}/telemetry").
 	// user wraps a handler for users only; anyone also admits devices.
-	Routes func(mux *http.ServeMux, user, anyone func(APIHandler) http.Handler)
+	Routes RouteFunc
+}
+
+// RouteFunc registers routes on the API's mux, with patterns starting with
+// APIPrefix; user wraps a handler for users only, anyone also admits
+// devices.
+type RouteFunc = func(mux *http.ServeMux, user, anyone func(APIHandler) http.Handler)
+
+// CombineRoutes registers each of fs in turn; nil ones are skipped.
+func CombineRoutes(fs ...RouteFunc) RouteFunc {
+	return func(mux *http.ServeMux, user, anyone func(APIHandler) http.Handler) {
+		for _, f := range fs {
+			if f != nil {
+				f(mux, user, anyone)
+			}
+		}
+	}
 }
 
 type api struct {

@@ -270,7 +270,7 @@ func (a *Node) startGateway(cfg *config.Config, log *slog.Logger, tc *tls.Config
 		Devices:  a.deviceSvc,
 		Audit:    a.auditSvc,
 		Log:      log.With("server", "api"),
-		Routes:   httpapi.DeviceRoutes(a.fleet, log.With("server", "api")),
+		Routes:   httpapi.CombineRoutes(httpapi.DeviceRoutes(a.fleet, log.With("server", "api")), a.keyRoutes(), a.fileRoutes()),
 	})
 	// The REST API shares the auth API's per-IP request budget rule (ten
 	// times RATE_LIMIT_IP_PER_MINUTE); WebSocket handshakes have their own,
