@@ -25,6 +25,8 @@ const (
 	// affected subscriptions with an `unsubscribed` frame.
 	TypeMemberRemoved  = "member_removed"
 	TypeChannelDeleted = "channel_deleted"
+	// TypeKeyChange says a member's end-to-end identity key changed.
+	TypeKeyChange = "key_change"
 )
 
 // Client frame types (client → server).
@@ -80,6 +82,16 @@ type MemberRemovedFrame struct {
 	Type    string `json:"type"`
 	Channel string `json:"channel"`
 	User    string `json:"user"`
+}
+
+// KeyChangeFrame says that User's client device DeviceID changed its
+// end-to-end identity key or was deleted: members re-fetch its keys before
+// encrypting to it again.
+type KeyChangeFrame struct {
+	Type     string `json:"type"`
+	Channel  string `json:"channel"`
+	User     string `json:"user"`
+	DeviceID string `json:"device_id"`
 }
 
 // ChannelDeletedFrame says that a channel was deleted.

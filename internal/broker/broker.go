@@ -71,6 +71,10 @@ const (
 	Command
 	// Revoke ends live sessions: Revocation.
 	Revoke
+	// KeyChange says that User's device DeviceID changed its end-to-end
+	// identity key or was deleted (internal/keys); published on the topic
+	// of every channel of User.
+	KeyChange
 )
 
 var kindNames = [...]string{
@@ -83,6 +87,7 @@ var kindNames = [...]string{
 	ChannelDeleted: wire.TypeChannelDeleted,
 	Command:        wire.TypeCommand,
 	Revoke:         "revocation",
+	KeyChange:      wire.TypeKeyChange,
 }
 
 // String returns the kind's name (the wire frame type where it has one).
@@ -102,6 +107,7 @@ type Event struct {
 	Message *wire.Message
 	// User is the subject of Typing, Presence and MemberRemoved.
 	User       string
+	DeviceID   string     // KeyChange: the user's client device
 	Status     string     // Presence
 	LastSeen   *time.Time // Presence, when offline
 	Command    *DeviceCommand
@@ -132,6 +138,8 @@ func (ev *Event) Frame() any {
 		return wire.MemberRemovedFrame{Type: wire.TypeMemberRemoved, Channel: ev.Channel, User: ev.User}
 	case ChannelDeleted:
 		return wire.ChannelDeletedFrame{Type: wire.TypeChannelDeleted, Channel: ev.Channel}
+	case KeyChange:
+		return wire.KeyChangeFrame{Type: wire.TypeKeyChange, Channel: ev.Channel, User: ev.User, DeviceID: ev.DeviceID}
 	case Command:
 		return wire.CommandFrame{Type: wire.TypeCommand, CommandID: ev.Command.ID, Name: ev.Command.Name, Params: ev.Command.Params}
 	}
