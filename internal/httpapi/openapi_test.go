@@ -246,6 +246,8 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 
 	// The audit log's routes, on an API with an audit service.
 	exerciseAuditRoutes(t, c)
+	// The E2EE key directory's routes (api_keys_test.go).
+	exerciseKeyRoutes(t, c)
 
 	ops, err := openapitest.Operations()
 	if err != nil {

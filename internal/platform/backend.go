@@ -20,6 +20,7 @@ import (
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
 	"github.com/unhidra/unhidra/internal/inmem"
+	"github.com/unhidra/unhidra/internal/keys"
 	"github.com/unhidra/unhidra/internal/presence"
 	"github.com/unhidra/unhidra/internal/sqlite"
 )
@@ -41,6 +42,8 @@ type Stores struct {
 	Revocations func(ctx context.Context, since time.Time) ([]broker.Revocation, error)
 	// Audit keeps the tamper-evident audit log.
 	Audit audit.Store
+	// Keys is the E2EE key directory.
+	Keys keys.Store
 }
 
 // Backend is what a node stores in and publishes on.
@@ -147,6 +150,7 @@ func openSQLite(ctx context.Context, cfg *config.Config, b *Backend) error {
 		Peers:            chatStore,
 		Revocations:      sqlite.NewRevocationFeed(db).Recent,
 		Audit:            sqlite.NewAuditStore(db),
+		Keys:             sqlite.NewKeyStore(db),
 	}
 	b.Ping = db.Ping
 	b.SchemaVersion = func(ctx context.Context) (int, error) {
