@@ -50,6 +50,8 @@ type Config struct {
 	LogFormat            string
 	ShutdownTimeout      time.Duration
 	TelemetryRetention   time.Duration
+	// FileMaxBytes caps one encrypted file upload (/api/v1/files).
+	FileMaxBytes int
 	AdminPassword        string
 	// PprofPort, when not 0, serves Go's runtime profiles (net/http/pprof)
 	// on 127.0.0.1 only, whatever BIND_ADDR is, and turns on the mutex and
@@ -238,6 +240,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	c.LogFormat = env("LOG_FORMAT", defFormat)
 	c.ShutdownTimeout = envDur("SHUTDOWN_TIMEOUT", 10*time.Second)
 	c.TelemetryRetention = envDur("TELEMETRY_RETENTION", 30*24*time.Hour)
+	c.FileMaxBytes = envInt("FILE_MAX_BYTES", 100<<20)
 	c.AdminPassword = getenv("UNHIDRA_ADMIN_PASSWORD")
 	c.PprofPort = envInt("PPROF_PORT", 0)
 	c.PublicAuthURL = getenv("PUBLIC_AUTH_URL")
@@ -285,6 +288,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	durVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT")
 	intVar(&c.PprofPort, "pprof-port", "PPROF_PORT: Go runtime profiles on 127.0.0.1 (0: off)")
 	durVar(&c.TelemetryRetention, "telemetry-retention", "TELEMETRY_RETENTION")
+	intVar(&c.FileMaxBytes, "file-max-bytes", "FILE_MAX_BYTES: the cap on one encrypted file upload")
 	fs.StringVar(&c.PublicAuthURL, "public-auth-url", c.PublicAuthURL, "PUBLIC_AUTH_URL: the auth API's address as browsers reach it (empty: the page's host on AUTH_PORT)")
 	durVar(&c.AuditCheckpointEvery, "audit-checkpoint-interval", "AUDIT_CHECKPOINT_INTERVAL: how often the audit log's signed checkpoint is written to the data dir")
 	fs.StringVar(&services, "services", services, "comma-separated services: auth,gateway,mqtt,ml")
@@ -557,6 +561,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TelemetryRetention < time.Hour {
 		add("TELEMETRY_RETENTION: %s must be at least 1h", c.TelemetryRetention)
+	}
+	if c.FileMaxBytes < 1 || c.FileMaxBytes > 1<<40 {
+		add("FILE_MAX_BYTES: %d must be between 1 and 1 TiB (%d)", c.FileMaxBytes, int64(1)<<40)
 	}
 	if len(c.Services) == 0 {
 		add("--services: at least one service is needed")
