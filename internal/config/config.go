@@ -50,8 +50,7 @@ type Config struct {
 	LogFormat            string
 	ShutdownTimeout      time.Duration
 	TelemetryRetention   time.Duration
-	// FileMaxBytes caps one encrypted file upload (/api/v1/files).
-	FileMaxBytes int
+	FileMaxBytes         int // caps one encrypted file upload (/api/v1/files)
 	AdminPassword        string
 	// PprofPort, when not 0, serves Go's runtime profiles (net/http/pprof)
 	// on 127.0.0.1 only, whatever BIND_ADDR is, and turns on the mutex and

@@ -19,6 +19,7 @@ import (
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/files"
 	"github.com/unhidra/unhidra/internal/inmem"
 	"github.com/unhidra/unhidra/internal/keys"
 	"github.com/unhidra/unhidra/internal/presence"
@@ -44,6 +45,8 @@ type Stores struct {
 	Audit audit.Store
 	// Keys is the E2EE key directory.
 	Keys keys.Store
+	// Files records the encrypted files' uploads.
+	Files files.Store
 }
 
 // Backend is what a node stores in and publishes on.
@@ -151,6 +154,7 @@ func openSQLite(ctx context.Context, cfg *config.Config, b *Backend) error {
 		Revocations:      sqlite.NewRevocationFeed(db).Recent,
 		Audit:            sqlite.NewAuditStore(db),
 		Keys:             sqlite.NewKeyStore(db),
+		Files:            sqlite.NewFileStore(db),
 	}
 	b.Ping = db.Ping
 	b.SchemaVersion = func(ctx context.Context) (int, error) {
