@@ -248,6 +248,8 @@ func TestEveryRouteAnswersAsTheOpenAPIDocumentSays(t *testing.T) {
 	exerciseAuditRoutes(t, c)
 	// The E2EE key directory's routes (api_keys_test.go).
 	exerciseKeyRoutes(t, c)
+	// The encrypted files' routes (api_files_test.go).
+	exerciseFileRoutes(t, c)
 
 	ops, err := openapitest.Operations()
 	if err != nil {
