@@ -27,9 +27,9 @@ type e2eeMember struct {
 	// last: two devices that start sessions with each other at once have
 	// two, and a message may come on either, as in every Olm client.
 	sessions map[string][]*e2ee.Session
-	inbound   map[string]*e2ee.InboundGroup // by Megolm session id
-	out       *e2ee.OutboundGroup
-	seen      map[int64]bool // offsets processed, as a client keeps
+	inbound  map[string]*e2ee.InboundGroup // by Megolm session id
+	out      *e2ee.OutboundGroup
+	seen     map[int64]bool // offsets processed, as a client keeps
 }
 
 func newE2EEMember(t *testing.T, s *stack, name string) *e2eeMember {
