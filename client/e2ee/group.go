@@ -8,8 +8,9 @@ import (
 	"maunium.net/go/mautrix/crypto/goolm/session"
 )
 
-// MaxSkip is how far past the highest message index seen a group message
-// may be and still be decrypted. Megolm could derive any later key, but a
+// MaxSkip is how many messages a group message may skip — past the highest
+// index decrypted, or past the first index of the room key when none was —
+// and still be decrypted. Megolm could derive any later key, but a
 // message claiming to be thousands ahead is either a bug or an attempt to
 // make us skip; refusing it keeps the accepted window explicit.
 const MaxSkip = 1000
@@ -99,8 +100,8 @@ func (g *OutboundGroup) pickle() []byte {
 }
 
 // InboundGroup decrypts one sender's group session in one channel. It
-// refuses a message index it already decrypted (replay) and one more than
-// MaxSkip past the highest seen; a failed Decrypt changes nothing. Safe for
+// refuses a message index it already decrypted (replay) and one that would
+// skip more than MaxSkip messages; a failed Decrypt changes nothing. Safe for
 // concurrent use.
 type InboundGroup struct {
 	channel, senderKey, senderUser, senderDevice string
@@ -108,8 +109,8 @@ type InboundGroup struct {
 	mu      sync.Mutex
 	s       *session.MegolmInboundSession
 	seen    map[uint32]struct{}
-	highest uint32 // highest index decrypted, or the first known index minus one
-	any     bool   // whether highest is an index seen rather than the start
+	highest uint32 // highest index decrypted, when any is set
+	any     bool
 }
 
 // NewInboundGroup builds the receiving side from a room key that arrived
@@ -179,12 +180,12 @@ func (g *InboundGroup) Decrypt(ciphertext string) ([]byte, uint32, error) {
 	if _, dup := g.seen[idx]; dup {
 		return nil, 0, fmt.Errorf("%w: session %s index %d", ErrReplay, g.s.ID(), idx)
 	}
-	base := g.s.FirstKnownIndex()
+	next := g.s.FirstKnownIndex()
 	if g.any {
-		base = g.highest
+		next = g.highest + 1
 	}
-	if idx > base && idx-base > MaxSkip {
-		return nil, 0, fmt.Errorf("%w: index %d is %d past %d (at most %d)", ErrTooFarAhead, idx, idx-base, base, MaxSkip)
+	if idx > next && idx-next > MaxSkip {
+		return nil, 0, fmt.Errorf("%w: index %d would skip %d messages after %d (at most %d)", ErrTooFarAhead, idx, idx-next, next, MaxSkip)
 	}
 	// goolm advances its latest ratchet once the signature verified, even
 	// if decryption then fails: restore it so a failure changes nothing.
