@@ -47,6 +47,11 @@ func (c *Client) apiURL(path string) (*url.URL, error) {
 }
 
 func (c *Client) restRequest(ctx context.Context, method string, u *url.URL, body io.Reader) (*http.Response, error) {
+	return c.restRequestType(ctx, method, u, body, "application/octet-stream")
+}
+
+// restRequestType is restRequest with the body's content type.
+func (c *Client) restRequestType(ctx context.Context, method string, u *url.URL, body io.Reader, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, err
@@ -59,7 +64,7 @@ func (c *Client) restRequest(ctx context.Context, method string, u *url.URL, bod
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Type", contentType)
 	}
 	for k, vs := range c.opts.Header {
 		for _, v := range vs {
