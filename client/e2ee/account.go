@@ -8,6 +8,8 @@ import (
 	"maunium.net/go/mautrix/crypto/goolm/account"
 	"maunium.net/go/mautrix/crypto/goolm/session"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 // MaxOneTimeKeys is how many unused one-time keys an account keeps, as the
@@ -27,7 +29,7 @@ type Account struct {
 
 // NewAccount creates fresh identity keys for the device deviceID of user.
 func NewAccount(user, deviceID string) (*Account, error) {
-	if user == "" || !idPattern.MatchString(deviceID) {
+	if user == "" || !e2eekeys.ValidID(deviceID) {
 		return nil, fmt.Errorf("%w: user %q, device id %q", ErrBadKey, user, deviceID)
 	}
 	a, err := account.NewAccount()
@@ -105,7 +107,7 @@ func (a *Account) Upload() (UploadRequest, error) {
 		Identity:    IdentityKeys{Curve25519: string(curve), Ed25519: string(ed)},
 		OneTimeKeys: []SignedKey{},
 	}
-	sig, err := a.acct.Sign(IdentityMessage(a.user, a.deviceID, string(curve)))
+	sig, err := a.acct.Sign(e2eekeys.IdentityMessage(a.user, a.deviceID, string(curve)))
 	if err != nil {
 		return UploadRequest{}, err
 	}
@@ -132,7 +134,7 @@ func (a *Account) Upload() (UploadRequest, error) {
 }
 
 func (a *Account) signKey(keyID string, key id.Curve25519) (SignedKey, error) {
-	sig, err := a.acct.Sign(KeyMessage(a.user, a.deviceID, keyID, string(key)))
+	sig, err := a.acct.Sign(e2eekeys.KeyMessage(a.user, a.deviceID, keyID, string(key)))
 	if err != nil {
 		return SignedKey{}, err
 	}
@@ -190,7 +192,7 @@ func (a *Account) NewInboundSession(senderKey string, m OlmMessage) (*Session, [
 	if m.Type != MsgPreKey {
 		return nil, nil, fmt.Errorf("%w: a session starts with a prekey message (type 0), got type %d", ErrDecrypt, m.Type)
 	}
-	if _, err := decodeCurveKey(senderKey, "sender key"); err != nil {
+	if err := checkSenderKey(senderKey); err != nil {
 		return nil, nil, err
 	}
 	body, err := canonical(m.Body)

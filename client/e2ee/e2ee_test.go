@@ -78,7 +78,8 @@ func TestUploadIsSignedInTheContractFormat(t *testing.T) {
 		t.Fatalf("got %d one-time keys and fallback %v, want 5 and one", len(up.OneTimeKeys), up.FallbackKey)
 	}
 	for _, k := range append(up.OneTimeKeys, *up.FallbackKey) {
-		if err := verifySignedKey("alice", "phone-1", up.Identity.Ed25519, k); err != nil {
+		b := Bundle{User: "alice", DeviceID: "phone-1", Identity: up.Identity, IdentitySignature: up.IdentitySignature, OneTimeKey: &k}
+		if _, err := VerifyBundle(b); err != nil {
 			t.Errorf("key %s: %v", k.ID, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 
 	"maunium.net/go/mautrix/crypto/goolm/message"
 	"maunium.net/go/mautrix/crypto/goolm/session"
+
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 // MaxSkip is how many messages a group message may skip — past the highest
@@ -120,7 +122,7 @@ func NewInboundGroup(rk RoomKey, senderKey string) (*InboundGroup, error) {
 	if rk.Type != "room_key" || rk.Channel == "" {
 		return nil, fmt.Errorf("%w: not a room key", ErrEnvelope)
 	}
-	if _, err := decodeCurveKey(senderKey, "sender key"); err != nil {
+	if err := checkSenderKey(senderKey); err != nil {
 		return nil, err
 	}
 	s, err := session.NewMegolmInboundSession([]byte(rk.SessionKey))
@@ -166,7 +168,7 @@ func (g *InboundGroup) Decrypt(ciphertext string) ([]byte, uint32, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	raw, _ := b64Strict.DecodeString(ct)
+	raw, _ := e2eekeys.B64.DecodeString(ct)
 	var msg message.GroupMessage
 	if err := msg.Decode(raw); err != nil || !msg.HasMessageIndex {
 		return nil, 0, fmt.Errorf("%w: malformed group message", ErrDecrypt)

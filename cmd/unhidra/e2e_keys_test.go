@@ -12,6 +12,7 @@ import (
 	"github.com/unhidra/unhidra/internal/e2etest"
 	"github.com/unhidra/unhidra/internal/keys"
 	"github.com/unhidra/unhidra/wire"
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 // signedUpload is a fresh identity for user's device dev, signed as the
@@ -28,8 +29,8 @@ func signedUpload(t *testing.T, user, dev string) keys.Upload {
 	curve, otk := b64.EncodeToString(raw[:32]), b64.EncodeToString(raw[32:])
 	return keys.Upload{
 		Identity:          keys.IdentityKeys{Curve25519: curve, Ed25519: b64.EncodeToString(priv.Public().(ed25519.PublicKey))},
-		IdentitySignature: b64.EncodeToString(ed25519.Sign(priv, keys.IdentityMessage(user, dev, curve))),
-		OneTimeKeys:       []keys.SignedKey{{ID: "AAAAAQ", Key: otk, Signature: b64.EncodeToString(ed25519.Sign(priv, keys.KeyMessage(user, dev, "AAAAAQ", otk)))}},
+		IdentitySignature: b64.EncodeToString(ed25519.Sign(priv, e2eekeys.IdentityMessage(user, dev, curve))),
+		OneTimeKeys:       []keys.SignedKey{{ID: "AAAAAQ", Key: otk, Signature: b64.EncodeToString(ed25519.Sign(priv, e2eekeys.KeyMessage(user, dev, "AAAAAQ", otk)))}},
 	}
 }
 

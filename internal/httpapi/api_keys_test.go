@@ -20,6 +20,7 @@ import (
 	"github.com/unhidra/unhidra/internal/sqlite"
 	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/wire"
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 var b64 = base64.RawStdEncoding
@@ -51,7 +52,7 @@ func randCurve(t *testing.T) string {
 
 func (d *keyDevice) signed(t *testing.T, id string) keys.SignedKey {
 	k := randCurve(t)
-	return keys.SignedKey{ID: id, Key: k, Signature: b64.EncodeToString(ed25519.Sign(d.priv, keys.KeyMessage(d.user, d.id, id, k)))}
+	return keys.SignedKey{ID: id, Key: k, Signature: b64.EncodeToString(ed25519.Sign(d.priv, e2eekeys.KeyMessage(d.user, d.id, id, k)))}
 }
 
 // upload is a valid upload with n one-time keys (ids prefix000…) and a
@@ -59,7 +60,7 @@ func (d *keyDevice) signed(t *testing.T, id string) keys.SignedKey {
 func (d *keyDevice) upload(t *testing.T, prefix string, n int) keys.Upload {
 	up := keys.Upload{
 		Identity:          keys.IdentityKeys{Curve25519: d.curve, Ed25519: b64.EncodeToString(d.priv.Public().(ed25519.PublicKey))},
-		IdentitySignature: b64.EncodeToString(ed25519.Sign(d.priv, keys.IdentityMessage(d.user, d.id, d.curve))),
+		IdentitySignature: b64.EncodeToString(ed25519.Sign(d.priv, e2eekeys.IdentityMessage(d.user, d.id, d.curve))),
 	}
 	for i := range n {
 		up.OneTimeKeys = append(up.OneTimeKeys, d.signed(t, fmt.Sprintf("%s%03d", prefix, i)))

@@ -19,6 +19,8 @@ package keys
 import (
 	"context"
 	"time"
+
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 // Limits of the directory.
@@ -40,28 +42,12 @@ const (
 // device's keys deleted. Target is the user; Details name the device.
 const ActionKeyChange = "e2ee.key_change"
 
-// IdentityKeys are a device's long-term public keys, unpadded standard
-// base64 (32 bytes each).
-type IdentityKeys struct {
-	Curve25519 string `json:"curve25519"`
-	Ed25519    string `json:"ed25519"`
-}
-
-// SignedKey is a one-time or fallback Curve25519 key with its Ed25519
-// signature by the device's identity key.
-type SignedKey struct {
-	ID        string `json:"id"`
-	Key       string `json:"key"`
-	Signature string `json:"signature"`
-}
-
-// Upload is what a device publishes (PUT /api/v1/keys/devices/{id}).
-type Upload struct {
-	Identity          IdentityKeys `json:"identity"`
-	IdentitySignature string       `json:"identity_signature"`
-	OneTimeKeys       []SignedKey  `json:"one_time_keys"`
-	FallbackKey       *SignedKey   `json:"fallback_key"`
-}
+// The contract's shapes (wire/e2eekeys), shared with the SDK.
+type (
+	IdentityKeys = e2eekeys.IdentityKeys
+	SignedKey    = e2eekeys.SignedKey
+	Upload       = e2eekeys.Upload
+)
 
 // Device is a device's published identity and how many one-time keys it
 // has left.

@@ -19,6 +19,7 @@ import (
 	"github.com/unhidra/unhidra/internal/sqlite"
 	"github.com/unhidra/unhidra/internal/sqlitetest"
 	"github.com/unhidra/unhidra/wire"
+	"github.com/unhidra/unhidra/wire/e2eekeys"
 )
 
 var b64 = base64.RawStdEncoding
@@ -46,7 +47,7 @@ func upload(t *testing.T, who, dev string) keys.Upload {
 	curve := b64.EncodeToString(c)
 	return keys.Upload{
 		Identity:          keys.IdentityKeys{Curve25519: curve, Ed25519: b64.EncodeToString(priv.Public().(ed25519.PublicKey))},
-		IdentitySignature: b64.EncodeToString(ed25519.Sign(priv, keys.IdentityMessage(who, dev, curve))),
+		IdentitySignature: b64.EncodeToString(ed25519.Sign(priv, e2eekeys.IdentityMessage(who, dev, curve))),
 	}
 }
 
