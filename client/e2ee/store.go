@@ -1,6 +1,7 @@
 package e2ee
 
 import (
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -59,15 +60,22 @@ func Seal(passphrase, plaintext []byte, p KDFParams) ([]byte, error) {
 	if _, err := rand.Read(hdr[n+9:]); err != nil { // salt and nonce
 		return nil, err
 	}
-	salt := hdr[n+9 : n+9+saltLen]
-	nonce := hdr[n+9+saltLen:]
-	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, chacha20poly1305.KeySize)
-	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
+	aead, nonce, err := sealer(passphrase, hdr, p)
 	if err != nil {
 		return nil, err
 	}
 	return aead.Seal(hdr, nonce, plaintext, hdr), nil
+}
+
+// sealer derives the AEAD of a sealed blob from the passphrase and the
+// blob's header (magic, costs, salt, nonce) and returns it with the nonce.
+func sealer(passphrase, hdr []byte, p KDFParams) (cipher.AEAD, []byte, error) {
+	n := len(sealMagic)
+	salt := hdr[n+9 : n+9+saltLen]
+	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, chacha20poly1305.KeySize)
+	defer clear(key)
+	aead, err := chacha20poly1305.NewX(key)
+	return aead, hdr[n+9+saltLen:], err
 }
 
 // Open reverses Seal. Any wrong passphrase or altered byte gives ErrSealed.
@@ -85,11 +93,7 @@ func Open(passphrase, sealed []byte) ([]byte, error) {
 		return nil, ErrSealed
 	}
 	hdr := sealed[:headerLen]
-	salt := hdr[n+9 : n+9+saltLen]
-	nonce := hdr[n+9+saltLen:]
-	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, chacha20poly1305.KeySize)
-	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
+	aead, nonce, err := sealer(passphrase, hdr, p)
 	if err != nil {
 		return nil, err
 	}

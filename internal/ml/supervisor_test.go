@@ -1,7 +1,6 @@
 package ml
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unhidra/unhidra/internal/e2etest"
 )
 
 // TestMain lets the test binary stand in for a worker process: with
@@ -57,23 +58,6 @@ func fakeProcess(mode string) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func fakeCommand(t *testing.T, mode string) string {
 	t.Helper()
 	t.Setenv("ML_FAKE_MODE", mode)
@@ -88,7 +72,7 @@ func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 // log at its level; killed -9 it is started again and scoring goes on
 // with nothing lost; when the server stops, the worker is stopped.
 func TestSupervisorRestartsAKilledWorker(t *testing.T) {
-	var logs syncBuffer
+	var logs e2etest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	socket := shortDir(t) + "/w.sock"
 	sup, err := NewSupervisor(SupervisorOptions{Command: fakeCommand(t, "serve"), Socket: socket, Logger: log, MinBackoff: 50 * time.Millisecond})
@@ -196,7 +180,7 @@ func TestWorkerEnv(t *testing.T) {
 }
 
 func TestLineLogBoundsLinesAndRate(t *testing.T) {
-	var buf syncBuffer
+	var buf e2etest.SyncBuffer
 	l := &lineLog{log: slog.New(slog.NewTextHandler(&buf, nil))}
 	fmt.Fprintf(l, "%s\nlevel=error boom\npartial", strings.Repeat("x", 5000))
 	l.flush()
@@ -209,7 +193,7 @@ func TestLineLogBoundsLinesAndRate(t *testing.T) {
 			t.Fatalf("a line of %d bytes logged", len(line))
 		}
 	}
-	var flood syncBuffer
+	var flood e2etest.SyncBuffer
 	l = &lineLog{log: slog.New(slog.NewTextHandler(&flood, nil))}
 	for range 10 * linesPerSecond {
 		fmt.Fprintln(l, "spam")
