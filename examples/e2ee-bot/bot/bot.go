@@ -6,6 +6,7 @@ package bot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +58,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger
+	started := time.Now()
 	tok, err := authCall(ctx, cfg.AuthURL+"/login", map[string]string{"username": cfg.User, "password": cfg.Password})
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
@@ -94,8 +97,28 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
+	if err := c.WaitConnected(ctx); err != nil {
+		return err
+	}
 	if err := c.Subscribe(ctx, cfg.Channel); err != nil {
 		return err
+	}
+	// What was posted between the keys' publication and the subscription
+	// (a room key shared with the new device, a first question) is in the
+	// history only: catch up on it, then go on live from there.
+	var page struct {
+		Messages []wire.Message `json:"messages"`
+	}
+	if err := c.API(ctx, "GET", "/channels/"+url.PathEscape(cfg.Channel)+"/messages?limit=200", nil, &page); err != nil {
+		return fmt.Errorf("history of %s: %w", cfg.Channel, err)
+	}
+	slices.SortFunc(page.Messages, func(a, b wire.Message) int { return cmp.Compare(a.Offset, b.Offset) })
+	var done int64 // the highest offset handled
+	for _, m := range page.Messages {
+		if m.E2EE != nil {
+			answer(ctx, cfg, dev, m, !m.CreatedAt.Before(started))
+		}
+		done = max(done, m.Offset)
 	}
 	log.Info("bot: listening", "channel", cfg.Channel, "device", cfg.DeviceID, "fingerprint", acct.Fingerprint())
 	refresh := time.NewTimer(time.Duration(max(tok.ExpiresIn/2, 30)) * time.Second)
@@ -115,13 +138,17 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			refresh.Reset(time.Duration(max(tok.ExpiresIn/2, 30)) * time.Second)
 		case m := <-inbox:
-			answer(ctx, cfg, dev, m)
+			if m.Offset > done {
+				done = m.Offset
+				answer(ctx, cfg, dev, m, true)
+			}
 		}
 	}
 }
 
-// answer opens one message and answers a text with its echo.
-func answer(ctx context.Context, cfg Config, dev *channel.Device, m wire.Message) {
+// answer opens one message (learning the room keys it carries) and, when
+// reply is set, answers a text with its echo.
+func answer(ctx context.Context, cfg Config, dev *channel.Device, m wire.Message, reply bool) {
 	pt, user, _, err := dev.Open(cfg.Channel, m)
 	switch {
 	case errors.Is(err, channel.ErrNoContent):
@@ -134,16 +161,16 @@ func answer(ctx context.Context, cfg Config, dev *channel.Device, m wire.Message
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	if json.Unmarshal(pt, &body) != nil || body.Type != "text" || strings.EqualFold(user, cfg.User) {
+	if !reply || json.Unmarshal(pt, &body) != nil || body.Type != "text" || strings.EqualFold(user, cfg.User) {
 		return
 	}
-	reply := "echo: " + body.Text
-	if _, err := dev.Send(ctx, cfg.Channel, map[string]string{"type": "text", "text": reply}); err != nil {
+	text := "echo: " + body.Text
+	if _, err := dev.Send(ctx, cfg.Channel, map[string]string{"type": "text", "text": text}); err != nil {
 		cfg.Logger.Warn("bot: answer not sent", "err", err)
 		return
 	}
 	if cfg.OnReply != nil {
-		cfg.OnReply(reply)
+		cfg.OnReply(text)
 	}
 }
 
