@@ -103,7 +103,6 @@ type Bridge struct {
 	lat      [1024]float64 // the latest request latencies, ms (a ring)
 	latN     int
 	running  atomic.Bool
-	queued   atomic.Int64
 	logLimit atomic.Int64 // unix second of the last logged request failure
 }
 
@@ -148,6 +147,15 @@ func New(o Options) *Bridge {
 	return b
 }
 
+// queued is how many points wait in the lanes.
+func (b *Bridge) queued() int64 {
+	n := 0
+	for _, ch := range b.lanes {
+		n += len(ch)
+	}
+	return int64(n)
+}
+
 // Observe queues a telemetry point for scoring and returns at once; a full
 // queue drops the point (unhidra_ml_points_dropped_total). It is the
 // fleet's telemetry observer and never blocks ingestion.
@@ -156,7 +164,6 @@ func (b *Bridge) Observe(p unhidra.TelemetryPoint) {
 	h.Write([]byte(p.DeviceID))
 	select {
 	case b.lanes[h.Sum32()%uint32(len(b.lanes))] <- point{device: p.DeviceID, ts: p.TS, data: p.Data}:
-		b.queued.Add(1)
 	default:
 		b.met.dropped.Inc()
 		b.counts.dropped.Add(1)
@@ -197,12 +204,10 @@ func (b *Bridge) lane(ctx context.Context, ch chan point) {
 		case p = <-ch:
 		}
 		readings = appendReadings(readings[:0], p)
-		b.queued.Add(-1)
 	more:
 		for len(readings) < b.o.BatchMax {
 			select {
 			case p = <-ch:
-				b.queued.Add(-1)
 				readings = appendReadings(readings, p)
 			default:
 				break more

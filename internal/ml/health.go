@@ -41,7 +41,7 @@ func Disabled() Health { return Health{Status: "disabled", Model: DefaultModel} 
 // Health reports the worker's state: up when the worker process runs and
 // its latest request or ping was answered.
 func (b *Bridge) Health() Health {
-	h := Health{Status: "down", Model: b.o.Model, Queue: b.queued.Load(), Series: b.series.Load()}
+	h := Health{Status: "down", Model: b.o.Model, Queue: b.queued(), Series: b.series.Load()}
 	h.Version, _ = b.version.Load().(string)
 	running := b.running.Load()
 	if s := b.o.Supervisor; s != nil {
@@ -124,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, b *Bridge) *metrics {
 	}
 	reg.MustRegister(m.requests, m.alerts, m.latency, m.scored, m.failed, m.invalid, m.dropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unhidra_ml_queue_points",
-			Help: "Telemetry points waiting for the ML worker."}, func() float64 { return float64(b.queued.Load()) }),
+			Help: "Telemetry points waiting for the ML worker."}, func() float64 { return float64(b.queued()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "unhidra_ml_worker_up",
 			Help: "1 when the ML worker runs and answers."}, func() float64 {
 			if b.Health().Status == "up" {
