@@ -260,3 +260,32 @@ func (s *Service) memberGone(ch Channel, user string) {
 	}
 	s.publishEvent(&broker.Event{Kind: broker.MemberRemoved, Channel: ch.ID, User: user})
 }
+
+// UserChannels lists the ids of every channel user is a member of, of any
+// kind, ordered by id (at most MaxListedChannels): where news about the
+// user that their channels' members need is published, such as a change of
+// the user's end-to-end encryption keys. It answers the server itself, not
+// a caller, so it checks no permission.
+func (s *Service) UserChannels(ctx context.Context, user string) ([]string, error) {
+	// ListChannels gives the user's own channels first, then the other
+	// public channels: a public channel is the user's only if the user is
+	// a member, and the first public one that is not ends the user's part.
+	chs, err := s.store.ListChannels(ctx, user, false, MaxListedChannels)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, ch := range chs {
+		if ch.Kind == KindPublic {
+			_, err := s.store.GetMember(ctx, ch.ID, user)
+			if unhidra.ErrorCode(err) == unhidra.ENOTFOUND {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, ch.ID)
+	}
+	return out, nil
+}

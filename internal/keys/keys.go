@@ -109,8 +109,6 @@ type PutResult struct {
 //     for an unknown device.
 //   - Device, Count and DeleteDevice answer not_found for an unknown
 //     device; Devices lists a user's devices by id (empty for none).
-//   - MemberChannels lists the channels user is a member of (key_change
-//     is announced there).
 type Store interface {
 	PutKeys(ctx context.Context, p Put) (PutResult, error)
 	Device(ctx context.Context, user, deviceID string) (Device, error)
@@ -118,5 +116,4 @@ type Store interface {
 	Claim(ctx context.Context, user, deviceID string) (Bundle, error)
 	Count(ctx context.Context, user, deviceID string) (int, error)
 	DeleteDevice(ctx context.Context, user, deviceID string) error
-	MemberChannels(ctx context.Context, user string) ([]string, error)
 }

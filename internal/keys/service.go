@@ -12,11 +12,19 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
+// Channels lists the ids of the channels user is a member of, where the
+// user's key changes are announced (the chat service).
+type Channels interface {
+	UserChannels(ctx context.Context, user string) ([]string, error)
+}
+
 // Deps are what the Service needs.
 type Deps struct {
 	Store Store
-	// Broker announces key_change on the channels of the user (nil: none).
-	Broker broker.Publisher
+	// Broker announces key_change on the Channels of the user (either
+	// nil: no announcement).
+	Broker   broker.Publisher
+	Channels Channels
 	// Audit records identity-key changes (nil: audit.Slog on Log).
 	Audit audit.Recorder
 	Log   *slog.Logger
@@ -31,6 +39,7 @@ type Deps struct {
 type Service struct {
 	st    Store
 	pub   broker.Publisher
+	chans Channels
 	audit audit.Recorder
 	log   *slog.Logger
 	limit ratelimit.Limiter
@@ -39,7 +48,7 @@ type Service struct {
 
 // NewService returns the directory service on d.Store.
 func NewService(d Deps) *Service {
-	s := &Service{st: d.Store, pub: d.Broker, audit: d.Audit, log: d.Log, limit: d.ClaimLimit, now: d.Now}
+	s := &Service{st: d.Store, pub: d.Broker, chans: d.Channels, audit: d.Audit, log: d.Log, limit: d.ClaimLimit, now: d.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -165,10 +174,10 @@ func (s *Service) keyChanged(ctx context.Context, who unhidra.Identity, deviceID
 	user := who.Principal.ID
 	s.audit.Audit(ctx, audit.Event{Action: ActionKeyChange, Actor: who.Principal, Target: user, Outcome: audit.Success,
 		Details: map[string]string{"device_id": deviceID, "change": what}})
-	if s.pub == nil {
+	if s.pub == nil || s.chans == nil {
 		return
 	}
-	channels, err := s.st.MemberChannels(ctx, user)
+	channels, err := s.chans.UserChannels(ctx, user)
 	if err != nil {
 		s.log.Error("keys: list channels for key_change", "err", err)
 		return

@@ -74,7 +74,9 @@ func newEnv(t *testing.T) env {
 		}
 	}
 	e := env{rec: &recorder{}, bus: inmem.NewBroker()}
-	e.svc = keys.NewService(keys.Deps{Store: sqlite.NewKeyStore(db), Broker: e.bus, Audit: e.rec})
+	chats := chat.NewService(cs, e.bus, chat.Options{})
+	t.Cleanup(chats.Wait)
+	e.svc = keys.NewService(keys.Deps{Store: sqlite.NewKeyStore(db), Broker: e.bus, Channels: chats, Audit: e.rec})
 	return e
 }
 

@@ -188,21 +188,3 @@ func (s *KeyStore) DeleteDevice(ctx context.Context, user, deviceID string) erro
 		return nil
 	}))
 }
-
-// MemberChannels implements keys.Store: every channel user is a member of.
-func (s *KeyStore) MemberChannels(ctx context.Context, user string) ([]string, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT channel_id FROM channel_members WHERE user_id = ? ORDER BY channel_id`, user)
-	if err != nil {
-		return nil, Err(err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, Err(err)
-		}
-		out = append(out, id)
-	}
-	return out, Err(rows.Err())
-}
