@@ -12,7 +12,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/python3 ] || need+=(python3)
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
 
-command -v wscat >/dev/null 2>&1 || command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# node and npm: wscat, and libolm for client/e2ee's interop tests.
+{ command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -32,4 +33,14 @@ fi
 if ! command -v wscat >/dev/null 2>&1; then
 	echo "test-deps: installing wscat (npm)"
 	$SUDO npm install -g --no-fund --no-audit wscat@6.1.0 >/dev/null
+fi
+
+# libolm, the reference Olm/Megolm implementation (compiled to WebAssembly),
+# for client/e2ee's interop tests; they look for it in this same directory
+# (or in UNHIDRA_OLM_DIR).
+olm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/unhidra-olm"
+if [ ! -f "$olm_dir/node_modules/@matrix-org/olm/package.json" ] ||
+	! grep -q '"version": "3.2.15"' "$olm_dir/node_modules/@matrix-org/olm/package.json"; then
+	echo "test-deps: installing @matrix-org/olm@3.2.15 (npm) in $olm_dir"
+	npm install --prefix "$olm_dir" --no-fund --no-audit --no-save @matrix-org/olm@3.2.15 >/dev/null
 fi
