@@ -14,10 +14,18 @@ import (
 //	unhidra/devices/D/commands         D subscribes
 //	unhidra/devices/D/commands/result  D publishes
 //	unhidra/channels/C/messages        users publish / subscribe
+//	unhidra/channels/C/events          users subscribe (key_change)
 const (
 	topicRoot     = "unhidra"
 	levelDevices  = "devices"
 	levelChannels = "channels"
+)
+
+// Channel subtopics (after unhidra/channels/C/): Message JSON, and the
+// channel's other events as their WebSocket frames (key_change).
+const (
+	subMessages = "messages"
+	subEvents   = "events"
 )
 
 // Device subtopics (after unhidra/devices/D/).
@@ -36,7 +44,13 @@ func DeviceTopic(deviceID, sub string) string {
 
 // ChannelTopic returns unhidra/channels/C/messages.
 func ChannelTopic(channel string) string {
-	return topicRoot + "/" + levelChannels + "/" + channel + "/messages"
+	return topicRoot + "/" + levelChannels + "/" + channel + "/" + subMessages
+}
+
+// EventsTopic returns unhidra/channels/C/events, where channel C's
+// key_change frames are relayed (read-only: nobody publishes there).
+func EventsTopic(channel string) string {
+	return topicRoot + "/" + levelChannels + "/" + channel + "/" + subEvents
 }
 
 // topic is a parsed topic name or filter.
@@ -76,7 +90,7 @@ func parseTopic(t string) topic {
 		}
 		return topic{kind: topicDevice, id: id, sub: sub, literal: !hasWildcard(id)}
 	case levelChannels:
-		if sub != "messages" && id != "#" {
+		if sub != subMessages && sub != subEvents && id != "#" {
 			return topic{}
 		}
 		return topic{kind: topicChannel, id: id, sub: sub, literal: !hasWildcard(id)}
@@ -106,8 +120,8 @@ type aclRequest struct {
 //
 // Users: publish only to unhidra/channels/C/messages with a literal C (the
 // chat service then decides whether they may post there); subscribe to
-// unhidra/channels/C/messages for channels they may read (literal C, no
-// wildcards across channels), and to unhidra/devices/D/… of devices whose
+// unhidra/channels/C/messages and unhidra/channels/C/events for channels
+// they may read (literal C, no wildcards across channels), and to unhidra/devices/D/… of devices whose
 // channel device:D they may read (their own: the rule WebSocket subscribers
 // of device:D get). Admins, who may read every device channel, may also use
 // wildcards for the device level
@@ -137,11 +151,11 @@ func allowed(r aclRequest) bool {
 	}
 	switch p.kind {
 	case topicChannel:
-		if !p.literal || p.sub != "messages" {
+		if !p.literal || (p.sub != subMessages && p.sub != subEvents) {
 			return false
 		}
 		if r.write {
-			return true
+			return p.sub == subMessages
 		}
 		return r.canRead != nil && r.canRead(p.id)
 	case topicDevice:

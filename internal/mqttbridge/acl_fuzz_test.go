@@ -20,6 +20,7 @@ func TestParseTopic(t *testing.T) {
 		{"every device", "unhidra/devices/#", topic{kind: topicDevice, id: "#"}},
 		{"a device with nothing below", "unhidra/devices/d1", topic{}},
 		{"a channel", "unhidra/channels/device:d1/messages", topic{kind: topicChannel, id: "device:d1", sub: "messages", literal: true}},
+		{"a channel's events", "unhidra/channels/general/events", topic{kind: topicChannel, id: "general", sub: "events", literal: true}},
 		{"a channel with another leaf", "unhidra/channels/c/other", topic{}},
 		{"another root", "other/devices/d1/telemetry", topic{}},
 		{"an empty id", "unhidra/devices//telemetry", topic{}},
@@ -37,7 +38,7 @@ func TestParseTopic(t *testing.T) {
 func FuzzACL(f *testing.F) {
 	for _, s := range []string{
 		"unhidra/devices/d1/telemetry", "unhidra/devices/d1/#", "unhidra/devices/+/commands", "#", "+/+",
-		"$SYS/broker/uptime", "unhidra/channels/general/messages", "unhidra/channels/+/messages",
+		"$SYS/broker/uptime", "unhidra/channels/general/messages", "unhidra/channels/+/messages", "unhidra/channels/general/events",
 		"unhidra/devices/d1/commands/result", "unhidra/devices/d1/../d2/telemetry", "unhidra//devices/d1/x",
 	} {
 		f.Add("d1", s, true, false, false)

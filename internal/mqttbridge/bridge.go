@@ -9,10 +9,16 @@ import (
 	"github.com/unhidra/unhidra/wire"
 )
 
+// channelSubscriber names one MQTT client's subscription to one of a
+// channel's topics (sub: messages or events), so that unsubscribing from
+// one keeps the broker subscription the other needs.
+func channelSubscriber(clientID, sub string) string { return clientID + "\x00" + sub }
+
 // acquireChannel makes sure this node's bridge follows channel's broker
-// topic while at least one MQTT client subscribes to its MQTT topic: one
-// broker subscription per channel per node, fanned out by mochi.
-func (s *Server) acquireChannel(channel, clientID string) {
+// topic while at least one MQTT client subscribes to one of its MQTT topics
+// (subscriber: channelSubscriber): one broker subscription per channel per
+// node, fanned out by mochi.
+func (s *Server) acquireChannel(channel, subscriber string) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if s.closed.Load() {
@@ -30,17 +36,17 @@ func (s *Server) acquireChannel(channel, clientID string) {
 		t = &topicSub{clients: map[string]int{}, unsub: unsub}
 		s.chanSubs[channel] = t
 	}
-	t.clients[clientID] = 1
+	t.clients[subscriber] = 1
 }
 
-func (s *Server) releaseChannel(channel, clientID string) {
+func (s *Server) releaseChannel(channel, subscriber string) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	t := s.chanSubs[channel]
 	if t == nil {
 		return
 	}
-	delete(t.clients, clientID)
+	delete(t.clients, subscriber)
 	if len(t.clients) == 0 {
 		t.unsub()
 		delete(s.chanSubs, channel)
@@ -48,7 +54,8 @@ func (s *Server) releaseChannel(channel, clientID string) {
 }
 
 // relayChannel turns a channel event from the broker into Message JSON on
-// unhidra/channels/C/messages, encoded once per node. Typing and presence
+// unhidra/channels/C/messages, or a key_change into its WebSocket frame on
+// unhidra/channels/C/events, encoded once per node. Typing and presence
 // are not relayed.
 func (s *Server) relayChannel(channel string, ev *broker.Event) {
 	switch ev.Kind {
@@ -57,6 +64,9 @@ func (s *Server) relayChannel(channel string, ev *broker.Event) {
 		return
 	case broker.ChannelDeleted:
 		s.forgetReadable(channel, "")
+		return
+	case broker.KeyChange:
+		s.relayEvent(channel, ev)
 		return
 	case broker.Message, broker.MessageUpdated, broker.MessageDeleted:
 	default:
@@ -72,6 +82,20 @@ func (s *Server) relayChannel(channel string, ev *broker.Event) {
 	}
 	if err := s.mq.Publish(ChannelTopic(channel), payload, false, 1); err != nil {
 		s.log.Warn("mqtt channel relay", "channel", channel, "err", err)
+	}
+}
+
+// relayEvent publishes ev's frame (the JSON WebSocket clients receive, e.g.
+// {"type":"key_change","channel":…,"user":…,"device_id":…}) on channel's
+// events topic, which only its readers may subscribe to.
+func (s *Server) relayEvent(channel string, ev *broker.Event) {
+	payload, err := json.Marshal(ev.Frame())
+	if err != nil {
+		s.log.Error("mqtt channel event relay: encode", "channel", channel, "kind", ev.Kind.String(), "err", err)
+		return
+	}
+	if err := s.mq.Publish(EventsTopic(channel), payload, false, 1); err != nil {
+		s.log.Warn("mqtt channel event relay", "channel", channel, "kind", ev.Kind.String(), "err", err)
 	}
 }
 

@@ -448,7 +448,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		t := parseTopic(f.Filter)
 		switch {
 		case t.kind == topicChannel && t.literal:
-			s.acquireChannel(t.id, cl.ID)
+			s.acquireChannel(t.id, channelSubscriber(cl.ID, t.sub))
 		case ss.who.IsDevice() && t.kind == topicDevice:
 			id := ss.who.Principal.ID
 			s.enqueue(func() { s.deliverPending(id) })
@@ -463,7 +463,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 	for _, f := range pk.Filters {
 		if t := parseTopic(f.Filter); t.kind == topicChannel && t.literal {
-			h.s.releaseChannel(t.id, cl.ID)
+			h.s.releaseChannel(t.id, channelSubscriber(cl.ID, t.sub))
 		}
 	}
 }

@@ -182,8 +182,9 @@ type Server struct {
 	// devCmd counts live MQTT sessions per device with the unsubscribe of
 	// its DeviceCommandTopic subscription.
 	devCmd map[string]*topicSub
-	// chanSubs maps a channel id to the client ids subscribed to its MQTT
-	// topic, with the broker subscription that feeds it.
+	// chanSubs maps a channel id to the clients subscribed to its MQTT
+	// topics (channelSubscriber), with the broker subscription that feeds
+	// them.
 	chanSubs map[string]*topicSub
 
 	work      chan func()

@@ -77,7 +77,7 @@ func parsePublish(who unhidra.Identity, topicName string, payload []byte) (publi
 		default:
 			err = unhidra.Errorf(unhidra.EFORBIDDEN, "topic not allowed")
 		}
-	case t.kind == topicChannel && t.literal && !who.IsDevice():
+	case t.kind == topicChannel && t.literal && t.sub == subMessages && !who.IsDevice():
 		op.kind = opChannel
 		if op.message, err = decodeChannelPublish(payload); err == nil {
 			op.message.Channel = t.id
