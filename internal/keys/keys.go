@@ -39,7 +39,8 @@ const (
 )
 
 // ActionKeyChange is the audit action of an identity-key change or a
-// device's keys deleted. Target is the user; Details name the device.
+// device's keys deleted (by the user, or because the user was disabled).
+// Target is the user; Details name the device and the change.
 const ActionKeyChange = "e2ee.key_change"
 
 // The contract's shapes (wire/e2eekeys), shared with the SDK.
@@ -109,6 +110,8 @@ type PutResult struct {
 //     for an unknown device.
 //   - Device, Count and DeleteDevice answer not_found for an unknown
 //     device; Devices lists a user's devices by id (empty for none).
+//   - DeleteUser removes every device of user with its keys, in one
+//     transaction, and returns their ids in order (empty for none).
 type Store interface {
 	PutKeys(ctx context.Context, p Put) (PutResult, error)
 	Device(ctx context.Context, user, deviceID string) (Device, error)
@@ -116,4 +119,5 @@ type Store interface {
 	Claim(ctx context.Context, user, deviceID string) (Bundle, error)
 	Count(ctx context.Context, user, deviceID string) (int, error)
 	DeleteDevice(ctx context.Context, user, deviceID string) error
+	DeleteUser(ctx context.Context, user string) ([]string, error)
 }

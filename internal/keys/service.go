@@ -101,7 +101,7 @@ func (s *Service) Upload(ctx context.Context, who unhidra.Identity, deviceID str
 		return 0, err
 	}
 	if res.Replaced {
-		s.keyChanged(ctx, who, deviceID, "identity_changed")
+		s.keyChanged(ctx, who.Principal, user, deviceID, "identity_changed")
 	}
 	return res.OneTimeKeyCount, nil
 }
@@ -162,17 +162,42 @@ func (s *Service) Delete(ctx context.Context, who unhidra.Identity, deviceID str
 	if err := s.st.DeleteDevice(ctx, who.Principal.ID, deviceID); err != nil {
 		return err
 	}
-	s.keyChanged(ctx, who, deviceID, "device_deleted")
+	s.keyChanged(ctx, who.Principal, who.Principal.ID, deviceID, "device_deleted")
 	return nil
 }
 
-// keyChanged audits a key change of who's device and announces it on
-// every channel of who. The change is committed: a failed announcement is
-// logged, not returned (clients also re-list devices when they start).
-func (s *Service) keyChanged(ctx context.Context, who unhidra.Identity, deviceID, what string) {
+// systemActor is the audit actor of what the server does by itself.
+var systemActor = wire.Principal{Kind: "system", ID: "serve"}
+
+// UserDisabled removes every device of user, who was disabled, from the
+// directory: their peers stop encrypting to them and claims answer
+// not_found. Each device's removal is audited and announced (key_change,
+// change "user_disabled") as a deletion by the user is. A user without
+// devices changes nothing, so calling it again (on every node, for a
+// revocation published twice) announces nothing twice. It is the server's
+// own call, not a request's: it checks no permission.
+func (s *Service) UserDisabled(ctx context.Context, user string) error {
+	if user == "" {
+		return invalid("user is required")
+	}
+	ids, err := s.st.DeleteUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	ctx = audit.WithSource(ctx, audit.Source{Transport: audit.TransportSystem})
+	for _, id := range ids {
+		s.keyChanged(ctx, systemActor, user, id, "user_disabled")
+	}
+	return nil
+}
+
+// keyChanged audits a key change of user's device, made by actor, and
+// announces it on every channel of user. The change is committed: a failed
+// announcement is logged, not returned (clients also re-list devices when
+// they start).
+func (s *Service) keyChanged(ctx context.Context, actor wire.Principal, user, deviceID, what string) {
 	ctx = context.WithoutCancel(ctx)
-	user := who.Principal.ID
-	s.audit.Audit(ctx, audit.Event{Action: ActionKeyChange, Actor: who.Principal, Target: user, Outcome: audit.Success,
+	s.audit.Audit(ctx, audit.Event{Action: ActionKeyChange, Actor: actor, Target: user, Outcome: audit.Success,
 		Details: map[string]string{"device_id": deviceID, "change": what}})
 	if s.pub == nil || s.chans == nil {
 		return

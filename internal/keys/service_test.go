@@ -202,3 +202,64 @@ func TestAnIdentityChangeIsAuditedAndAnnounced(t *testing.T) {
 		t.Errorf("audit after delete = %+v", e.rec.events)
 	}
 }
+
+func TestADisabledUsersDevicesLeaveTheDirectory(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, dev := range []string{"laptop", "phone"} {
+		if _, err := e.svc.Upload(ctx, user("bob"), dev, upload(t, "bob", dev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.Upload(ctx, user("alice"), "phone", upload(t, "alice", "phone")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *broker.Event, 8)
+	unsub, err := e.bus.Subscribe(broker.ChannelTopic("general"), func(ev *broker.Event) { got <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unsub)
+	if err := e.svc.UserDisabled(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if devs, err := e.svc.Devices(ctx, user("alice"), "bob"); err != nil || len(devs) != 0 {
+		t.Errorf("bob's devices after the disable = %+v, %v; want none", devs, err)
+	}
+	if _, err := e.svc.Claim(ctx, user("alice"), "bob", "phone"); unhidra.ErrorCode(err) != unhidra.ENOTFOUND {
+		t.Errorf("claim of a disabled user's device: %v, want not_found", err)
+	}
+	if devs, err := e.svc.Devices(ctx, user("bob"), "alice"); err != nil || len(devs) != 1 {
+		t.Errorf("alice's devices = %+v, %v; want hers kept", devs, err)
+	}
+	announced := map[string]bool{}
+	for range 2 {
+		select {
+		case ev := <-got:
+			if ev.Kind != broker.KeyChange || ev.User != "bob" || ev.Channel != "general" {
+				t.Errorf("event = %+v", ev)
+			}
+			announced[ev.DeviceID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatal("no key_change for a device of the disabled user")
+		}
+	}
+	if !announced["laptop"] || !announced["phone"] {
+		t.Errorf("key_change announced for %v, want laptop and phone", announced)
+	}
+	if len(e.rec.events) != 2 {
+		t.Fatalf("audit events = %+v, want one per device", e.rec.events)
+	}
+	for _, ev := range e.rec.events {
+		if ev.Action != keys.ActionKeyChange || ev.Target != "bob" || ev.Details["change"] != "user_disabled" || ev.Actor.Kind != "system" {
+			t.Errorf("audit event = %+v", ev)
+		}
+	}
+	// Again (another node, a revocation seen twice): nothing more.
+	if err := e.svc.UserDisabled(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.rec.events) != 2 {
+		t.Errorf("a second disable recorded %d events, want none more", len(e.rec.events)-2)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/unhidra/unhidra/internal/chat"
 	"github.com/unhidra/unhidra/internal/config"
 	"github.com/unhidra/unhidra/internal/device"
+	"github.com/unhidra/unhidra/internal/keys"
 	"github.com/unhidra/unhidra/internal/presence"
 )
 
@@ -39,6 +40,7 @@ type Services struct {
 	Presence *presence.Service
 	Devices  *device.Service
 	Fleet    *device.Fleet
+	Keys     *keys.Service
 	Audit    audit.Recorder
 }
 
@@ -57,6 +59,8 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 		s.Audit = audit.Slog{Log: log.With("component", "audit")}
 	}
 	var err error
+	// A disabled user's devices leave the key directory (keys.go).
+	revs := &disabledKeys{Publisher: b.Broker, users: b.Auth, log: log.With("service", "keys")}
 	s.Auth, err = auth.New(auth.Config{
 		Secret:         cfg.JWTSecret,
 		PreviousSecret: cfg.JWTSecretPrevious,
@@ -66,7 +70,7 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 		LoginPerMinute: cfg.RateLimitLoginPerMin,
 		Params:         o.HashParams,
 		HashQueue:      o.HashQueue,
-	}, auth.Deps{Store: b.Auth, Publisher: b.Broker, Auditor: s.Audit, Log: log.With("service", "auth"), Registerer: o.Registerer})
+	}, auth.Deps{Store: b.Auth, Publisher: revs, Auditor: s.Audit, Log: log.With("service", "auth"), Registerer: o.Registerer})
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +81,8 @@ func NewServices(ctx context.Context, cfg *config.Config, b *Backend, o Options)
 		Logger:       log.With("service", "chat"),
 		Registerer:   o.Registerer,
 	})
+	s.Keys = keys.NewService(keys.Deps{Store: b.Keys, Broker: b.Broker, Channels: s.Chat, Audit: s.Audit, Log: log.With("service", "keys")})
+	revs.keys = s.Keys
 	s.Presence = presence.NewService(presence.Options{
 		Store: b.Presence, Channels: b.PresenceChannels, Peers: b.Peers, Publisher: b.Broker, Logger: log.With("service", "presence"),
 	})

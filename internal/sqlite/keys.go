@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 
 	"github.com/unhidra/unhidra"
 	"github.com/unhidra/unhidra/internal/keys"
@@ -187,4 +188,31 @@ func (s *KeyStore) DeleteDevice(ctx context.Context, user, deviceID string) erro
 		}
 		return nil
 	}))
+}
+
+// DeleteUser implements keys.Store: every device of user goes, with its
+// one-time keys (ON DELETE CASCADE), in one transaction.
+func (s *KeyStore) DeleteUser(ctx context.Context, user string) ([]string, error) {
+	var ids []string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		ids = []string{}
+		rows, err := tx.QueryContext(ctx, `DELETE FROM e2ee_devices WHERE user_id = ? RETURNING device_id`, user)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, Err(err)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -26,6 +26,7 @@ func Keys(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"more one-time keys than the limit are refused and nothing is stored", testKeysTooMany},
 		{"a device beyond the limit is a conflict", testKeysTooManyDevices},
 		{"unknown devices are not_found and deleting one removes its keys", testKeysNotFound},
+		{"deleting a user removes every device of theirs with its keys and no other", testKeysDeleteUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -251,5 +252,38 @@ func testKeysNotFound(t *testing.T, s keys.Store) {
 	res := mustPut(t, s, keyPut("hal", "d", "A", 0, false))
 	if !res.Created || res.OneTimeKeyCount != 0 {
 		t.Errorf("upload after delete = %+v, want a new device with no old keys", res)
+	}
+}
+
+func testKeysDeleteUser(t *testing.T, s keys.Store) {
+	ctx := context.Background()
+	if ids, err := s.DeleteUser(ctx, "ivy"); err != nil || ids == nil || len(ids) != 0 {
+		t.Errorf("DeleteUser of a user without devices = %#v, %v; want an empty list", ids, err)
+	}
+	mustPut(t, s, keyPut("ivy", "phone", "A", 3, true))
+	mustPut(t, s, keyPut("ivy", "laptop", "B", 2, false))
+	mustPut(t, s, keyPut("jay", "phone", "C", 1, false))
+	ids, err := s.DeleteUser(ctx, "ivy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids[0] != "laptop" || ids[1] != "phone" {
+		t.Errorf("DeleteUser(ivy) = %v, want [laptop phone]", ids)
+	}
+	if devs, err := s.Devices(ctx, "ivy"); err != nil || len(devs) != 0 {
+		t.Errorf("Devices after DeleteUser = %+v, %v; want none", devs, err)
+	}
+	if _, err := s.Claim(ctx, "ivy", "phone"); code(err) != unhidra.ENOTFOUND {
+		t.Errorf("Claim after DeleteUser: %v, want not_found", err)
+	}
+	if n, err := s.Count(ctx, "jay", "phone"); err != nil || n != 1 {
+		t.Errorf("another user's device after DeleteUser = %d keys, %v; want kept with 1", n, err)
+	}
+	// The one-time keys went with the devices.
+	if res := mustPut(t, s, keyPut("ivy", "phone", "A", 0, false)); !res.Created || res.OneTimeKeyCount != 0 {
+		t.Errorf("upload after DeleteUser = %+v, want a new device with no old keys", res)
+	}
+	if ids, err := s.DeleteUser(ctx, "ivy"); err != nil || len(ids) != 1 || ids[0] != "phone" {
+		t.Errorf("DeleteUser again = %v, %v; want [phone]", ids, err)
 	}
 }
