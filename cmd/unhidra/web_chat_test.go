@@ -125,9 +125,10 @@ func history(t *testing.T, s *stack, token, channel string) []restMessage {
 // REST history with alice as its sender; bob's typing shows on alice's
 // page; bob replies in a thread and alice sees the reply in the thread
 // panel (and "1 reply" on the root, not the reply in the main log); alice
-// edits and deletes her messages and bob sees both live; bob going away
-// and signing out is seen by alice on their direct channel; search finds
-// a message with the term highlighted.
+// edits and deletes her messages and bob sees both live; search finds a
+// message with the term highlighted; presence both ways on their direct
+// channel: alice going away, coming back, signing out and in is seen by
+// bob, then bob going away and signing out is seen by alice.
 func TestWebTwoUsersChatInRealTime(t *testing.T) {
 	browsertest.Require(t)
 	s := startStack(t, nil)
@@ -227,16 +228,36 @@ func TestWebTwoUsersChatInRealTime(t *testing.T) {
 	shot(a, "chat-search")
 	clickIn(a, `__t.one("region", "Search results")`, "button", "Close search results")
 
+	// Presence the other way, as bob's page shows it on the direct
+	// channel's link: alice online, away, back, signed out, signed in.
+	alicePresence := `(() => { const l = __t.one("link", "alice", __c.nav()); return l.dataset.presence + "|" + document.getElementById(l.getAttribute("aria-describedby")).textContent })()`
+	cwait(b, alicePresence, `"online|alice (online)"`)
+	setVisibility(a, "hidden")
+	cwait(b, alicePresence, `"away|alice (away)"`)
+	setVisibility(a, "visible")
+	cwait(b, alicePresence, `"online|alice (online)"`)
+	a.click("button", "Sign out")
+	cwait(b, alicePresence, `"offline|alice (offline)"`)
+	a.signIn("alice", alicePW)
+	cwait(b, alicePresence, `"online|alice (online)"`)
+
 	// Presence on the direct channel: bob online, away, then signed out.
 	openChannel(a, "bob")
 	presence := `__c.nav().querySelector("[data-presence]").dataset.presence + "|" + __t.all("heading", "bob")[0].parentElement.textContent`
 	cwaitTrue(a, `(`+presence+`).startsWith("online|")`)
 	cwaitTrue(a, `document.getElementById(__t.one("link", "bob", __c.nav()).getAttribute("aria-describedby")).textContent === "bob (online)"`)
-	b.js(`(Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" }), document.dispatchEvent(new Event("visibilitychange")), 1)`)
+	setVisibility(b, "hidden")
 	cwaitTrue(a, `(`+presence+`).startsWith("away|")`)
 	b.click("button", "Sign out")
 	cwaitTrue(a, `(`+presence+`).startsWith("offline|")`)
 	cwaitTrue(a, `document.getElementById(__t.one("link", "bob", __c.nav()).getAttribute("aria-describedby")).textContent === "bob (offline)"`)
+}
+
+// setVisibility makes the page's document.visibilityState state ("hidden"
+// or "visible") and fires visibilitychange, as switching tabs does.
+func setVisibility(p *webPage, state string) {
+	p.t.Helper()
+	p.js(`(Object.defineProperty(document, "visibilityState", { configurable: true, get: () => ` + strconv.Quote(state) + ` }), document.dispatchEvent(new Event("visibilitychange")), 1)`)
 }
 
 // TestWebScrollBackLoadsOlderHistory: of 150 messages the log shows the
