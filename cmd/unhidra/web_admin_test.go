@@ -2,7 +2,8 @@ package main
 
 // Browser tests of the web client's admin pages against the real stack:
 // verifying and disabling users, registering a device whose key is shown
-// once (and works), revoking it, the live connections, and the audit log by
+// once (and works), rotating its key (the new one shown once and working,
+// the old refused), revoking it, the live connections, and the audit log by
 // filter and page, verified in the browser against the signed checkpoint;
 // a non-admin sees none of it.
 
@@ -75,6 +76,13 @@ func waitVerified(t *testing.T, p *webPage, after int) []auditRow {
 		}
 	}
 	return rows
+}
+
+// keyGoneJS is true in a page that holds key nowhere: not in its text,
+// its fields or its storage.
+func keyGoneJS(key string) string {
+	q := strconv.Quote(key)
+	return `!document.body.innerText.includes(` + q + `) && ![...document.querySelectorAll("input, textarea")].some((i) => i.value.includes(` + q + `)) && !JSON.stringify(localStorage).includes(` + q + `) && !JSON.stringify(sessionStorage).includes(` + q + `)`
 }
 
 func TestWebAdminPages(t *testing.T) {
@@ -158,8 +166,7 @@ func TestWebAdminPages(t *testing.T) {
 		clickWithin(p, `__t.one("dialog", "API key of Pump 7")`, "button", "Done")
 		p.waitTrue(`!__t.all("dialog", "API key of Pump 7").length`)
 		dwaitTrue(p, `__d.row("Pump 7") && __d.row("Pump 7").textContent.includes("carol")`)
-		q := strconv.Quote(key)
-		gone := `!document.body.innerText.includes(` + q + `) && ![...document.querySelectorAll("input, textarea")].some((i) => i.value.includes(` + q + `)) && !JSON.stringify(localStorage).includes(` + q + `) && !JSON.stringify(sessionStorage).includes(` + q + `)`
+		gone := keyGoneJS(key)
 		if v := string(p.js(gone)); v != "true" {
 			t.Fatal("the key is still in the page once its dialog closed")
 		}
@@ -170,6 +177,47 @@ func TestWebAdminPages(t *testing.T) {
 		if v := string(p.js(gone)); v != "true" {
 			t.Fatal("the key is shown again after a reload")
 		}
+	})
+
+	t.Run("devices: rotate a key, the new one shown once and working, the old refused", func(t *testing.T) {
+		if dev == nil {
+			t.Fatal("the register subtest left no connected device")
+		}
+		old := key
+		p.click("button", "Rotate key of Pump 7")
+		clickWithin(p, `__t.one("dialog", "Rotate the key of Pump 7?")`, "button", "Rotate")
+		p.waitTrue(`__t.all("dialog", "API key of Pump 7").length`)
+		json.Unmarshal(p.js(`__t.one("textbox", "API key", __t.one("dialog", "API key of Pump 7")).value`), &key)
+		if key == "" || key == old {
+			t.Fatalf("after Rotate the dialog shows no new key (same as the old: %v)", key == old)
+		}
+		e2etest.Secret("device API key", key)
+		if txt := string(p.js(`__t.one("dialog", "API key of Pump 7").textContent`)); !strings.Contains(txt, "it will not be shown again") {
+			t.Errorf("the rotated key's dialog says %s, want a warning that it is shown once", txt)
+		}
+		// The connection on the old key is closed, and the old key refused.
+		if code, err := dev.CloseCode(5 * time.Second); code != 4003 {
+			t.Errorf("the connection on the old key closed with %d (%v), want 4003", code, err)
+		}
+		if c, err := e2etest.TryWS(s.wsURL, "unhidra.v1, apikey."+old); err == nil {
+			c.Close()
+			t.Fatal("the old key still connects after Rotate")
+		}
+		// The new key is the device's: it connects as the same device.
+		var err error
+		if dev, err = e2etest.TryWS(s.wsURL, "unhidra.v1, apikey."+key); err != nil {
+			t.Fatalf("the rotated key does not connect: %v", err)
+		}
+		parent.Cleanup(func() { dev.Close() })
+		if pr := dev.Welcome.Principal; pr.Kind != "device" || pr.ID != devID {
+			t.Fatalf("the rotated key connects as %+v, want device %s", pr, devID)
+		}
+		clickWithin(p, `__t.one("dialog", "API key of Pump 7")`, "button", "Done")
+		p.waitTrue(`!__t.all("dialog", "API key of Pump 7").length`)
+		if v := string(p.js(keyGoneJS(key))); v != "true" {
+			t.Fatal("the rotated key is still in the page once its dialog closed")
+		}
+		dwait(p, `__d.state("Pump 7") !== "revoked"`, `true`)
 	})
 
 	t.Run("devices: revoke one", func(t *testing.T) {
