@@ -32,7 +32,7 @@ vet:
 # under -race they run on smaller logs.
 VOLUME_PKGS := ./internal/audit/...
 test: test-python
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	CGO_ENABLED=1 UNHIDRA_SCREENSHOTS=$(CURDIR)/build/screenshots $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	UNHIDRA_VOLUME=1 $(GO) test -count=1 -timeout 10m -run 'Volume' $(VOLUME_PKGS)
 
 # The ML worker's own tests, on Debian's interpreter (as `serve` runs it).

@@ -121,13 +121,19 @@ func (p *webPage) checkErrors() {
 	}
 }
 
-// shotDir is where p.shot writes: docs/screenshots when UNHIDRA_SCREENSHOTS
-// is set (the README shows them), else a temporary directory of the test.
+// shotDir is where p.shot writes, by UNHIDRA_SCREENSHOTS: docs/screenshots
+// when it is 1 (the README shows them), the directory it names otherwise
+// (a relative one from cmd/unhidra; make check keeps them in
+// build/screenshots), else a temporary directory of the test.
 func shotDir(t *testing.T) string {
-	if os.Getenv("UNHIDRA_SCREENSHOTS") != "" {
+	switch v := os.Getenv("UNHIDRA_SCREENSHOTS"); v {
+	case "":
+		return t.TempDir()
+	case "1":
 		return filepath.Join("..", "..", "docs", "screenshots")
+	default:
+		return v
 	}
-	return t.TempDir()
 }
 
 // shot saves a PNG screenshot of the page's viewport as <name>.png (see
