@@ -37,6 +37,7 @@ func (s *ChatStore) Sync(context.Context) error { return s.db.SyncWAL() }
 
 func (s *ChatStore) appendMessages(ctx context.Context, batch []chat.Append, inTx func(context.Context, func(*sql.Tx) error) error) ([]chat.AppendResult, error) {
 	var results []chat.AppendResult
+	var stored int // telemetry points stored beside the messages
 	err := inTx(ctx, func(tx *sql.Tx) error {
 		// The statements run without ctx's deadline: with a context that
 		// can end, the driver starts a watcher goroutine for every
@@ -133,11 +134,13 @@ func (s *ChatStore) appendMessages(ctx context.Context, batch []chat.Append, inT
 				return err
 			}
 		}
+		stored = points.n
 		return points.finish(ctx, tx)
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.db.fold.added(stored)
 	return results, nil
 }
 

@@ -52,6 +52,7 @@ type DB struct {
 
 	wal  walFile       // SyncWAL's (walsync.go)
 	ckpt *checkpointer // checkpoint.go
+	fold *folder       // fold.go
 }
 
 // Pragmas applied to every connection, in order.
@@ -127,7 +128,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
 	}
-	return &DB{path: path, write: w, read: r, Now: func() time.Time { return time.Now().UTC() }, wal: walFile{path: path + "-wal"}, ckpt: cp}, nil
+	db := &DB{path: path, write: w, read: r, Now: func() time.Time { return time.Now().UTC() }, wal: walFile{path: path + "-wal"}, ckpt: cp}
+	db.fold = newFolder(db)
+	return db, nil
 }
 
 // Path returns the database file path.
@@ -135,6 +138,7 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.fold.close()
 	err := errors.Join(db.ckpt.close(), db.read.Close(), db.write.Close())
 	db.wal.close()
 	return err

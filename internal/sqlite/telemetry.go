@@ -29,7 +29,7 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 	if len(points) == 0 {
 		return nil
 	}
-	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var rows telemetryRows
 		defer rows.close()
 		for i := range points {
@@ -39,6 +39,10 @@ func (s *FleetStore) AppendTelemetry(ctx context.Context, points []device.Teleme
 		}
 		return rows.finish(ctx, tx)
 	})
+	if err == nil {
+		s.db.fold.added(len(points))
+	}
+	return err
 }
 
 // telemetryRows writes telemetry points inside a transaction that is
@@ -53,11 +57,12 @@ type telemetryRows struct {
 	ins, up *sql.Stmt
 	txIns   *sql.Stmt
 	seen    map[string]time.Time
+	n       int // points added
 }
 
 // The statements of the telemetry write path.
 const (
-	qTelemetryInsert = `INSERT INTO telemetry (device_id, ts, id, seq, data, received_at) VALUES (?, ?, ?, ?, ?, ?)`
+	qTelemetryInsert = `INSERT INTO telemetry_recent (device_id, ts, id, seq, data, received_at) VALUES (?, ?, ?, ?, ?, ?)` // fold.go moves them on
 	qLastSeen        = `UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`
 )
 
@@ -88,6 +93,7 @@ func (r *telemetryRows) add(ctx context.Context, tx *sql.Tx, p *unhidra.Telemetr
 	if p.ReceivedAt.After(r.seen[p.DeviceID]) {
 		r.seen[p.DeviceID] = p.ReceivedAt
 	}
+	r.n++
 	return nil
 }
 
@@ -140,8 +146,16 @@ func (r *telemetryRows) close() {
 
 // QueryTelemetry returns points with since <= ts < until, oldest first.
 func (s *FleetStore) QueryTelemetry(ctx context.Context, deviceID string, since, until time.Time, limit int) ([]device.TelemetryPoint, error) {
-	rows, err := s.db.Reader().QueryContext(ctx, `SELECT ts, seq, data, received_at FROM telemetry
-		WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?`,
+	// Both stages of fold.go, merged in key order: the compound SELECT
+	// reads telemetry_points in its key's order and stops at the limit.
+	rows, err := s.db.Reader().QueryContext(ctx, `
+		SELECT ts, id, seq, data, received_at FROM telemetry_points
+		WHERE device_id = ?1 AND ts >= ?2 AND ts < ?3
+		UNION ALL
+		SELECT ts, id, seq, data, received_at FROM telemetry_recent r
+		WHERE device_id = ?1 AND ts >= ?2 AND ts < ?3 AND NOT EXISTS
+			(SELECT 1 FROM telemetry_points p WHERE p.device_id = r.device_id AND p.ts = r.ts AND p.id = r.id)
+		ORDER BY 1, 2 LIMIT ?4`,
 		deviceID, Time(since), Time(until), limit)
 	if err != nil {
 		return nil, Err(err)
@@ -150,8 +164,9 @@ func (s *FleetStore) QueryTelemetry(ctx context.Context, deviceID string, since,
 	var out []device.TelemetryPoint
 	for rows.Next() {
 		var ts, recv, data string
+		var id int64
 		var seq sql.NullInt64
-		if err := rows.Scan(&ts, &seq, &data, &recv); err != nil {
+		if err := rows.Scan(&ts, &id, &seq, &data, &recv); err != nil {
 			return nil, Err(err)
 		}
 		p := device.TelemetryPoint{DeviceID: deviceID, Data: json.RawMessage(data)}
@@ -172,7 +187,8 @@ func (s *FleetStore) QueryTelemetry(ctx context.Context, deviceID string, since,
 
 // PruneTelemetry deletes points with ts < before, device by device (the
 // table is keyed by device and time), in chunks so that the writer is never
-// held for long.
+// held for long. It does not run beside a fold (fold.go), which could put
+// back a point it had read before the prune.
 func (s *FleetStore) PruneTelemetry(ctx context.Context, before time.Time) (int64, error) {
 	const chunk = 5000
 	var devices []string
@@ -192,13 +208,27 @@ func (s *FleetStore) PruneTelemetry(ctx context.Context, before time.Time) (int6
 	if err := rows.Err(); err != nil {
 		return 0, Err(err)
 	}
+	s.db.fold.mu.Lock()
+	defer s.db.fold.mu.Unlock()
+	// Points not folded yet (fold.go): the table is small, one pass.
 	var total int64
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM telemetry_recent WHERE ts < ?`, Time(before))
+		if err != nil {
+			return err
+		}
+		total, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
 	for _, d := range devices {
 		for {
 			var n int64
 			err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-				res, err := tx.ExecContext(ctx, `DELETE FROM telemetry WHERE (device_id, ts, id) IN
-					(SELECT device_id, ts, id FROM telemetry WHERE device_id = ? AND ts < ? ORDER BY ts LIMIT ?)`, d, Time(before), chunk)
+				res, err := tx.ExecContext(ctx, `DELETE FROM telemetry_points WHERE (device_id, ts, id) IN
+					(SELECT device_id, ts, id FROM telemetry_points WHERE device_id = ? AND ts < ? ORDER BY ts LIMIT ?)`, d, Time(before), chunk)
 				if err != nil {
 					return err
 				}

@@ -85,8 +85,8 @@ func TestFleetStorePrunesInChunks(t *testing.T) {
 	db, st := fleetTestDB(t)
 	ctx := context.Background()
 	// 12,000 points one millisecond apart from fleetT0, written in one
-	// statement (in the format sqlite.Time writes).
-	if _, err := db.Writer().ExecContext(ctx, `INSERT INTO telemetry (device_id, ts, id, seq, data, received_at)
+	// statement (in the format sqlite.Time writes) into the folded stage.
+	if _, err := db.Writer().ExecContext(ctx, `INSERT INTO telemetry_points (device_id, ts, id, seq, data, received_at)
 		WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 11999)
 		SELECT 'd1', printf('2026-05-01T08:%02d:%02d.%09dZ', i / 60000, (i / 1000) % 60, (i % 1000) * 1000000), i + 1, i, '{}', ?
 		FROM n`, sqlite.Time(fleetT0)); err != nil {
