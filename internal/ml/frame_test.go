@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -131,7 +132,7 @@ func TestSplitCommand(t *testing.T) {
 	}
 	for in, want := range cases {
 		got, err := SplitCommand(in)
-		if err != nil || !equal(got, want) {
+		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("SplitCommand(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
@@ -140,18 +141,6 @@ func TestSplitCommand(t *testing.T) {
 			t.Errorf("SplitCommand(%q) accepted", in)
 		}
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func FuzzReadFrame(f *testing.F) {
@@ -214,7 +203,7 @@ func FuzzSplitCommand(f *testing.F) {
 			q = append(q, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
 		}
 		again, err := SplitCommand(strings.Join(q, " "))
-		if err != nil || !equal(again, words) {
+		if err != nil || !slices.Equal(again, words) {
 			t.Fatalf("%q → %q → %q (%v)", s, words, again, err)
 		}
 	})

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,18 +35,6 @@ func count(t *testing.T, db *sqlite.DB, q string) int {
 	return n
 }
 
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Points are read the same before, during and after their fold, in time
 // order, points of one ts in the order they were stored, whichever stage
 // each is in.
@@ -63,7 +52,7 @@ func TestTelemetryReadsTheSameBeforeAndAfterItIsFolded(t *testing.T) {
 	add(point("d1", at(3), 30), point("d2", at(1), 100), point("d1", at(1), 10))
 	add(point("d1", at(2), 20))
 	want := []int64{10, 20, 30}
-	if got := seqs(t, st, "d1", 10); !equal(got, want) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, want) {
 		t.Fatalf("unfolded: %v, want %v", got, want)
 	}
 	moved, err := db.FoldTelemetry(ctx)
@@ -74,19 +63,19 @@ func TestTelemetryReadsTheSameBeforeAndAfterItIsFolded(t *testing.T) {
 	add(point("d1", at(2), 21), point("d2", at(2), 200))
 	add(point("d1", at(2), 22))
 	want = []int64{10, 20, 21, 22, 30}
-	if got := seqs(t, st, "d1", 10); !equal(got, want) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, want) {
 		t.Fatalf("half folded: %v, want %v", got, want)
 	}
-	if got := seqs(t, st, "d1", 3); !equal(got, want[:3]) {
+	if got := seqs(t, st, "d1", 3); !slices.Equal(got, want[:3]) {
 		t.Fatalf("limit 3 across both stages: %v, want %v", got, want[:3])
 	}
 	if moved, err := db.FoldTelemetry(ctx); err != nil || moved != 3 {
 		t.Fatalf("folded %d (%v), want 3", moved, err)
 	}
-	if got := seqs(t, st, "d1", 10); !equal(got, want) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, want) {
 		t.Fatalf("folded: %v, want %v", got, want)
 	}
-	if got := seqs(t, st, "d2", 10); !equal(got, []int64{100, 200}) {
+	if got := seqs(t, st, "d2", 10); !slices.Equal(got, []int64{100, 200}) {
 		t.Fatalf("d2: %v", got)
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM telemetry_recent`); n != 0 {
@@ -117,7 +106,7 @@ func TestAPointInBothStagesIsReadOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []int64{0, 1, 2, 3, 4}
-	if got := seqs(t, st, "d1", 10); !equal(got, want) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, want) {
 		t.Fatalf("read %v, want %v", got, want)
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM telemetry WHERE device_id = 'd1'`); n != 5 {
@@ -129,7 +118,7 @@ func TestAPointInBothStagesIsReadOnce(t *testing.T) {
 	if n := count(t, db, `SELECT COUNT(*) FROM telemetry_points`); n != 5 {
 		t.Fatalf("%d points after the fold, want 5", n)
 	}
-	if got := seqs(t, st, "d1", 10); !equal(got, want) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, want) {
 		t.Fatalf("after the fold: %v, want %v", got, want)
 	}
 }
@@ -153,7 +142,7 @@ func TestPruningReachesPointsNotYetFolded(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("pruned %d (%v), want 3", n, err)
 	}
-	if got := seqs(t, st, "d1", 10); !equal(got, []int64{3}) {
+	if got := seqs(t, st, "d1", 10); !slices.Equal(got, []int64{3}) {
 		t.Fatalf("left %v, want [3]", got)
 	}
 }
@@ -200,7 +189,7 @@ func TestTheFolderRunsInTheBackgroundAndCloseKeepsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db3.Close()
-	if got := seqs(t, sqlite.NewFleetStore(db3), "d1", 10); !equal(got, []int64{7}) {
+	if got := seqs(t, sqlite.NewFleetStore(db3), "d1", 10); !slices.Equal(got, []int64{7}) {
 		t.Fatalf("after reopening: %v, want [7]", got)
 	}
 }
